@@ -1,0 +1,100 @@
+"""Numeric comparison of two sets of outputs, with a tolerance policy per dtype.
+
+Non-finite values must agree exactly (NaN where NaN, +inf where +inf); the error figures are taken
+over the finite elements. Shapes and dtypes must match: a broadcastable or castable answer is a
+different answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+DEFAULT_RTOL = 1e-4
+DEFAULT_ATOL = 1e-4
+
+
+@dataclass
+class Tolerance:
+    rtol: float = DEFAULT_RTOL
+    atol: float = DEFAULT_ATOL
+
+
+@dataclass
+class Parity:
+    """The comparison of actual against expected outputs over every probe."""
+
+    ok: bool
+    max_abs_err: float = 0.0
+    max_rel_err: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    per_probe_max_abs_err: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _compare_floats(name: str, expected: np.ndarray, actual: np.ndarray, tol: Tolerance) -> Parity:
+    exp = expected.astype(np.float64)
+    act = actual.astype(np.float64)
+    finite = np.isfinite(exp) & np.isfinite(act)
+    diff = np.abs(exp[finite] - act[finite])
+    scale = np.abs(exp[finite])
+    rel = diff / np.maximum(scale, 1e-12)
+    bad_nonfinite = ~finite & ~(
+        (np.isnan(exp) & np.isnan(act)) | (np.isinf(exp) & np.isinf(act) & (np.sign(exp) == np.sign(act)))
+    )
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float(rel.max()) if rel.size else 0.0
+    problems = []
+    if bad_nonfinite.any():
+        problems.append(f"{name}: {int(bad_nonfinite.sum())} non-finite values disagree")
+    if np.any(diff > tol.atol + tol.rtol * scale):
+        problems.append(f"{name}: max abs err {max_abs:.3g}, max rel err {max_rel:.3g} beyond tolerance")
+    return Parity(not problems, max_abs, max_rel, problems)
+
+
+def compare_tensor(name: str, expected: np.ndarray, actual: np.ndarray, tol: Tolerance) -> Parity:
+    """Compare one tensor; shape, dtype and values must all agree."""
+    expected = np.asarray(expected)
+    actual = np.asarray(actual)
+    if expected.shape != actual.shape:
+        return Parity(False, problems=[f"{name}: shape {actual.shape} != expected {expected.shape}"])
+    if expected.dtype != actual.dtype:
+        return Parity(False, problems=[f"{name}: dtype {actual.dtype} != expected {expected.dtype}"])
+    if expected.dtype.kind in "fc":
+        return _compare_floats(name, expected, actual, tol)
+    equal = expected == actual
+    if equal.all():
+        return Parity(True)
+    wrong = int((~equal).sum())
+    max_abs = float(np.abs(expected.astype(np.float64) - actual.astype(np.float64)).max())
+    return Parity(False, max_abs, 0.0, [f"{name}: {wrong} of {equal.size} elements differ"])
+
+
+def compare_outputs(
+    expected: Sequence[Mapping[str, np.ndarray]],
+    actual: Sequence[Mapping[str, np.ndarray]],
+    tol: Tolerance,
+) -> Parity:
+    """Compare per-probe output dicts (expected names drive the comparison)."""
+    result = Parity(True)
+    if len(expected) != len(actual):
+        return Parity(False, problems=[f"{len(actual)} probe results for {len(expected)} probes"])
+    for index, (exp, act) in enumerate(zip(expected, actual, strict=True)):
+        probe_abs = 0.0
+        for name, value in exp.items():
+            if name not in act:
+                result.ok = False
+                result.problems.append(f"probe {index}: output {name!r} missing")
+                continue
+            one = compare_tensor(name, value, act[name], tol)
+            result.ok &= one.ok
+            probe_abs = max(probe_abs, one.max_abs_err)
+            result.max_abs_err = max(result.max_abs_err, one.max_abs_err)
+            result.max_rel_err = max(result.max_rel_err, one.max_rel_err)
+            result.problems.extend(f"probe {index}: {p}" for p in one.problems)
+        result.per_probe_max_abs_err.append(probe_abs)
+    return result
