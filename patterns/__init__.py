@@ -1,0 +1,1 @@
+"""Detectors: each module registers functions with convfix.matcher; they only read the model."""

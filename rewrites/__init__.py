@@ -1,0 +1,1 @@
+"""The built-in rule library: one module per family, each exporting RULES."""

@@ -1,0 +1,74 @@
+"""The Python API: what the CLI calls and what users script against."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from convfix import engine, model_io, normalize, oracle, probes
+from convfix.errors import ConvfixError
+from convfix.findings import Finding
+from convfix.parity import Parity, Tolerance, compare_outputs
+from convfix.rules import RuleSet, discover
+
+
+def scan(
+    model_path: str | Path, *, input_shapes: Sequence[str] = (), rule_dirs: Sequence[Path] = ()
+) -> list[Finding]:
+    """Every finding in the model (subgraphs included), each with the rules that claim it."""
+    model = model_io.load(model_path)
+    pinned = probes.parse_input_shapes(input_shapes, probes.input_specs(model))
+    return engine.scan(normalize.normalize(model), pinned, discover(rule_dirs))
+
+
+def rules(rule_dirs: Sequence[Path] = ()) -> RuleSet:
+    """The rules found: built-in, from --rules directories, and from `convfix.rules` entry points."""
+    return discover(rule_dirs)
+
+
+def repair(model_path: str | Path, options: engine.RepairOptions | None = None, **kwargs) -> engine.Report:
+    """Repair one model; see engine.RepairOptions for the options. Bad input raises ConvfixError."""
+    return engine.repair(model_path, options, **kwargs)
+
+
+@dataclass
+class CheckResult:
+    parity: Parity
+    oracle: str
+    probes: list[dict[str, list[int]]]
+
+
+def check(
+    original: str | Path,
+    artifact: str | Path,
+    *,
+    inputs: Path | None = None,
+    input_shapes: Sequence[str] = (),
+    tolerance: Tolerance | None = None,
+    target: object | None = None,
+) -> CheckResult:
+    """Parity of a TF SavedModel or .tflite against the original ONNX model on the probes."""
+    artifact = Path(artifact)
+    if not artifact.exists():
+        raise ConvfixError(f"{artifact}: no such SavedModel directory or .tflite file")
+    model = model_io.load(original)
+    specs = probes.input_specs(model)
+    pinned = probes.parse_input_shapes(input_shapes, specs)
+    probe_set = probes.load_probes(inputs, specs) if inputs else probes.make_probes(specs, pinned)
+    try:
+        reference = oracle.evaluate(model, probe_set)
+    except oracle.OracleError as exc:
+        raise ConvfixError(f"no oracle can run {original}: {exc}") from None
+    owns_target = target is None
+    if owns_target:
+        from convfix.target import Onnx2TfTarget
+
+        target = Onnx2TfTarget()
+    try:
+        actual = target.run(artifact, probe_set)
+    finally:
+        if owns_target:
+            target.close()
+    parity = compare_outputs(reference.outputs, actual, tolerance or Tolerance())
+    return CheckResult(parity, reference.oracle, probes.describe(probe_set))

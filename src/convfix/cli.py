@@ -1,0 +1,213 @@
+"""The command line: parses, calls the API, renders with rich. Errors are one line on stderr.
+
+Exit codes: scan 0 no findings / 1 findings; repair 0 repaired or clean / 1 not fully repaired;
+check 0 parity holds / 1 differs; 2 for bad input or usage, everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from convfix import api
+from convfix.engine import RepairOptions
+from convfix.errors import ConvfixError
+from convfix.findings import Finding
+from convfix.journal import Report
+from convfix.parity import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+InputShapes = Annotated[list[str], typer.Option("--input-shape", help="Pin an input: NAME=D1,D2,...")]
+RuleDirs = Annotated[list[Path], typer.Option("--rules", help="A directory of rule modules (repeatable)")]
+Inputs = Annotated[Path | None, typer.Option("--inputs", help="Probe inputs: .npz keyed by input name")]
+Rtol = Annotated[float, typer.Option("--rtol", help="Relative tolerance")]
+Atol = Annotated[float, typer.Option("--atol", help="Absolute tolerance")]
+
+
+def _findings_table(findings: list[Finding]) -> Table:
+    table = Table("kind", "where", "op", "reason", "rules", title="findings")
+    for f in findings:
+        where = "/".join(p for p in (f.path, f.node or f.subject or "") if p)
+        table.add_row(f.kind, where, f.op or "", f.reason, ", ".join(f.rules) or "-")
+    return table
+
+
+@app.command()
+def scan(
+    model: Path,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON")] = False,
+    input_shape: InputShapes = None,
+    rules: RuleDirs = None,
+) -> None:
+    """Report every finding in MODEL with its node, reason and the rules that claim it."""
+    findings = api.scan(model, input_shapes=input_shape or (), rule_dirs=rules or ())
+    if as_json:
+        print(json.dumps([f.to_json() for f in findings], indent=2))
+    elif findings:
+        out.print(_findings_table(findings))
+    else:
+        out.print("no findings")
+    raise typer.Exit(1 if findings else 0)
+
+
+def _render_report(report: Report) -> None:
+    if report.findings:
+        out.print(_findings_table(report.findings))
+    steps = Table("rule", "finding", "outcome", "max abs err", title="steps")
+    for step in report.steps:
+        err_text = f"{step.parity.max_abs_err:.3g}" if step.parity else "-"
+        steps.add_row(step.rule, step.finding.describe(), step.outcome, err_text)
+    if report.steps:
+        out.print(steps)
+    tf = report.tf
+    if tf.converted and tf.parity is not None:
+        per_probe = ", ".join(f"{e:.3g}" for e in tf.parity.per_probe_max_abs_err)
+        out.print(f"TF parity: {'ok' if tf.parity.ok else 'FAILED'}; max abs err per probe: {per_probe}")
+        for problem in tf.parity.problems[:5]:
+            out.print(f"  {problem}")
+    if tf.tflite_parity is not None:
+        verdict = "ok" if tf.tflite_parity.ok else "FAILED"
+        out.print(f"TFLite parity: {verdict}; max abs err {tf.tflite_parity.max_abs_err:.3g}")
+    if not tf.converted:
+        out.print(f"conversion failed: {tf.error}")
+    for finding in report.remaining:
+        out.print(f"remaining: {finding.describe()}")
+    for note in report.notes:
+        out.print(f"note: {note}")
+    colour = "green" if report.exit_code == 0 else "red"
+    out.print(f"[{colour}]{report.model}: {report.status}[/{colour}] (oracle: {report.oracle})")
+
+
+@app.command()
+def repair(
+    models: Annotated[list[Path], typer.Argument(help="One model, or several with --out-dir")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Repaired .onnx")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", help="Batch: DIR/NAME.onnx, .tf/, .json")
+    ] = None,
+    tf_out: Annotated[Path | None, typer.Option("--tf-out", help="SavedModel directory to write")] = None,
+    tflite: Annotated[bool, typer.Option("--tflite", help="Also write and verify model.tflite")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="JSON report path")] = None,
+    input_shape: InputShapes = None,
+    inputs: Inputs = None,
+    rules: RuleDirs = None,
+    rtol: Rtol = DEFAULT_RTOL,
+    atol: Atol = DEFAULT_ATOL,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed per conversion")] = 600.0,
+) -> None:
+    """Rewrite MODEL until it converts to TensorFlow with parity, checking parity after each rewrite."""
+    from convfix.target import Onnx2TfTarget
+
+    if len(models) > 1 and out_dir is None:
+        raise ConvfixError("several models need --out-dir DIR")
+    if out_dir is not None and (output or tf_out or report):
+        raise ConvfixError("--out-dir names the outputs itself: drop -o, --tf-out and --report")
+    worst = 0
+    with Onnx2TfTarget(timeout_s=timeout) as target:
+        for model in models:
+            options = RepairOptions(
+                output=output if out_dir is None else out_dir / f"{model.stem}.onnx",
+                tf_out=tf_out if out_dir is None else out_dir / f"{model.stem}.tf",
+                tflite=tflite,
+                report_path=report if out_dir is None else out_dir / f"{model.stem}.json",
+                input_shapes=input_shape or (),
+                inputs=inputs,
+                rule_dirs=rules or (),
+                tolerance=Tolerance(rtol, atol),
+                conversion_timeout=timeout,
+            )
+            worst = max(worst, _repair_one(model, options, target, batch=len(models) > 1))
+    raise typer.Exit(worst)
+
+
+def _repair_one(model: Path, options: RepairOptions, target, *, batch: bool) -> int:
+    try:
+        with out.status(f"{model.name}: starting") as status:
+            result = api.repair(
+                model, options, target=target, progress=lambda m: status.update(f"{model.name}: {m}")
+            )
+    except ConvfixError as exc:
+        if not batch:
+            raise
+        err.print(f"convfix: error: {exc}", highlight=False, soft_wrap=True)
+        return 2
+    _render_report(result)
+    return result.exit_code
+
+
+@app.command()
+def check(
+    original: Path,
+    artifact: Path,
+    inputs: Inputs = None,
+    input_shape: InputShapes = None,
+    rtol: Rtol = DEFAULT_RTOL,
+    atol: Atol = DEFAULT_ATOL,
+) -> None:
+    """Parity of a TF SavedModel directory or .tflite file against ORIGINAL.onnx."""
+    with out.status("running the original and the TF model"):
+        result = api.check(
+            original, artifact, inputs=inputs, input_shapes=input_shape or (), tolerance=Tolerance(rtol, atol)
+        )
+    parity = result.parity
+    verdict = "holds" if parity.ok else "FAILS"
+    out.print(f"parity {verdict}: max abs err {parity.max_abs_err:.3g} (oracle: {result.oracle})")
+    for problem in parity.problems[:10]:
+        out.print(f"  {problem}")
+    raise typer.Exit(0 if parity.ok else 1)
+
+
+@app.command("rules")
+def list_rules(
+    rules: RuleDirs = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the rules found, where they come from and what they claim."""
+    found = api.rules(rules or ())
+    if as_json:
+        print(json.dumps([r.to_json() for r in found.rules], indent=2))
+    else:
+        table = Table("rule", "claims", "exact", "source", "what it does")
+        for rule in found.rules:
+            claims = ", ".join(rule.kinds) + (f" [{', '.join(rule.ops)}]" if rule.ops else "")
+            table.add_row(
+                rule.name,
+                claims,
+                "yes" if rule.exact else f"no {rule.tolerance}",
+                rule.source,
+                rule.description,
+            )
+        out.print(table)
+    for problem in found.problems:
+        err.print(f"convfix: warning: {problem}", highlight=False, soft_wrap=True)
+
+
+def main() -> None:
+    """Entry point: turns every error into one line on stderr and the contract's exit code."""
+    try:
+        code = app(standalone_mode=False)
+    except ConvfixError as exc:
+        _fail(str(exc), 2)
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing half-written was left behind", 130)
+    except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            _fail(exc.format_message(), 2)
+        _fail(f"internal error: {type(exc).__name__}: {exc}", 2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"convfix: error: {' '.join(message.split())}", highlight=False, soft_wrap=True, markup=False)
+    sys.exit(code)

@@ -1,0 +1,362 @@
+"""The repair loop: scan, rewrite in transactions checked against the reference, convert, verify, write.
+
+Everything is compared to the reference outputs of the ORIGINAL model (or of the PyTorch module when
+one is given), computed once on the probes. A rewrite whose outputs leave tolerance is rolled back.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import onnxscript.optimizer
+
+from convfix import model_io, normalize, oracle, probes
+from convfix.errors import ConvfixError
+from convfix.findings import Finding
+from convfix.journal import Report, Step, TfResult
+from convfix.matcher import ScanContext, scan_model
+from convfix.parity import Parity, Tolerance, compare_outputs
+from convfix.rules import Rule, RuleContext, RuleSet, discover
+
+MAX_STEPS = 200
+MAX_CONVERSIONS = 3
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RepairOptions:
+    """Everything a repair can be told; the CLI and the API both build one."""
+
+    output: Path | None = None
+    tf_out: Path | None = None
+    tflite: bool = False
+    report_path: Path | None = None
+    input_shapes: Sequence[str] = ()
+    inputs: Path | None = None
+    rule_dirs: Sequence[Path] = ()
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    conversion_timeout: float = 600.0
+
+
+def supported_ops() -> frozenset[str]:
+    from convfix.target import Onnx2TfTarget
+
+    return Onnx2TfTarget.supported_ops_static()
+
+
+def claim(findings: Sequence[Finding], rules: RuleSet) -> list[Finding]:
+    return [f.with_rules(tuple(r.name for r in rules.claiming(f))) for f in findings]
+
+
+def scan(model: ir.Model, pinned: Mapping[str, tuple[int, ...]], rules: RuleSet) -> list[Finding]:
+    return claim(scan_model(model, ScanContext(supported_ops(), pinned)), rules)
+
+
+class _Clock:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.start = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self.start
+        self.start = now
+
+
+@dataclass
+class _Session:
+    """The state of one repair: the model as it stands, the reference, and the journal."""
+
+    model: ir.Model
+    probe_set: list[dict[str, np.ndarray]]
+    reference: list[dict[str, np.ndarray]]
+    rules: RuleSet
+    context: RuleContext
+    tolerance: Tolerance
+    report: Report
+    tried: set[tuple[str, tuple]] = field(default_factory=set)
+
+    def parity_of(self, model: ir.Model, tolerance: Tolerance) -> Parity:
+        try:
+            outputs = oracle.evaluate(model, self.probe_set).outputs
+        except oracle.OracleError as exc:
+            return Parity(False, problems=[f"the rewritten model cannot be run: {exc}"])
+        return compare_outputs(self.reference, outputs, tolerance)
+
+    def try_rule(self, rule: Rule, finding: Finding) -> bool:
+        """Apply one rule in a transaction; keep the result only if parity holds."""
+        self.tried.add((rule.name, finding.key))
+        started = time.perf_counter()
+        trial = model_io.clone(self.model)
+        step = Step(rule.name, finding, False, "", nodes_before=_count_nodes(self.model))
+        try:
+            reason = rule.apply(trial, finding, self.context)
+            if reason is None:
+                normalize.tidy(trial)
+        except Exception as exc:  # noqa: BLE001 - a failing rule is reported and skipped
+            reason = f"the rule raised {type(exc).__name__}: {exc}"
+            step.outcome = f"error: {reason}"
+        if reason is not None:
+            step.outcome = step.outcome or f"not applicable: {reason}"
+        else:
+            tolerance = Tolerance(*rule.tolerance) if rule.tolerance else self.tolerance
+            step.parity = self.parity_of(trial, tolerance)
+            step.nodes_after = _count_nodes(trial)
+            step.accepted = step.parity.ok
+            step.outcome = "accepted" if step.accepted else "rolled back: parity lost"
+            if step.accepted:
+                self.model = trial
+        step.seconds = time.perf_counter() - started
+        self.report.steps.append(step)
+        return step.accepted
+
+    def rewrite_until_fixpoint(self, extra: Sequence[Finding] = ()) -> None:
+        """Try each claiming rule once per finding until no blocking finding has an untried rule."""
+        pending_extra = list(extra)
+        for _ in range(MAX_STEPS):
+            findings = scan(self.model, self.context.pinned_shapes, self.rules) + claim(
+                pending_extra, self.rules
+            )
+            candidate = next(
+                (
+                    (rule, f)
+                    for f in findings
+                    if f.blocking
+                    for rule in self.rules.claiming(f)
+                    if (rule.name, f.key) not in self.tried
+                ),
+                None,
+            )
+            if candidate is None:
+                return
+            rule, finding = candidate
+            if self.try_rule(rule, finding):
+                pending_extra = []
+
+    def simplify(self) -> None:
+        """Constant folding and shape-arithmetic folding before conversion, parity-checked like a rule."""
+        self.try_rule(SIMPLIFY, Finding("simplify", "fold constants before conversion", subject="model"))
+
+
+def _optimize(model: ir.Model, finding: Finding, context: RuleContext) -> None:
+    onnxscript.optimizer.optimize(model)
+
+
+SIMPLIFY = Rule(
+    "simplify",
+    ("simplify",),
+    _optimize,
+    "onnxscript optimizer: fold constants and shape arithmetic (what onnxsim would do, in-process)",
+)
+
+
+def _count_nodes(model: ir.Model) -> int:
+    return sum(1 for _ in model.graph.all_nodes())
+
+
+def _progress_noop(message: str) -> None:
+    return None
+
+
+def _prepare(model_path: Path, options: RepairOptions, report: Report) -> tuple[ir.Model, list, dict]:
+    original = model_io.load(model_path)
+    specs = probes.input_specs(original)
+    pinned = probes.parse_input_shapes(options.input_shapes, specs)
+    probe_set = (
+        probes.load_probes(options.inputs, specs) if options.inputs else probes.make_probes(specs, pinned)
+    )
+    report.probes = probes.describe(probe_set)
+    return original, probe_set, pinned
+
+
+def repair(
+    model_path: str | Path,
+    options: RepairOptions | None = None,
+    *,
+    target: object | None = None,
+    reference: Sequence[Mapping[str, np.ndarray]] | None = None,
+    reference_oracle: str | None = None,
+    probe_set: Sequence[Mapping[str, np.ndarray]] | None = None,
+    progress: Progress = _progress_noop,
+) -> Report:
+    """Repair one model. Bad input raises ConvfixError; every other outcome is in the Report."""
+    options = options or RepairOptions()
+    model_path = Path(model_path)
+    report = Report(model=str(model_path))
+    clock = _Clock(report.timings)
+    progress("loading and probing")
+    original, generated, pinned = _prepare(model_path, options, report)
+    probe_list = [dict(p) for p in probe_set] if probe_set is not None else generated
+    report.probes = probes.describe(probe_list)
+    rules = discover(options.rule_dirs)
+    report.notes.extend(f"rule not loaded: {p}" for p in rules.problems)
+    clock.lap("load")
+    if reference is None:
+        try:
+            ref = oracle.evaluate(original, probe_list)
+        except oracle.OracleError as exc:
+            report.notes.append(f"no oracle can run the original model: {exc}")
+            report.findings = scan(normalize.normalize(original), pinned, rules)
+            report.remaining = [f for f in report.findings if f.blocking]
+            _write_report(report, options)
+            return report
+        reference, reference_oracle = ref.outputs, ref.oracle
+    report.oracle = reference_oracle
+    report.branch_coverage = oracle.branch_coverage(original, probe_list)
+    clock.lap("reference")
+
+    session = _Session(
+        normalize.normalize(model_io.clone(original)),
+        probe_list,
+        [dict(r) for r in reference],
+        rules,
+        RuleContext(pinned),
+        options.tolerance,
+        report,
+    )
+    report.findings = scan(session.model, pinned, rules)
+    progress("rewriting")
+    session.rewrite_until_fixpoint()
+    session.simplify()
+    clock.lap("rewrite")
+
+    owns_target = target is None
+    if owns_target:
+        from convfix.target import Onnx2TfTarget
+
+        target = Onnx2TfTarget(timeout_s=options.conversion_timeout)
+    scratch = Path(tempfile.mkdtemp(prefix="convfix-"))
+    try:
+        for _ in range(MAX_CONVERSIONS):
+            progress("converting with onnx2tf and verifying in TensorFlow")
+            result = _convert(session, target, scratch, options)
+            clock.lap("convert")
+            if result.verified or result.converted:
+                break
+            failure = Finding(
+                "conversion-error",
+                result.error or "conversion failed",
+                node=result.error_nodes[0] if result.error_nodes else None,
+                subject=None if result.error_nodes else "model",
+            )
+            before = len(report.accepted_steps)
+            session.rewrite_until_fixpoint([failure])
+            if len(report.accepted_steps) == before:
+                break
+        report.tf = result
+        _finish(report, session, pinned, rules, result)
+        _write_outputs(report, session.model, scratch, options)
+        clock.lap("write")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if owns_target:
+            target.close()
+    return report
+
+
+def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -> TfResult:
+    attempt = Path(tempfile.mkdtemp(prefix="attempt-", dir=scratch))
+    onnx_path = attempt / "model.onnx"
+    model_io.save(session.model, onnx_path)
+    out_dir = attempt / "tf"
+    out_dir.mkdir()
+    raw = target.convert(
+        onnx_path,
+        out_dir,
+        session.probe_set,
+        session.reference,
+        rtol=session.tolerance.rtol,
+        atol=session.tolerance.atol,
+        tflite=options.tflite,
+    )
+    result = TfResult(
+        converted=raw.converted,
+        error=raw.error,
+        error_nodes=list(raw.error_nodes),
+        path=str(raw.saved_model) if raw.saved_model else None,
+        tflite_path=str(raw.tflite) if raw.tflite else None,
+        tflite_ops=raw.tflite_ops,
+        layout=dict(raw.layout),
+        name_map=dict(raw.name_map),
+    )
+    if raw.converted:
+        result.parity = compare_outputs(session.reference, raw.tf_outputs, session.tolerance)
+        result.parity.problems.extend(raw.layout_problems)
+        result.parity.ok &= not raw.layout_problems
+        if options.tflite:
+            result.tflite_parity = (
+                compare_outputs(session.reference, raw.tflite_outputs, session.tolerance)
+                if raw.tflite_outputs is not None
+                else Parity(False, problems=[raw.error or "no .tflite was written"])
+            )
+    return result
+
+
+def _finish(report: Report, session: _Session, pinned, rules: RuleSet, result: TfResult) -> None:
+    final = scan(session.model, pinned, rules)
+    if result.verified:
+        report.status = "repaired" if report.accepted_steps else "clean"
+        report.remaining = []
+        leftover = [f for f in final if f.blocking]
+        report.notes.extend(f"converted and verified despite: {f.describe()}" for f in leftover)
+        return
+    report.status = "partial" if report.accepted_steps else "failed"
+    report.remaining = [f for f in final if f.blocking]
+    if not result.converted:
+        report.remaining.append(
+            Finding(
+                "conversion-error",
+                result.error or "conversion failed",
+                node=next(iter(result.error_nodes), None),
+            )
+        )
+    else:
+        for label, parity in (("TensorFlow", result.parity), ("TFLite", result.tflite_parity)):
+            if parity is not None and not parity.ok:
+                reason = f"{label} outputs differ from the reference: " + "; ".join(parity.problems[:5])
+                report.remaining.append(Finding("divergence", reason, subject=label))
+
+
+def _write_outputs(report: Report, model: ir.Model, scratch: Path, options: RepairOptions) -> None:
+    if options.output is not None:
+        model_io.save(model, options.output)
+        report.output = str(options.output)
+    if options.tf_out is not None and report.tf.converted and report.tf.path:
+        saved_model = Path(report.tf.path)
+        if report.tf.tflite_path:
+            shutil.copy2(report.tf.tflite_path, saved_model / "model.tflite")
+            report.tf.tflite_path = str(options.tf_out / "model.tflite")
+        _install_dir(saved_model, options.tf_out)
+        report.tf.path = str(options.tf_out)
+    elif report.tf.converted:
+        report.tf.path = report.tf.tflite_path = None
+    _write_report(report, options)
+
+
+def _install_dir(source: Path, target: Path) -> None:
+    """Replace target with source in two renames, so target is never half-written."""
+    target = target.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    shutil.copytree(source, staging, dirs_exist_ok=True)
+    if target.exists():
+        if not target.is_dir():
+            raise ConvfixError(f"--tf-out {target}: exists and is not a directory")
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        target.rename(old / "previous")
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(target)
+
+
+def _write_report(report: Report, options: RepairOptions) -> None:
+    if options.report_path is not None:
+        report.write(options.report_path)

@@ -1,0 +1,58 @@
+"""What the matcher reports: one Finding per problem, with where it is, why, and who can fix it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+KINDS = (
+    "unsupported-op",
+    "dynamic-shape",
+    "unresolved-shape",
+    "control-flow",
+    "dtype",
+    "quantization",
+    "conversion-error",
+    "divergence",
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem (blocking) or a fact worth knowing (not blocking) about one place in the model.
+
+    `path` is the subgraph path ("" for the main graph, e.g. "If_3/then_branch" inside a branch);
+    `op` is "domain::OpType" ("OpType" for the default domain); `subject` names what the finding is
+    about when it is not a node (an input, a value).
+    """
+
+    kind: str
+    reason: str
+    node: str | None = None
+    op: str | None = None
+    path: str = ""
+    subject: str | None = None
+    blocking: bool = True
+    rules: tuple[str, ...] = field(default=())
+
+    @property
+    def key(self) -> tuple[str, str, str | None, str | None]:
+        """Identity of the place, so that a rule is never tried twice on the same thing."""
+        return (self.kind, self.path, self.node, self.subject)
+
+    def with_rules(self, rules: tuple[str, ...]) -> Finding:
+        return replace(self, rules=rules)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["rules"] = list(self.rules)
+        return data
+
+    def describe(self) -> str:
+        where = self.node or self.subject or "model"
+        if self.path:
+            where = f"{self.path}/{where}"
+        return f"{self.kind} at {where}: {self.reason}"
+
+
+def op_id(domain: str, op_type: str) -> str:
+    return op_type if domain in ("", "ai.onnx") else f"{domain}::{op_type}"

@@ -1,0 +1,35 @@
+"""Normalization before anything looks at the model: no semantic change, only a canonical form.
+
+Local functions are inlined (onnx2tf cannot take them), names made unique, nodes sorted, and shapes
+inferred so that detectors and the converter see every shape ONNX can derive.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+import onnx_ir.passes.common as common
+
+
+def infer_shapes(model: ir.Model) -> None:
+    """onnx shape inference with data propagation, in place; a failure leaves the model as it was."""
+    try:
+        common.ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(model)
+    except Exception:  # noqa: BLE001 - inference is best effort; the model stays valid without it
+        return
+
+
+def tidy(model: ir.Model) -> None:
+    """What every rewrite leaves to be redone: dead nodes out, order restored, shapes re-inferred."""
+    common.RemoveUnusedNodesPass()(model)
+    common.RemoveUnusedOpsetsPass()(model)
+    common.TopologicalSortPass()(model)
+    infer_shapes(model)
+
+
+def normalize(model: ir.Model) -> ir.Model:
+    """Inline local functions, fix names, sort, infer shapes; the model is changed in place and returned."""
+    common.InlinePass()(model)
+    common.RemoveUnusedFunctionsPass()(model)
+    common.NameFixPass()(model)
+    tidy(model)
+    return model

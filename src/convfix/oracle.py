@@ -1,0 +1,121 @@
+"""The reference: outputs of a model on the probes, from the best runtime that can execute it.
+
+onnxruntime first; where it cannot run a node, `onnx.reference`; `org.pytorch.aten` nodes are then
+evaluated by torch itself (imported only when such a node exists). The report says which spoke.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from convfix import model_io
+
+ATEN_DOMAIN = "org.pytorch.aten"
+Outputs = list[dict[str, np.ndarray]]
+
+
+@dataclass
+class Reference:
+    outputs: Outputs
+    oracle: str
+
+
+class OracleError(Exception):
+    """No runtime could execute the model on the probes."""
+
+
+def run_onnxruntime(model_bytes: bytes, probes: Sequence[Mapping[str, np.ndarray]]) -> Outputs:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return [dict(zip(names, session.run(names, dict(p)), strict=True)) for p in probes]
+
+
+def _aten_op_classes(proto: onnx.ModelProto) -> list[type]:
+    """onnx.reference kernels for the ATen nodes of the model, each calling torch."""
+    op_types = {n.op_type for n in _all_nodes(proto.graph) if n.domain == ATEN_DOMAIN}
+    if not op_types:
+        return []
+    import torch
+    from onnx.reference.op_run import OpRun
+
+    def kernel(op_type: str) -> type:
+        def _run(self, *inputs, **attributes):
+            name = attributes.pop("operator", None) or op_type
+            overload = attributes.pop("overload_name", None) or "default"
+            packet = getattr(torch.ops.aten, name)
+            func = getattr(packet, overload, packet)
+            result = func(*(torch.from_numpy(np.asarray(x)) for x in inputs), **attributes)
+            results = result if isinstance(result, tuple) else (result,)
+            return tuple(r.numpy() for r in results)
+
+        return type(op_type, (OpRun,), {"op_domain": ATEN_DOMAIN, "_run": _run})
+
+    return [kernel(t) for t in sorted(op_types)]
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.g.ByteSize():
+                yield from _all_nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _all_nodes(sub)
+
+
+def run_reference_evaluator(proto: onnx.ModelProto, probes: Sequence[Mapping[str, np.ndarray]]) -> Outputs:
+    from onnx.reference import ReferenceEvaluator
+
+    evaluator = ReferenceEvaluator(proto, new_ops=_aten_op_classes(proto))
+    names = [o.name for o in proto.graph.output]
+    return [dict(zip(names, evaluator.run(None, dict(p)), strict=True)) for p in probes]
+
+
+def evaluate(model: ir.Model, probes: Sequence[Mapping[str, np.ndarray]]) -> Reference:
+    """Run the model on every probe with the first runtime that can; raise OracleError if none can."""
+    proto = model_io.to_proto(model)
+    errors = []
+    try:
+        return Reference(run_onnxruntime(proto.SerializeToString(), probes), "onnxruntime")
+    except Exception as exc:  # noqa: BLE001 - any failure hands over to the next runtime
+        errors.append(f"onnxruntime: {_first_line(exc)}")
+    has_aten = any(n.domain == ATEN_DOMAIN for n in _all_nodes(proto.graph))
+    try:
+        outputs = run_reference_evaluator(proto, probes)
+        return Reference(outputs, "onnx.reference+torch(aten)" if has_aten else "onnx.reference")
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"onnx.reference: {_first_line(exc)}")
+    raise OracleError("; ".join(errors))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+def branch_coverage(model: ir.Model, probes: Sequence[Mapping[str, np.ndarray]]) -> dict[str, list[bool]]:
+    """For each top-level `If`, the condition each probe took: shows both branches were exercised."""
+    ifs = [n for n in model.graph if n.op_type == "If" and n.domain == "" and n.inputs[0] is not None]
+    if not ifs:
+        return {}
+    probe_model = model_io.clone(model)
+    conditions = {}
+    for node in probe_model.graph:
+        if node.op_type == "If" and node.name in {n.name for n in ifs}:
+            probe_model.graph.outputs.append(node.inputs[0])
+            conditions[node.name] = node.inputs[0].name
+    try:
+        outputs = evaluate(probe_model, probes).outputs
+    except OracleError:
+        return {}
+    return {node: [bool(np.asarray(o[value]).item()) for o in outputs] for node, value in conditions.items()}

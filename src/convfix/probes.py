@@ -1,0 +1,159 @@
+"""Probe inputs: what every parity check feeds the original and the repaired models.
+
+Generated per dtype and shape unless the user gives an .npz. Every dynamic dim is tried at several sizes
+(one per probe), and float probes are shifted (0, +1, -1) so that sign-dependent branches are taken both
+ways. A probe that would need absurd memory is refused with a pointer to --input-shape.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from convfix.errors import ConvfixError
+
+DYNAMIC_SIZES = (1, 5, 10)
+FLOAT_SHIFTS = (0.0, 1.0, -1.0)
+MAX_PROBE_BYTES = 256 * 1024 * 1024
+SEED = 20240611
+
+Dim = int | str | None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One graph input: name, numpy dtype and shape (a str or None marks a dynamic dim)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[Dim, ...] | None
+
+    @property
+    def dynamic_dims(self) -> list[int]:
+        return [] if self.shape is None else [i for i, d in enumerate(self.shape) if not isinstance(d, int)]
+
+
+def input_specs(model: ir.Model) -> list[InputSpec]:
+    """The model's real inputs (initializers that are also inputs are weights, not inputs)."""
+    specs = []
+    for value in model.graph.inputs:
+        if value.name in model.graph.initializers:
+            continue
+        if value.dtype is None:
+            raise ConvfixError(f"input {value.name!r} has no tensor type")
+        shape = None
+        if value.shape is not None:
+            shape = tuple(d if isinstance(d, int) else (d.value if d.value else None) for d in value.shape)
+        specs.append(InputSpec(value.name, np.dtype(value.dtype.numpy()), shape))
+    return specs
+
+
+def parse_input_shapes(items: Sequence[str], specs: Sequence[InputSpec]) -> dict[str, tuple[int, ...]]:
+    """Parse `NAME=1,3,224,224` items and check them against the model's inputs."""
+    by_name = {s.name: s for s in specs}
+    pinned: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        name, sep, dims_text = item.rpartition("=")
+        if not sep or not name:
+            raise ConvfixError(f"--input-shape {item!r}: expected NAME=D1,D2,...")
+        if name not in by_name:
+            raise ConvfixError(
+                f"--input-shape {item!r}: the model has no input {name!r} (inputs: {sorted(by_name)})"
+            )
+        try:
+            dims = tuple(int(d) for d in dims_text.split(","))
+        except ValueError:
+            raise ConvfixError(f"--input-shape {item!r}: dims must be integers") from None
+        if any(d <= 0 for d in dims):
+            raise ConvfixError(f"--input-shape {item!r}: dims must be positive")
+        declared = by_name[name].shape
+        if declared is not None:
+            if len(declared) != len(dims):
+                raise ConvfixError(f"--input-shape {item!r}: input {name!r} has rank {len(declared)}")
+            for axis, (want, got) in enumerate(zip(declared, dims, strict=True)):
+                if isinstance(want, int) and want != got:
+                    raise ConvfixError(f"--input-shape {item!r}: dim {axis} of {name!r} is fixed at {want}")
+        pinned[name] = dims
+    return pinned
+
+
+def _concrete_shape(spec: InputSpec, pinned: Mapping[str, tuple[int, ...]], size: int) -> tuple[int, ...]:
+    if spec.name in pinned:
+        return pinned[spec.name]
+    if spec.shape is None:
+        raise ConvfixError(f"input {spec.name!r} has unknown rank: give its shape with --input-shape")
+    return tuple(d if isinstance(d, int) else size for d in spec.shape)
+
+
+def _random_tensor(
+    rng: np.random.Generator, dtype: np.dtype, shape: tuple[int, ...], shift: float
+) -> np.ndarray:
+    if dtype.kind == "f":
+        return (rng.standard_normal(shape) + shift).astype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        return rng.integers(0, 10, size=shape).astype(dtype)
+    raise ConvfixError(f"cannot generate probe values of dtype {dtype}; give them with --inputs")
+
+
+def make_probes(
+    specs: Sequence[InputSpec], pinned: Mapping[str, tuple[int, ...]] | None = None
+) -> list[dict[str, np.ndarray]]:
+    """One probe per (dynamic size, shift) pair: every dynamic dim is tried at several sizes."""
+    pinned = pinned or {}
+    rng = np.random.default_rng(SEED)
+    probes = []
+    for size, shift in zip(DYNAMIC_SIZES, FLOAT_SHIFTS, strict=True):
+        shapes = {s.name: _concrete_shape(s, pinned, size) for s in specs}
+        total = sum(int(np.prod(shapes[s.name], dtype=np.int64)) * s.dtype.itemsize for s in specs)
+        if total > MAX_PROBE_BYTES:
+            raise ConvfixError(
+                f"probe inputs would need {total / 2**20:.0f} MiB (shapes {shapes}); "
+                "pin smaller dims with --input-shape NAME=D1,D2,..."
+            )
+        probes.append({s.name: _random_tensor(rng, s.dtype, shapes[s.name], shift) for s in specs})
+    return probes
+
+
+def load_probes(path: str | os.PathLike, specs: Sequence[InputSpec]) -> list[dict[str, np.ndarray]]:
+    """Read probes from an .npz: keys `NAME` for one probe, or `K/NAME` for probe K."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise ConvfixError(f"{path}: not a readable .npz of input arrays ({exc})") from None
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    for key, array in arrays.items():
+        index, sep, name = key.rpartition("/")
+        grouped.setdefault(index if sep else "0", {})[name if sep else key] = array
+    probes = [grouped[k] for k in sorted(grouped, key=lambda k: (len(k), k))]
+    for probe in probes:
+        _check_probe(path, probe, specs)
+    return probes
+
+
+def _check_probe(path: Path, probe: Mapping[str, np.ndarray], specs: Sequence[InputSpec]) -> None:
+    names = {s.name for s in specs}
+    if set(probe) != names:
+        raise ConvfixError(f"{path}: arrays {sorted(probe)} do not match the model's inputs {sorted(names)}")
+    for spec in specs:
+        array = probe[spec.name]
+        if array.dtype != spec.dtype:
+            raise ConvfixError(f"{path}: {spec.name!r} has dtype {array.dtype}, the model takes {spec.dtype}")
+        if spec.shape is not None and (
+            array.ndim != len(spec.shape)
+            or any(isinstance(d, int) and d != a for d, a in zip(spec.shape, array.shape, strict=True))
+        ):
+            raise ConvfixError(f"{path}: {spec.name!r} has shape {array.shape}, the model takes {spec.shape}")
+
+
+def describe(probes: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, list[int]]]:
+    """The shapes of each probe, for the report."""
+    return [{name: list(a.shape) for name, a in p.items()} for p in probes]

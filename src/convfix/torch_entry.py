@@ -1,0 +1,162 @@
+"""The PyTorch entry: export a module, repair the export, and check TF against PyTorch eager itself.
+
+ONNX alone cannot reveal what an exporter got wrong (the TorchScript tracer bakes in the branch a
+data-dependent `if` took on the example input): here the module's eager outputs are the reference for
+every rewrite and for the TF model, and the export itself is checked against them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convfix import engine, model_io, oracle, probes
+from convfix.errors import ConvfixError
+from convfix.journal import Report
+from convfix.parity import compare_outputs
+
+EXPORTERS = ("dynamo", "torchscript")
+
+
+@dataclass
+class TorchRepair:
+    """The repair report plus how the module was exported."""
+
+    report: Report
+    exporter: str
+    onnx_path: Path
+    export_notes: list[str] = field(default_factory=list)
+
+
+def _export_dynamo(module, args, path: Path, input_names, output_names, dynamic_axes) -> None:
+    import torch
+
+    program = torch.onnx.export(
+        module,
+        args,
+        dynamo=True,
+        input_names=input_names,
+        output_names=output_names,
+        dynamic_axes=dynamic_axes or None,
+        verbose=False,
+    )
+    program.save(str(path), external_data=False)
+
+
+def _export_torchscript(module, args, path: Path, input_names, output_names, dynamic_axes) -> str:
+    """TorchScript export; an op it cannot express is kept as an `org.pytorch.aten` node instead."""
+    import torch
+
+    common = dict(dynamo=False, input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes)
+    try:
+        torch.onnx.export(module, args, str(path), **common)
+        return "torchscript"
+    except torch.onnx.errors.UnsupportedOperatorError:
+        fallthrough = torch.onnx.OperatorExportTypes.ONNX_FALLTHROUGH
+        torch.onnx.export(module, args, str(path), operator_export_type=fallthrough, **common)
+        return "torchscript (ONNX_FALLTHROUGH)"
+
+
+def export(
+    module,
+    args: tuple,
+    path: Path,
+    *,
+    exporter: str = "auto",
+    input_names: Sequence[str],
+    output_names: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+) -> tuple[str, list[str]]:
+    """Export with torch.export first, TorchScript as the fallback; return the exporter used and notes."""
+    notes: list[str] = []
+    order = EXPORTERS if exporter == "auto" else (exporter,)
+    if any(e not in EXPORTERS for e in order):
+        raise ConvfixError(f"exporter must be auto, dynamo or torchscript, not {exporter!r}")
+    dynamic = {k: dict(v) for k, v in (dynamic_axes or {}).items()}
+    for name in order:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if name == "dynamo":
+                    _export_dynamo(module, args, path, list(input_names), output_names, dynamic)
+                    return "dynamo", notes
+                return _export_torchscript(
+                    module, args, path, list(input_names), output_names, dynamic
+                ), notes
+        except Exception as exc:  # noqa: BLE001 - the next exporter gets its chance
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            notes.append(f"{name} export failed: {type(exc).__name__}: {first}")
+    raise ConvfixError("no exporter could export the module: " + "; ".join(notes))
+
+
+def _eager_outputs(module, probe_set, input_names: Sequence[str], output_names: Sequence[str]) -> list[dict]:
+    import torch
+
+    results = []
+    with torch.no_grad():
+        for probe in probe_set:
+            out = module(*(torch.from_numpy(np.ascontiguousarray(probe[n])) for n in input_names))
+            flat = out if isinstance(out, tuple | list) else (out,)
+            results.append({n: t.detach().numpy() for n, t in zip(output_names, flat, strict=True)})
+    return results
+
+
+def repair_torch(
+    module,
+    example_args: tuple,
+    options: engine.RepairOptions | None = None,
+    *,
+    exporter: str = "auto",
+    input_names: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    target: object | None = None,
+    workdir: Path | None = None,
+) -> TorchRepair:
+    """Export `module`, repair the ONNX, and verify every step and the TF model against eager PyTorch.
+
+    Probes: the example inputs themselves, then generated ones at several sizes of every dynamic axis,
+    shifted so that sign-dependent branches are taken both ways.
+    """
+    module.eval()
+    options = options or engine.RepairOptions()
+    input_names = list(input_names or [f"input_{i}" for i in range(len(example_args))])
+    folder = Path(workdir or tempfile.mkdtemp(prefix="convfix-torch-"))
+    onnx_path = folder / "exported.onnx"
+    used, notes = export(
+        module, example_args, onnx_path, exporter=exporter, input_names=input_names, dynamic_axes=dynamic_axes
+    )
+    exported = model_io.load(onnx_path)
+    output_names = [v.name for v in exported.graph.outputs]
+    specs = probes.input_specs(exported)
+    pinned = probes.parse_input_shapes(options.input_shapes, specs)
+    example = {n: np.asarray(a.detach().numpy()) for n, a in zip(input_names, example_args, strict=True)}
+    probe_set = [example, *probes.make_probes(specs, pinned)]
+    reference = _eager_outputs(module, probe_set, input_names, output_names)
+    try:
+        exported_outputs = oracle.evaluate(exported, probe_set).outputs
+        fidelity = compare_outputs(reference, exported_outputs, options.tolerance)
+        if not fidelity.ok:
+            notes.append(
+                f"the {used} export itself differs from PyTorch eager ({'; '.join(fidelity.problems[:3])}): "
+                "the exporter changed the computation (a data-dependent branch traced as one path?); "
+                "write data-dependent control flow with torch.cond and export with torch.export"
+            )
+    except oracle.OracleError as exc:
+        notes.append(f"the export cannot be run by onnxruntime or onnx.reference: {exc}")
+    report = engine.repair(
+        onnx_path,
+        options,
+        target=target,
+        reference=reference,
+        reference_oracle="torch (eager module)",
+        probe_set=probe_set,
+    )
+    report.notes = notes + report.notes
+    if options.report_path is not None:
+        report.write(options.report_path)
+    return TorchRepair(report, used, onnx_path, notes)

@@ -1,0 +1,60 @@
+"""Shared fixtures: the bundled example models and small models built with onnx.helper."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path
+
+
+def unary_model(op_type: str, shape=(2, 3), domain: str = "", opset: int = 17, **attrs) -> onnx.ModelProto:
+    """y = op(x), for one-op test models."""
+    node = helper.make_node(op_type, ["x"], ["y"], name=f"{op_type}_0", domain=domain, **attrs)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))],
+    )
+    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    return helper.make_model(graph, opset_imports=opsets, ir_version=9)
+
+
+def scale_model(factor: float, shape=("batch", 4)) -> onnx.ModelProto:
+    """y = x * factor: two of these with different factors make a really different TF model."""
+    const = helper.make_tensor("k", TensorProto.FLOAT, [], [factor])
+    node = helper.make_node("Mul", ["x", "k"], ["y"], name="mul")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))],
+        initializer=[const],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    return EXAMPLES

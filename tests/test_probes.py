@@ -1,0 +1,58 @@
+import numpy as np
+import onnx_ir as ir
+import pytest
+from conftest import save, scale_model
+
+from convfix import model_io, probes
+from convfix.errors import ConvfixError
+
+
+@pytest.fixture
+def dynamic_model(tmp_path) -> ir.Model:
+    return model_io.load(save(scale_model(2.0), tmp_path / "m.onnx"))
+
+
+def test_every_dynamic_dim_is_tried_at_several_sizes(dynamic_model):
+    specs = probes.input_specs(dynamic_model)
+    made = probes.make_probes(specs)
+    assert sorted({p["x"].shape[0] for p in made}) == [1, 5, 10]
+    assert all(p["x"].shape[1] == 4 and p["x"].dtype == np.float32 for p in made)
+
+
+def test_float_probes_are_shifted_both_ways(dynamic_model):
+    means = [p["x"].mean() for p in probes.make_probes(probes.input_specs(dynamic_model))]
+    assert max(means) > 0.3 and min(means) < -0.3
+
+
+def test_pinned_shape_is_used_and_checked(dynamic_model):
+    specs = probes.input_specs(dynamic_model)
+    pinned = probes.parse_input_shapes(["x=4,4"], specs)
+    assert {p["x"].shape for p in probes.make_probes(specs, pinned)} == {(4, 4)}
+    for bad in ["x=4,5", "y=1,4", "x=4", "x=a,4", "x=0,4", "nonsense"]:
+        with pytest.raises(ConvfixError):
+            probes.parse_input_shapes([bad], specs)
+
+
+def test_absurd_probe_is_refused_with_a_pointer_to_input_shape(dynamic_model):
+    specs = probes.input_specs(dynamic_model)
+    with pytest.raises(ConvfixError, match="--input-shape"):
+        probes.make_probes(specs, {"x": (100_000_000, 4)})
+
+
+def test_npz_probes_are_checked_against_the_inputs(tmp_path, dynamic_model):
+    specs = probes.input_specs(dynamic_model)
+    good = tmp_path / "good.npz"
+    np.savez(good, **{"0/x": np.ones((2, 4), np.float32), "1/x": np.ones((3, 4), np.float32)})
+    assert [p["x"].shape for p in probes.load_probes(good, specs)] == [(2, 4), (3, 4)]
+    for name, arrays in {
+        "names": {"z": np.ones((2, 4), np.float32)},
+        "dtype": {"x": np.ones((2, 4), np.float64)},
+        "shape": {"x": np.ones((2, 5), np.float32)},
+    }.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **arrays)
+        with pytest.raises(ConvfixError):
+            probes.load_probes(path, specs)
+    (tmp_path / "junk.npz").write_text("junk")
+    with pytest.raises(ConvfixError):
+        probes.load_probes(tmp_path / "junk.npz", specs)
