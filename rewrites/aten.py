@@ -26,11 +26,15 @@ def _is_float(context, x: ir.Value, **_) -> bool:
 def _entr(op, x: ir.Value, **_) -> ir.Value:
     """entr(x) = -x*log(x) for x > 0, 0 at 0, -inf below 0, NaN for NaN (as torch.special.entr)."""
     zero = _const(op, 0.0, x)
+    one = _const(op, 1.0, x)
     positive = op.Greater(x, zero)
-    safe = op.Where(positive, x, _const(op, 1.0, x))
+    safe = op.Where(positive, x, one)
     inner = op.Neg(op.Mul(safe, op.Log(safe)))
+    # -inf is computed, not a constant: the TFLite writer stores a -inf constant as -FLT_MAX (seen here).
+    # Where x < 0, |sign(x)| - 1 is 0 and its log is -inf.
+    minus_inf = op.Log(op.Sub(op.Abs(op.Sign(x)), one))
     # x * 0 keeps NaN as NaN and gives 0 at 0.
-    rest = op.Where(op.Less(x, zero), _const(op, -np.inf, x), op.Mul(x, zero))
+    rest = op.Where(op.Less(x, zero), minus_inf, op.Mul(x, zero))
     return op.Where(positive, inner, rest)
 
 

@@ -199,11 +199,14 @@ def main() -> None:
         _fail(str(exc), 2)
     except KeyboardInterrupt:
         _fail("interrupted; nothing half-written was left behind", 130)
+    except typer.Abort:
+        _fail("interrupted; nothing half-written was left behind", 130)
+    except typer.TyperException as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if not message:  # the help text was shown instead
+            sys.exit(2)
+        _fail(message, 2)
     except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            _fail(exc.format_message(), 2)
         _fail(f"internal error: {type(exc).__name__}: {exc}", 2)
     sys.exit(code if isinstance(code, int) else 0)
 

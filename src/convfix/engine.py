@@ -19,7 +19,7 @@ import onnxscript.optimizer
 
 from convfix import model_io, normalize, oracle, probes
 from convfix.errors import ConvfixError
-from convfix.findings import Finding
+from convfix.findings import Finding, op_id
 from convfix.journal import Report, Step, TfResult
 from convfix.matcher import ScanContext, scan_model
 from convfix.parity import Parity, Tolerance, compare_outputs
@@ -48,7 +48,7 @@ class RepairOptions:
 def supported_ops() -> frozenset[str]:
     from convfix.target import Onnx2TfTarget
 
-    return Onnx2TfTarget.supported_ops_static()
+    return Onnx2TfTarget().supported_ops()
 
 
 def claim(findings: Sequence[Finding], rules: RuleSet) -> list[Finding]:
@@ -238,22 +238,17 @@ def repair(
             progress("converting with onnx2tf and verifying in TensorFlow")
             result = _convert(session, target, scratch, options)
             clock.lap("convert")
-            if result.verified or result.converted:
+            if result.converted:
                 break
-            failure = Finding(
-                "conversion-error",
-                result.error or "conversion failed",
-                node=result.error_nodes[0] if result.error_nodes else None,
-                subject=None if result.error_nodes else "model",
-            )
             before = len(report.accepted_steps)
-            session.rewrite_until_fixpoint([failure])
+            session.rewrite_until_fixpoint([_conversion_finding(result, session.model)])
             if len(report.accepted_steps) == before:
                 break
         report.tf = result
         _finish(report, session, pinned, rules, result)
-        _write_outputs(report, session.model, scratch, options)
+        _write_outputs(report, session.model, options)
         clock.lap("write")
+        _write_report(report, options)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if owns_target:
@@ -288,8 +283,9 @@ def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -
     )
     if raw.converted:
         result.parity = compare_outputs(session.reference, raw.tf_outputs, session.tolerance)
-        result.parity.problems.extend(raw.layout_problems)
-        result.parity.ok &= not raw.layout_problems
+        late_failures = [*raw.layout_problems, *([raw.error] if raw.error else [])]
+        result.parity.problems.extend(late_failures)
+        result.parity.ok &= not late_failures
         if options.tflite:
             result.tflite_parity = (
                 compare_outputs(session.reference, raw.tflite_outputs, session.tolerance)
@@ -301,22 +297,17 @@ def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -
 
 def _finish(report: Report, session: _Session, pinned, rules: RuleSet, result: TfResult) -> None:
     final = scan(session.model, pinned, rules)
+    repairs = [s for s in report.accepted_steps if s.rule != SIMPLIFY.name]
     if result.verified:
-        report.status = "repaired" if report.accepted_steps else "clean"
+        report.status = "repaired" if repairs else "clean"
         report.remaining = []
         leftover = [f for f in final if f.blocking]
         report.notes.extend(f"converted and verified despite: {f.describe()}" for f in leftover)
         return
-    report.status = "partial" if report.accepted_steps else "failed"
+    report.status = "partial" if repairs else "failed"
     report.remaining = [f for f in final if f.blocking]
     if not result.converted:
-        report.remaining.append(
-            Finding(
-                "conversion-error",
-                result.error or "conversion failed",
-                node=next(iter(result.error_nodes), None),
-            )
-        )
+        report.remaining.append(_conversion_finding(result, session.model))
     else:
         for label, parity in (("TensorFlow", result.parity), ("TFLite", result.tflite_parity)):
             if parity is not None and not parity.ok:
@@ -324,7 +315,20 @@ def _finish(report: Report, session: _Session, pinned, rules: RuleSet, result: T
                 report.remaining.append(Finding("divergence", reason, subject=label))
 
 
-def _write_outputs(report: Report, model: ir.Model, scratch: Path, options: RepairOptions) -> None:
+def _conversion_finding(result: TfResult, model: ir.Model) -> Finding:
+    """A conversion error as a finding at the first node it names, so rules can claim it by op."""
+    nodes = {n.name: n for n in model.graph.all_nodes()}
+    node = next((nodes[name] for name in result.error_nodes if name in nodes), None)
+    return Finding(
+        "conversion-error",
+        result.error or "conversion failed",
+        node=node.name if node else None,
+        op=op_id(node.domain, node.op_type) if node else None,
+        subject=None if node else "model",
+    )
+
+
+def _write_outputs(report: Report, model: ir.Model, options: RepairOptions) -> None:
     if options.output is not None:
         model_io.save(model, options.output)
         report.output = str(options.output)
@@ -337,7 +341,6 @@ def _write_outputs(report: Report, model: ir.Model, scratch: Path, options: Repa
         report.tf.path = str(options.tf_out)
     elif report.tf.converted:
         report.tf.path = report.tf.tflite_path = None
-    _write_report(report, options)
 
 
 def _install_dir(source: Path, target: Path) -> None:

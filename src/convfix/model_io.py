@@ -70,7 +70,9 @@ def _check_structure(path: Path, proto: onnx.ModelProto) -> None:
     if not proto.graph.output:
         raise ConvfixError(f"{path}: the graph has no outputs")
     if proto.ir_version > onnx.IR_VERSION:
-        raise ConvfixError(f"{path}: IR version {proto.ir_version} is newer than this onnx knows ({onnx.IR_VERSION})")
+        raise ConvfixError(
+            f"{path}: IR version {proto.ir_version} is newer than this onnx knows ({onnx.IR_VERSION})"
+        )
     newest = onnx.defs.onnx_opset_version()
     for opset in proto.opset_import:
         if opset.domain in ("", "ai.onnx") and opset.version > newest:

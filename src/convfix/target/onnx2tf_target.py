@@ -1,0 +1,252 @@
+"""The onnx2tf target as seen from the engine: conversion and execution in a separate worker process.
+
+TensorFlow is imported once, in a long-lived worker (see worker.py), never in this process. A hung
+or dead worker becomes a failed result and is replaced on the next request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import multiprocessing
+import shutil
+import signal
+import tempfile
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import onnx
+
+from convfix.errors import ConvfixError
+from convfix.target import worker
+from convfix.target.errors_map import clean_log, error_nodes, essential_error
+from convfix.target.layout import signature_names
+
+
+@dataclass
+class ConversionResult:
+    """Everything one conversion produced; `stage` says where it stopped when it failed."""
+
+    converted: bool  # SavedModel written and loadable
+    error: str | None = None
+    log: str = ""
+    error_nodes: list[str] = field(default_factory=list)
+    saved_model: Path | None = None
+    tflite: Path | None = None
+    tflite_ops: str | None = None  # "builtins" | "builtins+select_tf_ops"
+    layout: dict[str, str] = field(default_factory=dict)
+    name_map: dict[str, str] = field(default_factory=dict)
+    tf_outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
+    tflite_outputs: list[dict[str, np.ndarray]] | None = None
+    layout_problems: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    # convert | layout | save | run | tflite | tflite_run | worker (timeout or crash); None if all went well
+    stage: str | None = None
+
+
+class _Worker:
+    """One spawned worker process with its own working directory."""
+
+    def __init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="convfix-onnx2tf-"))
+        context = multiprocessing.get_context("spawn")
+        self.conn, child_conn = context.Pipe()
+        self.process = context.Process(
+            target=worker.main, args=(child_conn, str(self.workdir)), name="convfix-onnx2tf", daemon=True
+        )
+        # Runs once: from stop(), or when the owner is garbage collected or the interpreter exits unclosed.
+        self._discard = weakref.finalize(self, _discard, self.process, self.workdir)
+        try:
+            self.process.start()
+        except BaseException:  # e.g. spawn refused from an unguarded __main__: leave nothing behind
+            self._discard()
+            raise
+        finally:
+            child_conn.close()  # so that the worker's death reads as EOF here
+
+    def death(self) -> str:
+        code = self.process.exitcode
+        if code is None:
+            return "worker process closed its pipe"
+        if code < 0:
+            known = -code in {each.value for each in signal.Signals}
+            return f"worker process died (killed by signal {signal.Signals(-code).name if known else -code})"
+        return f"worker process died (exit code {code})"
+
+    def stop(self, graceful: bool) -> str:
+        """End the process, remove its directory; return the last output it logged."""
+        if graceful and self.process.is_alive():
+            with contextlib.suppress(OSError):
+                self.conn.send({"op": "close"})
+            self.process.join(10)
+        log = ""
+        for name in (worker.REQUEST_LOG, worker.WORKER_LOG):
+            path = self.workdir / name
+            if path.is_file() and not log:
+                log = path.read_text(encoding="utf-8", errors="replace")
+        self._discard()
+        self.conn.close()
+        return log
+
+
+def _discard(process: multiprocessing.process.BaseProcess, workdir: Path) -> None:
+    if process.is_alive():
+        process.kill()
+    if process.pid is not None:
+        process.join(10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@functools.cache
+def _supported_ops() -> frozenset[str]:
+    """onnx2tf dispatches on op type alone: one module per op type in onnx2tf/ops/."""
+    spec = importlib.util.find_spec("onnx2tf")  # a top-level find_spec does not run the package
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    ops_dir = Path(next(iter(spec.submodule_search_locations))) / "ops"
+    modules = {path.stem for path in ops_dir.glob("*.py")} - {"__init__", "Input"}
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort
+
+    microsoft = {schema.name for schema in ort.get_all_operator_schema() if schema.domain == "com.microsoft"}
+    # Names only com.microsoft defines are that domain's; a name both define is the ONNX op's module.
+    microsoft_only = {name for name in modules & microsoft if not onnx.defs.has(name)}
+    return frozenset(modules - microsoft_only) | {f"com.microsoft::{name}" for name in microsoft_only}
+
+
+def _input_specs(model: onnx.ModelProto) -> list[dict[str, Any]]:
+    """Name, numpy dtype and shape (None for symbolic or unknown dims) of each real graph input."""
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    specs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        if not value.type.HasField("tensor_type"):
+            raise ConvfixError(f"input {value.name!r} is not a tensor; only tensor inputs are supported")
+        tensor_type = value.type.tensor_type
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).name
+        shape = (
+            [dim.dim_value if dim.HasField("dim_value") else None for dim in tensor_type.shape.dim]
+            if tensor_type.HasField("shape")
+            else None
+        )
+        specs.append({"name": value.name, "dtype": dtype, "shape": shape})
+    return specs
+
+
+class Onnx2TfTarget:
+    """Converts ONNX models with onnx2tf and runs the resulting SavedModel / TFLite artifacts."""
+
+    name = "onnx2tf"
+
+    def __init__(self, timeout_s: float = 600.0) -> None:
+        self.timeout_s = timeout_s
+        self._worker: _Worker | None = None
+
+    def supported_ops(self) -> frozenset[str]:
+        """ONNX op types onnx2tf has a module for ('com.microsoft::X' for that domain's own ops)."""
+        return _supported_ops()
+
+    def convert(
+        self,
+        onnx_path: Path,
+        out_dir: Path,
+        probes: list[dict[str, np.ndarray]],
+        reference: list[dict[str, np.ndarray]],
+        *,
+        rtol: float,
+        atol: float,
+        tflite: bool = False,
+    ) -> ConversionResult:
+        """Convert a scratch copy of onnx_path into out_dir/saved_model (and out_dir/model.tflite),
+        bake in the output layout decided against reference, and run every probe through the
+        artifacts as loaded back from disk."""
+        if len(probes) != len(reference):
+            raise ConvfixError(f"{len(probes)} probes but {len(reference)} reference outputs")
+        model = onnx.load(str(onnx_path), load_external_data=False)
+        inputs = _input_specs(model)
+        sig_names = signature_names(spec["name"] for spec in inputs)
+        for spec in inputs:
+            spec["sig"] = sig_names[spec["name"]]
+        request = {
+            "op": "convert",
+            "onnx_path": str(Path(onnx_path).resolve()),
+            "out_dir": str(Path(out_dir).resolve()),
+            "inputs": inputs,
+            "outputs": [value.name for value in model.graph.output],
+            "probes": probes,
+            "reference": reference,
+            "rtol": rtol,
+            "atol": atol,
+            "tflite": tflite,
+        }
+        reply = self._request(request, "conversion")
+        error = essential_error(reply["error"], reply["log"]) if reply.get("error") else None
+        in_onnx2tf = error is not None and reply.get("stage") == "convert"
+        return ConversionResult(
+            converted=reply.get("converted", False),
+            error=error,
+            log=clean_log(reply["log"]),
+            error_nodes=error_nodes(model, error, reply["log"], reply.get("op_name")) if in_onnx2tf else [],
+            saved_model=Path(reply["saved_model"]) if reply.get("saved_model") else None,
+            tflite=Path(reply["tflite"]) if reply.get("tflite") else None,
+            tflite_ops=reply.get("tflite_ops"),
+            layout=reply.get("layout", {}),
+            name_map={name: sig for name, sig in sig_names.items() if name != sig},
+            tf_outputs=reply.get("tf_outputs", []),
+            tflite_outputs=reply.get("tflite_outputs"),
+            layout_problems=reply.get("layout_problems", []),
+            seconds=reply.get("seconds", {}),
+            stage=reply.get("stage"),
+        )
+
+    def run(self, artifact: Path, probes: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """Run a SavedModel directory (serving_default) or a .tflite file; outputs keyed by the
+        signature's output names. Probes may use ONNX input names or signature names."""
+        artifact = Path(artifact).resolve()
+        is_tflite = artifact.is_file() and artifact.suffix == ".tflite"
+        if not (is_tflite or (artifact / "saved_model.pb").is_file()):
+            raise ConvfixError(f"cannot load {artifact}: not a SavedModel directory or a .tflite file")
+        reply = self._request({"op": "run", "artifact": str(artifact), "probes": probes}, "run")
+        if reply["ok"]:
+            return reply["outputs"]
+        what = "cannot load" if reply.get("stage") == "load" else "running failed for"
+        raise ConvfixError(f"{what} {artifact}: {essential_error(reply['error'], reply['log'])}")
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop(graceful=True)
+            self._worker = None
+
+    def __enter__(self) -> Onnx2TfTarget:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _request(self, request: dict, what: str) -> dict:
+        """Send one request and wait for its reply. A timeout or a dead worker becomes a failed reply
+        (stage "worker") and the worker is discarded; the next request starts a fresh one."""
+        if self._worker is None:
+            self._worker = _Worker()
+        current = self._worker
+        try:
+            current.conn.send(request)
+            if current.conn.poll(self.timeout_s):
+                return current.conn.recv()
+            failure = f"{what} timed out after {self.timeout_s:g} s"
+        except (EOFError, OSError):
+            failure = None
+        except BaseException:  # e.g. Ctrl-C: the reply would arrive out of step, so drop the worker
+            self._worker = None
+            current.stop(graceful=False)
+            raise
+        self._worker = None
+        log = current.stop(graceful=False)
+        return {"ok": False, "stage": "worker", "error": failure or current.death(), "log": log}

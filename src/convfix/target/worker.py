@@ -1,0 +1,389 @@
+"""The worker process: the only code that imports tensorflow, tf_keras and onnx2tf.
+
+TensorFlow takes seconds to import, so one long-lived process serves many requests over a Pipe.
+onnx2tf prints from Python and C++, calls sys.exit on failure and rewrites its input file, so every
+request runs with fd 1/2 sent to a log file, catches BaseException, and converts a scratch copy.
+Requests and replies are plain dicts (see Onnx2TfTarget for the fields).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convfix.parity import Tolerance
+from convfix.target.layout import decide_layouts, signature_names
+
+THREADS = 2
+REQUEST_LOG = "request.log"
+WORKER_LOG = "worker.log"
+LOG_TAIL_LINES = 400
+# onnx2tf fetches this from the internet unless it is in the working directory (all-NHWC-image inputs).
+CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+_QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "TF_USE_LEGACY_KERAS": "1",
+    "CUDA_VISIBLE_DEVICES": "-1",
+    "TF_NUM_INTRAOP_THREADS": str(THREADS),
+    "TF_NUM_INTEROP_THREADS": "1",
+    "OMP_NUM_THREADS": str(THREADS),
+}
+
+Probe = Mapping[str, np.ndarray]
+
+
+class _Failure(Exception):
+    """An error whose message is already the one line to report."""
+
+
+def main(conn: Connection, workdir: str) -> None:
+    """Serve requests until the parent says close or goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    os.environ.update(_QUIET_ENV)
+    os.chdir(workdir)
+    _point_fds_at(WORKER_LOG)
+    rng = np.random.default_rng(0)
+    np.save(CALIBRATION_FILE, rng.random((20, 128, 128, 3), dtype=np.float32))
+    handlers: dict[str, Callable[[dict], dict]] = {
+        "convert": _convert,
+        "run": _run,
+        "_test_exit": _test_exit,
+        "_test_sleep": _test_sleep,
+    }
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            return
+        if request["op"] == "close":
+            return
+        with _output_to(REQUEST_LOG):
+            reply = handlers[request["op"]](request)
+        reply["log"] = _tail(REQUEST_LOG)
+        conn.send(reply)
+
+
+def _test_exit(request: dict) -> dict:
+    """Tests only: a real process death (as a segfault or an OOM kill would be)."""
+    os._exit(request["code"])
+
+
+def _test_sleep(request: dict) -> dict:
+    """Tests only: a request that outlives the time limit."""
+    time.sleep(request["seconds"])
+    return {"ok": True}
+
+
+def _point_fds_at(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+@contextmanager
+def _output_to(path: str, append: bool = False) -> Iterator[None]:
+    """Send fd 1 and 2 (Python and C++ output alike) to path for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for each in (fd, *saved):
+            os.close(each)
+
+
+def _tail(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return "".join(handle.readlines()[-LOG_TAIL_LINES:])
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, _Failure):
+        return str(exc)
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: {exc.code}"
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _timed_import(seconds: dict[str, float], module: str) -> Any:
+    """Import a heavy module (its import chatter goes to the worker log); record the cost once."""
+    start = time.perf_counter()
+    already = module in sys.modules
+    with _output_to(WORKER_LOG, append=True):
+        imported = __import__(module)
+    if not already:
+        seconds["import"] = seconds.get("import", 0.0) + time.perf_counter() - start
+    return imported
+
+
+# --- converting ---------------------------------------------------------------------------------
+
+
+def _convert(request: dict) -> dict:
+    reply: dict[str, Any] = {"ok": False, "stage": None, "error": None, "op_name": None, "seconds": {}}
+    reply.update(converted=False, saved_model=None, tflite=None, tflite_ops=None, tflite_outputs=None)
+    reply.update(layout={}, layout_problems=[], tf_outputs=[])
+    scratch = Path("scratch")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        _convert_steps(request, reply, scratch)
+        reply["ok"], reply["stage"] = True, None
+    except BaseException as exc:  # noqa: BLE001 - onnx2tf calls sys.exit inside op code
+        reply["error"] = _one_line(exc)
+        reply["op_name"] = getattr(exc, "onnx_op_name", None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if "tf_keras" in sys.modules:
+            sys.modules["tf_keras"].backend.clear_session()
+    return reply
+
+
+def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
+    seconds = reply["seconds"]
+    onnx2tf = _timed_import(seconds, "onnx2tf")
+    tf = sys.modules["tensorflow"]
+    out_dir = Path(request["out_dir"])
+    inputs, outputs = request["inputs"], request["outputs"]
+    probes, reference = request["probes"], request["reference"]
+
+    reply["stage"] = "convert"
+    start = time.perf_counter()
+    copy = _scratch_copy(Path(request["onnx_path"]), scratch)
+    names = [spec["name"] for spec in inputs]
+    keras_model = onnx2tf.convert(
+        input_onnx_file_path=str(copy),
+        output_folder_path=str(scratch / "onnx2tf"),
+        not_use_onnxsim=True,
+        disable_model_save=True,
+        # onnx2tf matches these after renaming ':' to '__'
+        keep_shape_absolutely_input_names=sorted({*names, *(n.replace(":", "__") for n in names)}),
+        onnxruntime_output_memmap_dir=str(scratch / "ort_memmap"),
+        non_verbose=False,
+        verbosity="warn",
+    )
+    feeding = _feeding(keras_model, names, outputs)
+    seconds["convert"] = time.perf_counter() - start
+
+    reply["stage"] = "layout"
+    start = time.perf_counter()
+    raw_fn = _serving_module(keras_model, inputs, feeding, outputs, {}).serve
+    raw = _each_probe(probes, lambda probe: _numpy(raw_fn(*(probe[spec["name"]] for spec in inputs))))
+    decision = decide_layouts(raw, reference, outputs, Tolerance(request["rtol"], request["atol"]))
+    reply["layout"], reply["layout_problems"] = decision.described, decision.problems
+    seconds["layout"] = time.perf_counter() - start
+
+    reply["stage"] = "save"
+    start = time.perf_counter()
+    saved_dir = out_dir / "saved_model"
+    module = _serving_module(keras_model, inputs, feeding, outputs, decision.perms)
+    tf.saved_model.save(module, str(saved_dir), signatures={"serving_default": module.serve})
+    signature = tf.saved_model.load(str(saved_dir)).signatures["serving_default"]
+    reply["converted"], reply["saved_model"] = True, str(saved_dir)
+    seconds["save"] = time.perf_counter() - start
+
+    reply["stage"] = "run"
+    start = time.perf_counter()
+    reply["tf_outputs"] = _run_signature(signature, probes)
+    seconds["run"] = time.perf_counter() - start
+    if request["tflite"]:
+        reply["stage"] = "tflite"
+        start = time.perf_counter()
+        tflite_path = out_dir / "model.tflite"
+        reply["tflite_ops"] = _to_tflite(saved_dir, tflite_path)
+        reply["tflite"] = str(tflite_path)
+        seconds["tflite"] = time.perf_counter() - start
+        reply["stage"] = "tflite_run"
+        start = time.perf_counter()
+        reply["tflite_outputs"] = _run_tflite(_load_tflite(tflite_path), probes)
+        seconds["tflite_run"] = time.perf_counter() - start
+
+
+def _scratch_copy(source: Path, scratch: Path) -> Path:
+    """Copy the model (and any external data files) where onnx2tf may rewrite it."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    target = scratch / "model.onnx"
+    shutil.copyfile(source, target)
+    graph = onnx.load(str(source), load_external_data=False).graph
+    locations = {ExternalDataInfo(each).location for each in _tensors(graph) if uses_external_data(each)}
+    for location in sorted(locations):
+        (scratch / location).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source.parent / location, scratch / location)
+    return target
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                yield from _tensors(sub)
+
+
+def _feeding(keras_model: Any, onnx_inputs: list[str], onnx_outputs: list[str]) -> list[int]:
+    """Which ONNX input feeds each Keras input (by name; onnx2tf renames ':' to '__').
+
+    Outputs are taken by position: onnx2tf keeps their order but relabels its output layers
+    positionally, so their names prove nothing; it can however drop some, which is checked here.
+    """
+    lookup = {name.replace(":", "__"): index for index, name in enumerate(onnx_inputs)}
+    lookup.update({name: index for index, name in enumerate(onnx_inputs)})
+    feeding = [lookup.get(name) for name in keras_model.input_names]
+    if None in feeding:
+        if len(feeding) != len(onnx_inputs):
+            names = keras_model.input_names
+            raise _Failure(f"cannot match Keras inputs {names} to ONNX inputs {onnx_inputs}")
+        feeding = list(range(len(onnx_inputs)))
+    if len(keras_model.outputs) != len(onnx_outputs):
+        message = (
+            f"onnx2tf's model has {len(keras_model.outputs)} outputs for {len(onnx_outputs)} ONNX outputs"
+        )
+        colons = [name for name in onnx_outputs if ":" in name]
+        if len(onnx_outputs) - len(colons) == len(keras_model.outputs):
+            # onnx2tf looks outputs up by their original names and retries with ':' -> '__' only if none hit
+            message += f"; it drops outputs named with ':' when others are not: {', '.join(colons)}"
+        raise _Failure(message)
+    return feeding
+
+
+def _serving_module(
+    keras_model: Any, inputs: list[dict], feeding: list[int], outputs: list[str], perms: dict
+) -> Any:
+    """A tf.Module whose `serve` takes the ONNX inputs and returns the ONNX outputs by name."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec(spec["shape"], tf.as_dtype(spec["dtype"]), name=spec["sig"]) for spec in inputs]
+    keras_dtypes = [tensor.dtype for tensor in keras_model.inputs]
+
+    def serve(*args: Any) -> dict:
+        feeds = [
+            args[index] if args[index].dtype == dtype else tf.cast(args[index], dtype)
+            for index, dtype in zip(feeding, keras_dtypes, strict=True)
+        ]
+        result = keras_model(feeds, training=False)
+        result = result if isinstance(result, list | tuple) else [result]
+        return {
+            name: tensor if perms.get(name) is None else tf.transpose(tensor, perms[name])
+            for name, tensor in zip(outputs, result, strict=True)
+        }
+
+    module = tf.Module()
+    module.serve = tf.function(serve, input_signature=specs)
+    # The artifact is the signature, not a Keras model: track the weights only (Keras metadata unused).
+    module.model_variables = list(keras_model.variables)
+    return module
+
+
+def _to_tflite(saved_dir: Path, target: Path) -> str:
+    """Convert with builtin ops only if possible, else allow select TF ops; float32 throughout."""
+    import tensorflow as tf
+
+    attempts = {
+        "builtins": [tf.lite.OpsSet.TFLITE_BUILTINS],
+        "builtins+select_tf_ops": [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS],
+    }
+    for label, ops in attempts.items():
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_dir), ["serving_default"])
+        converter.target_spec.supported_ops = ops
+        try:
+            target.write_bytes(converter.convert())
+        except Exception as exc:
+            if label == "builtins+select_tf_ops":
+                raise _Failure(f"TFLite conversion failed: {_one_line(exc)}") from exc
+            continue
+        return label
+    raise AssertionError("unreachable")
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def _run(request: dict) -> dict:
+    """Run a SavedModel directory or a .tflite file on probes."""
+    reply: dict[str, Any] = {"ok": False, "stage": "load", "error": None, "outputs": [], "seconds": {}}
+    artifact = Path(request["artifact"])
+    try:
+        _timed_import(reply["seconds"], "tensorflow")
+        if artifact.suffix == ".tflite":
+            runner = _load_tflite(artifact)
+            reply["stage"] = "run"
+            reply["outputs"] = _run_tflite(runner, request["probes"])
+        else:
+            loaded = sys.modules["tensorflow"].saved_model.load(str(artifact))
+            signature = loaded.signatures["serving_default"]
+            reply["stage"] = "run"
+            reply["outputs"] = _run_signature(signature, request["probes"])
+        reply["ok"], reply["stage"] = True, None
+    except BaseException as exc:  # noqa: BLE001 - any failure is the reply, the worker lives on
+        reply["error"] = _one_line(exc)
+    return reply
+
+
+def _feed(probe: Probe, accepted: set[str]) -> dict[str, np.ndarray]:
+    """Key a probe by signature names: taken as is, or through the deterministic sanitizing."""
+    sanitized = signature_names(probe)
+    feed = {}
+    for key, value in probe.items():
+        name = key if key in accepted else sanitized[key]
+        if name not in accepted:
+            raise _Failure(f"probe input {key!r} is not a signature input ({', '.join(sorted(accepted))})")
+        feed[name] = value
+    return feed
+
+
+def _numpy(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {name: np.array(value) for name, value in outputs.items()}
+
+
+def _each_probe(probes: list[Probe], run_one: Callable[[Probe], dict]) -> list[dict[str, np.ndarray]]:
+    results = []
+    for index, probe in enumerate(probes):
+        try:
+            results.append(run_one(probe))
+        except Exception as exc:
+            raise _Failure(f"probe {index}: {_one_line(exc)}") from exc
+    return results
+
+
+def _run_signature(signature: Any, probes: list[Probe]) -> list[dict[str, np.ndarray]]:
+    accepted = set(signature.structured_input_signature[1])
+    return _each_probe(probes, lambda probe: _numpy(signature(**_feed(probe, accepted))))
+
+
+def _load_tflite(path: Path) -> Any:
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=THREADS)
+    return interpreter.get_signature_runner("serving_default")
+
+
+def _run_tflite(runner: Any, probes: list[Probe]) -> list[dict[str, np.ndarray]]:
+    """The signature runner resizes inputs to each probe's shape and keeps the signature names."""
+    accepted = set(runner.get_input_details())
+    return _each_probe(probes, lambda probe: _numpy(runner(**_feed(probe, accepted))))

@@ -1,0 +1,92 @@
+"""The CLI contract of DESIGN.md through real subprocesses: exit codes, one-line errors, outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, digest, save, scale_model
+
+CONVFIX = [sys.executable, "-m", "convfix"]
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CONVFIX, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=900)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convfix: error:"), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_scan_reports_findings_with_rules_and_exit_codes(tmp_path):
+    result = run("scan", EXAMPLES / "entr.onnx", "--json")
+    assert result.returncode == 1
+    (finding,) = json.loads(result.stdout)
+    assert finding["kind"] == "unsupported-op"
+    assert finding["node"] and finding["op"] == "org.pytorch.aten::special_entr"
+    assert finding["rules"] == ["decompose-aten-entr"]
+    cond = json.loads(run("scan", EXAMPLES / "cond.onnx", "--json").stdout)
+    assert [f["kind"] for f in cond] == ["control-flow"]
+    assert set(cond[0]["rules"]) == {"fold-constant-if", "if-to-where"}
+    clean = save(scale_model(2.0, shape=(2, 4)), tmp_path / "clean.onnx")
+    assert run("scan", clean).returncode == 0
+
+
+def test_rules_lists_builtin_and_user_rules():
+    result = run("rules", "--json", "--rules", EXAMPLES / "user_rules")
+    assert result.returncode == 0, result.stderr
+    names = {r["name"]: r for r in json.loads(result.stdout)}
+    assert {"decompose-aten-entr", "if-to-where", "fold-constant-if", "pin-input-shape"} <= set(names)
+    assert names["user-decompose-aten-sinc"]["source"].endswith("sinc.py")
+
+
+def test_a_broken_user_rule_is_reported_and_skipped(tmp_path):
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    result = run("rules", "--rules", tmp_path)
+    assert result.returncode == 0
+    assert "boom" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scan", "missing.onnx"],
+        ["scan", "."],
+        ["repair", "notes.txt"],
+        ["repair", "model.onnx", "--input-shape", "nope=1,2"],
+        ["repair", "model.onnx", "model.onnx"],
+        ["scan", "--no-such-flag", "model.onnx"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args):
+    (tmp_path / "notes.txt").write_text("not a model")
+    save(scale_model(2.0), tmp_path / "model.onnx")
+    before = digest(tmp_path / "model.onnx")
+    assert_one_line_error(run(*args, cwd=tmp_path))
+    assert digest(tmp_path / "model.onnx") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "notes.txt"]
+
+
+@pytest.mark.slow
+def test_batch_repair_then_check(tmp_path):
+    models = tmp_path / "in"
+    models.mkdir()
+    for name in ("entr.onnx", "cond.onnx"):
+        shutil.copy(EXAMPLES / name, models / name)
+    out = tmp_path / "out"
+    result = run("repair", models / "entr.onnx", models / "cond.onnx", "--out-dir", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for stem in ("entr", "cond"):
+        assert json.loads((out / f"{stem}.json").read_text())["status"] == "repaired"
+        assert (out / f"{stem}.onnx").is_file() and (out / f"{stem}.tf" / "saved_model.pb").is_file()
+    assert run("check", models / "cond.onnx", out / "cond.tf").returncode == 0
+    differs = run("check", models / "entr.onnx", out / "cond.tf")
+    assert differs.returncode == 1, differs.stdout + differs.stderr
+    assert "FAILS" in differs.stdout

@@ -1,0 +1,150 @@
+"""The three motivating cases end to end, with the real onnx2tf and TensorFlow (no mocks).
+
+One conversion worker serves the whole module (TensorFlow is imported once); the CLI contract is
+exercised through real subprocesses in test_cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_free_guard  # noqa: F401 - asserts the engine itself never imports TensorFlow
+from conftest import EXAMPLES, digest, save, scale_model
+
+import convfix
+from convfix import RepairOptions, model_io
+from convfix.target import Onnx2TfTarget
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def target():
+    with Onnx2TfTarget(timeout_s=300) as shared:
+        yield shared
+
+
+def _repair(target, name, tmp_path, **options):
+    source = EXAMPLES / name
+    before = digest(source)
+    opts = RepairOptions(
+        output=tmp_path / "out.onnx", tf_out=tmp_path / "tf", report_path=tmp_path / "report.json", **options
+    )
+    report = convfix.repair(source, opts, target=target)
+    assert digest(source) == before, "the input file must never change"
+    return report, json.loads((tmp_path / "report.json").read_text())
+
+
+def _run_saved_model(target, tmp_path, probe_set):
+    return target.run(tmp_path / "tf", probe_set)
+
+
+def test_plain_conversion_fails_on_the_aten_and_if_examples(target, tmp_path):
+    for name in ("entr.onnx", "cond.onnx"):
+        model = model_io.load(EXAMPLES / name)
+        out = tmp_path / name
+        out.mkdir()
+        result = target.convert(EXAMPLES / name, out, [], [], rtol=1e-4, atol=1e-4)
+        assert not result.converted, name
+        assert result.error
+        assert set(result.error_nodes) <= {n.name for n in model.graph.all_nodes()}
+
+
+def test_entr_is_decomposed_and_tf_matches_torch(target, tmp_path):
+    _report, data = _repair(target, "entr.onnx", tmp_path, tflite=True)
+    assert data["status"] == "repaired", data
+    assert data["oracle"] == "onnx.reference+torch(aten)"
+    assert data["findings"][0]["kind"] == "unsupported-op"
+    assert "decompose-aten-entr" in data["findings"][0]["rules"]
+    accepted = [s for s in data["steps"] if s["accepted"]]
+    assert accepted[0]["rule"] == "decompose-aten-entr" and accepted[0]["parity"]["ok"]
+    assert data["tf"]["converted"] and data["tf"]["parity"]["ok"]
+    assert len(data["tf"]["parity"]["per_probe_max_abs_err"]) == 3
+    assert data["tf"]["tflite_parity"]["ok"]
+    x = np.array([[0.0, 0.25, 1.0, 2.0, -1.0, 0.5, 3.0, 1e-6]] * 3, np.float32)
+    (y,) = _run_saved_model(target, tmp_path, [{"x": x}])[0].values()
+    import torch
+
+    np.testing.assert_allclose(y, torch.special.entr(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
+    tflite_y = target.run(tmp_path / "tf" / "model.tflite", [{"x": x}])[0]["y"]
+    np.testing.assert_allclose(tflite_y, y, rtol=1e-5, atol=1e-6)
+
+
+def test_dynamic_batch_is_verified_at_several_sizes(target, tmp_path):
+    report, data = _repair(target, "dynamic_mean.onnx", tmp_path)
+    assert report.exit_code == 0, data
+    assert sorted(p["x"][0] for p in data["probes"]) == [1, 5, 10]
+    assert any(f["kind"] == "dynamic-shape" and not f["blocking"] for f in data["findings"])
+    for batch in (1, 5, 10, 7):
+        x = np.random.default_rng(batch).standard_normal((batch, 20)).astype(np.float32)
+        y = _run_saved_model(target, tmp_path, [{"x": x}])[0]["y"]
+        np.testing.assert_allclose(y, x.mean(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_input_shape_pins_the_batch(target, tmp_path):
+    report, data = _repair(target, "dynamic_mean.onnx", tmp_path, input_shapes=["x=4,20"])
+    assert report.exit_code == 0, data
+    assert {tuple(p["x"]) for p in data["probes"]} == {(4, 20)}
+    assert any(s["rule"] == "pin-input-shape" and s["accepted"] for s in data["steps"])
+    repaired = model_io.load(tmp_path / "out.onnx")
+    assert list(repaired.graph.inputs[0].shape) == [4, 20]
+    with pytest.raises(convfix.ConvfixError):
+        _run_saved_model(target, tmp_path, [{"x": np.ones((5, 20), np.float32)}])
+
+
+def test_if_becomes_where_and_tf_matches_on_both_branches(target, tmp_path):
+    _report, data = _repair(target, "cond.onnx", tmp_path)
+    assert data["status"] == "repaired", data
+    assert next(s["rule"] for s in data["steps"] if s["accepted"]) == "if-to-where"
+    (taken,) = data["branch_coverage"].values()
+    assert set(taken) == {True, False}
+    positive = np.abs(np.random.default_rng(1).standard_normal((3, 8))).astype(np.float32)
+    for x, expected in ((positive, positive * 2), (-positive, -positive + 1)):
+        y = _run_saved_model(target, tmp_path, [{"x": x}])[0]["y"]
+        np.testing.assert_allclose(y, expected, rtol=1e-6)
+
+
+def test_user_rule_from_a_directory_fixes_what_no_builtin_does(target, tmp_path):
+    without = convfix.repair(EXAMPLES / "sinc.onnx", RepairOptions(), target=target)
+    assert without.status == "failed"
+    assert [(f.kind, f.op) for f in without.remaining] == [
+        ("unsupported-op", "org.pytorch.aten::sinc"),
+        ("conversion-error", "org.pytorch.aten::sinc"),
+    ]
+    assert "sinc" in without.remaining[1].reason
+    report = convfix.repair(
+        EXAMPLES / "sinc.onnx", RepairOptions(rule_dirs=[EXAMPLES / "user_rules"]), target=target
+    )
+    assert report.status == "repaired"
+    assert report.accepted_steps[0].rule == "user-decompose-aten-sinc"
+
+
+def test_check_tells_a_matching_tf_model_from_a_different_one(target, tmp_path):
+    two = save(scale_model(2.0), tmp_path / "two.onnx")
+    three = save(scale_model(3.0), tmp_path / "three.onnx")
+    convfix.repair(three, RepairOptions(tf_out=tmp_path / "three_tf"), target=target)
+    assert convfix.check(three, tmp_path / "three_tf", target=target).parity.ok
+    differs = convfix.check(two, tmp_path / "three_tf", target=target)
+    assert not differs.parity.ok
+    assert differs.parity.max_abs_err > 0.1
+
+
+def test_repair_torch_uses_eager_pytorch_as_the_reference(target, tmp_path):
+    sys.path.insert(0, str(EXAMPLES))
+    import torch
+    from models import SignBranch, SignBranchPython
+
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    result = convfix.repair_torch(SignBranch(), (x,), input_names=["x"], target=target, workdir=tmp_path)
+    assert result.exporter == "dynamo"
+    assert result.report.oracle == "torch (eager module)"
+    assert result.report.status == "repaired", result.report.to_json()
+
+    baked = convfix.repair_torch(
+        SignBranchPython(), (x,), input_names=["x"], exporter="torchscript", target=target, workdir=tmp_path
+    )
+    assert baked.report.status != "repaired"
+    assert any("differs from PyTorch eager" in note for note in baked.report.notes)

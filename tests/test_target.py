@@ -1,0 +1,355 @@
+"""The onnx2tf target: real conversions with the real onnx2tf and TensorFlow, in the worker process."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from convfix.errors import ConvfixError
+from convfix.parity import Tolerance, compare_outputs
+from convfix.target import ConversionResult, Onnx2TfTarget
+from convfix.target.errors_map import error_nodes, essential_error
+from convfix.target.layout import decide_layouts, signature_names
+
+TOL = Tolerance(rtol=1e-4, atol=1e-5)
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def _save(graph: onnx.GraphProto, path: Path, opsets: list | None = None) -> Path:
+    model = helper.make_model(graph, opset_imports=opsets or OPSET)
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+def _onnxruntime(path: Path, probes: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    return [dict(zip(names, session.run(None, probe), strict=True)) for probe in probes]
+
+
+def _matmul_model(path: Path) -> Path:
+    """y = Relu(x @ W), x: [batch, 4] with a symbolic batch; the input name needs sanitizing."""
+    weight = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x:0", "W"], ["mm"], name="matmul"),
+            helper.make_node("Relu", ["mm"], ["y"], name="relu"),
+        ],
+        "matmul_relu",
+        [helper.make_tensor_value_info("x:0", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(weight, "W")],
+    )
+    return _save(graph, path)
+
+
+def _matmul_probes(batches: list[int], seed: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{"x:0": rng.standard_normal((n, 4)).astype(np.float32)} for n in batches]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def target():
+    with Onnx2TfTarget(timeout_s=300) as shared:
+        yield shared
+
+
+@pytest.fixture(scope="module")
+def matmul(target: Onnx2TfTarget, tmp_path_factory: pytest.TempPathFactory):
+    """Test 1's conversion, shared with the tests that run its SavedModel."""
+    root = tmp_path_factory.mktemp("matmul")
+    path = _matmul_model(root / "model.onnx")
+    digest = _digest(path)
+    probes = _matmul_probes([1, 5, 10], seed=2)
+    reference = _onnxruntime(path, probes)
+    result = target.convert(path, root / "out", probes, reference, rtol=TOL.rtol, atol=TOL.atol)
+    return path, digest, reference, result
+
+
+@pytest.mark.slow
+def test_dynamic_batch_matmul_converts_with_parity_and_leaves_input_untouched(matmul) -> None:
+    path, digest, reference, result = matmul
+    assert result.converted, result.error
+    assert result.error is None and result.stage is None
+    assert result.saved_model is not None and (result.saved_model / "saved_model.pb").is_file()
+    assert result.layout == {"y": "identity"}
+    assert result.name_map == {"x:0": "x_0"}
+    assert [out["y"].shape for out in result.tf_outputs] == [(1, 3), (5, 3), (10, 3)]
+    parity = compare_outputs(reference, result.tf_outputs, TOL)
+    assert parity.ok, parity.problems
+    assert _digest(path) == digest  # onnx2tf rewrites its input in place: it got a copy
+    assert {"convert", "save", "run"} <= set(result.seconds)
+
+
+@pytest.mark.slow
+def test_model_onnx2tf_rewrites_in_place_is_left_untouched(target: Onnx2TfTarget, tmp_path: Path) -> None:
+    """onnx2tf re-saves its input file for static-shaped Einsum/OneHot models: it must get a copy."""
+    weight = np.random.default_rng(9).standard_normal((4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Einsum", ["x", "W"], ["y"], name="einsum", equation="bi,ij->bj")],
+        "einsum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [numpy_helper.from_array(weight, "W")],
+    )
+    path = _save(graph, tmp_path / "einsum.onnx")
+    digest = _digest(path)
+    probes = [{"x": np.random.default_rng(10).standard_normal((2, 4)).astype(np.float32)}]
+    reference = _onnxruntime(path, probes)
+    result = target.convert(path, tmp_path / "out", probes, reference, rtol=TOL.rtol, atol=TOL.atol)
+    assert result.converted, result.error
+    assert compare_outputs(reference, result.tf_outputs, TOL).ok
+    assert _digest(path) == digest
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["saved_model"]
+
+
+@pytest.mark.slow
+def test_nchw_conv_keeps_nchw_at_both_ends_and_tflite_matches(target: Onnx2TfTarget, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input.1", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["output"], name="relu"),
+        ],
+        "conv_relu",
+        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    path = _save(graph, tmp_path / "conv.onnx")
+    probes = [{"input.1": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(3)]
+    reference = _onnxruntime(path, probes)
+
+    result = target.convert(
+        path, tmp_path / "out", probes, reference, rtol=TOL.rtol, atol=TOL.atol, tflite=True
+    )
+
+    assert result.converted and result.stage is None, result.error
+    assert result.layout == {"output": "channels_last->channels_first (0,3,1,2)"}
+    assert result.layout_problems == []
+    assert result.name_map == {"input.1": "input_1"}
+    assert compare_outputs(reference, result.tf_outputs, TOL).ok
+    assert result.tflite == tmp_path / "out" / "model.tflite" and result.tflite.is_file()
+    assert result.tflite_ops == "builtins"
+    assert result.tflite_outputs is not None
+    assert compare_outputs(reference, result.tflite_outputs, TOL).ok
+    # The .tflite is runnable on its own, fed by ONNX names.
+    assert compare_outputs(reference, target.run(result.tflite, probes), TOL).ok
+
+
+@pytest.mark.slow
+def test_unsupported_op_fails_naming_op_and_node_and_worker_survives(
+    target: Onnx2TfTarget, tmp_path: Path
+) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("special_entr", ["x"], ["y"], name="entr_node", domain="org.pytorch.aten")],
+        "entr",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    path = _save(graph, tmp_path / "entr.onnx", [*OPSET, helper.make_opsetid("org.pytorch.aten", 1)])
+    x = np.random.default_rng(4).random((2, 3)).astype(np.float32) + 0.1
+    result = target.convert(
+        path, tmp_path / "out", [{"x": x}], [{"y": -x * np.log(x)}], rtol=TOL.rtol, atol=TOL.atol
+    )
+
+    assert not result.converted
+    assert result.stage == "convert"
+    assert result.error is not None and "special_entr" in result.error
+    assert result.error_nodes == ["entr_node"]
+    assert "special_entr OP is not yet implemented" in result.log
+    assert result.saved_model is None and result.tf_outputs == []
+
+    follow_up = _convert_matmul(target, tmp_path / "again")
+    assert follow_up.converted, follow_up.error
+
+
+@pytest.mark.slow
+def test_sys_exit_inside_op_code_is_caught_with_its_error_line(target: Onnx2TfTarget, tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("DFT", ["x"], ["y"], name="the_dft", axis=1)],
+        "dft",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 2])],
+    )
+    path = _save(graph, tmp_path / "dft.onnx")
+    x = np.ones((1, 8, 3), np.float32)
+    result = target.convert(
+        path, tmp_path / "out", [{"x": x}], [{"y": np.ones((1, 8, 2), np.float32)}], rtol=1e-4, atol=1e-5
+    )
+    assert (result.converted, result.stage) == (False, "convert")
+    assert result.error == "DFT input last dimension must be 1 or 2. (SystemExit: 1)"
+    assert result.error_nodes == ["the_dft"]
+
+
+@pytest.mark.slow
+def test_nhwc_image_input_converts_offline(target: Onnx2TfTarget, tmp_path: Path) -> None:
+    """onnx2tf fetches calibration images for all-NHWC-image models unless the worker supplies them."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["image"], ["out"], name="relu")],
+        "nhwc",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 16, 16, 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 16, 16, 3])],
+    )
+    path = _save(graph, tmp_path / "nhwc.onnx")
+    probes = [{"image": np.random.default_rng(8).standard_normal((1, 16, 16, 3)).astype(np.float32)}]
+    reference = _onnxruntime(path, probes)
+    result = target.convert(path, tmp_path / "out", probes, reference, rtol=TOL.rtol, atol=TOL.atol)
+    assert result.converted, result.error
+    assert result.layout == {"out": "identity"}
+    assert compare_outputs(reference, result.tf_outputs, TOL).ok
+
+
+@pytest.mark.slow
+def test_output_onnx2tf_drops_is_reported_not_mislabelled(target: Onnx2TfTarget, tmp_path: Path) -> None:
+    """onnx2tf loses 'y:0' here and relabels the remaining output layer 'y__0' (it is really 'z')."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["y:0"], name="relu"),
+            helper.make_node("Neg", ["x"], ["z"], name="neg"),
+        ],
+        "two_outputs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [
+            helper.make_tensor_value_info("y:0", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3]),
+        ],
+    )
+    path = _save(graph, tmp_path / "two.onnx")
+    probes = [{"x": np.random.default_rng(11).standard_normal((2, 3)).astype(np.float32)}]
+    result = target.convert(path, tmp_path / "out", probes, _onnxruntime(path, probes), rtol=1e-4, atol=1e-5)
+    assert (result.converted, result.stage) == (False, "convert")
+    assert result.error is not None
+    assert result.error.startswith("onnx2tf's model has 1 outputs for 2 ONNX outputs")
+    assert result.error.endswith("y:0")
+
+
+def _convert_matmul(target: Onnx2TfTarget, root: Path) -> ConversionResult:
+    root.mkdir()
+    path = _matmul_model(root / "model.onnx")
+    probes = _matmul_probes([2], seed=5)
+    return target.convert(
+        path, root / "out", probes, _onnxruntime(path, probes), rtol=TOL.rtol, atol=TOL.atol
+    )
+
+
+@pytest.mark.slow
+def test_worker_death_and_hang_are_reported_then_a_fresh_worker_converts(
+    target: Onnx2TfTarget, tmp_path: Path
+) -> None:
+    # _request and the _test_* requests are the test-only hook: real process deaths, no mocks.
+    reply = target._request({"op": "_test_exit", "code": 7}, "test request")
+    assert (reply["ok"], reply["stage"], reply["error"]) == (
+        False,
+        "worker",
+        "worker process died (exit code 7)",
+    )
+
+    timeout = target.timeout_s
+    target.timeout_s = 3
+    try:
+        reply = target._request({"op": "_test_sleep", "seconds": 120}, "test request")
+    finally:
+        target.timeout_s = timeout
+    assert (reply["ok"], reply["error"]) == (False, "test request timed out after 3 s")
+
+    assert target._request({"op": "_test_sleep", "seconds": 0}, "test request")["ok"]
+    assert target._worker is not None
+    os.kill(target._worker.process.pid, signal.SIGKILL)  # as the OOM killer would
+    reply = target._request({"op": "_test_sleep", "seconds": 0}, "test request")
+    assert reply["error"] == "worker process died (killed by signal SIGKILL)"
+
+    result = _convert_matmul(target, tmp_path / "after")
+    assert result.converted, result.error
+
+
+@pytest.mark.slow
+def test_run_saved_model_on_new_probes(target: Onnx2TfTarget, matmul, tmp_path: Path) -> None:
+    path, _, _, result = matmul
+    probes = _matmul_probes([3, 7], seed=6)
+    outputs = target.run(result.saved_model, probes)
+    assert [set(out) for out in outputs] == [{"y"}, {"y"}]
+    assert compare_outputs(_onnxruntime(path, probes), outputs, TOL).ok
+    with pytest.raises(ConvfixError, match="cannot load"):
+        target.run(tmp_path, probes)
+    assert "tensorflow" not in sys.modules  # all of it happened in the worker
+
+
+# --- layout and naming rules (no TensorFlow) ----------------------------------------------------
+
+
+def test_signature_names_keep_valid_names_and_sanitize_the_rest_deterministically() -> None:
+    names = ["x", "input.1", "input_1", "x:0", "/a/b", "_h", "1x", "Out", "in", "self"]
+    mapping = signature_names(names)
+    assert mapping == {
+        "x": "x",
+        "input_1": "input_1",
+        "Out": "Out",
+        "input.1": "input_1_2",
+        "x:0": "x_0",
+        "/a/b": "arg__a_b",
+        "_h": "arg__h",
+        "1x": "arg_1x",
+        "in": "arg_in",
+        "self": "arg_self",
+    }
+    assert signature_names(reversed(names)) == mapping
+
+
+def test_layout_picks_the_only_fitting_permutation_and_confirms_it() -> None:
+    rng = np.random.default_rng(7)
+    reference = [{"y": rng.standard_normal((1, 4, 5, 6)).astype(np.float32)} for _ in range(2)]
+    raw = [{"y": np.transpose(r["y"], (0, 2, 3, 1))} for r in reference]
+    decision = decide_layouts(raw, reference, ["y"], TOL)
+    assert decision.perms == {"y": (0, 3, 1, 2)} and decision.problems == []
+
+    raw[1]["y"] = raw[1]["y"] + 1.0  # fits probe 0 only
+    decision = decide_layouts(raw, reference, ["y"], TOL)
+    assert decision.described == {"y": "identity (no permutation matches)"}
+    assert "matched probes 0..0 but not probe 1" in decision.problems[0]
+
+
+def test_layout_tie_on_degenerate_data_goes_to_identity_and_mismatch_is_reported() -> None:
+    zeros = [{"y": np.zeros((1, 3, 3, 3), np.float32)}]
+    assert decide_layouts(zeros, zeros, ["y"], TOL).described == {"y": "identity"}
+
+    reference = [{"y": np.ones((1, 2, 3, 3), np.float32)}]
+    raw = [{"y": np.full((1, 2, 3, 3), 1.5, np.float32)}]
+    problems = decide_layouts(raw, reference, ["y"], TOL).problems
+    assert problems == ["output 'y': no permutation matches the reference (identity max abs err 0.5)"]
+
+
+def test_key_error_points_at_producer_and_consumers_of_the_value() -> None:
+    graph = helper.make_graph(
+        [
+            helper.make_node("Shape", ["x"], ["s:0"], name="shape"),
+            helper.make_node("Cast", ["s:0"], ["c"], name="cast", to=TensorProto.FLOAT),
+            helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    # onnx2tf reports values and nodes renamed ':' -> '__'
+    assert error_nodes(model, "KeyError: 's__0'", "", None) == ["shape", "cast"]
+    log = "\x1b[31mERROR:\x1b[0m onnx_op_name: relu\n"
+    assert error_nodes(model, "KeyError: 's__0'", log, None) == ["relu", "shape", "cast"]
+    boilerplate_only = "\x1b[31mERROR:\x1b[0m The trace log is below.\n"
+    assert essential_error("SystemExit: 1", boilerplate_only) == "SystemExit: 1"
