@@ -148,3 +148,41 @@ def test_repair_torch_uses_eager_pytorch_as_the_reference(target, tmp_path):
     )
     assert baked.report.status != "repaired"
     assert any("differs from PyTorch eager" in note for note in baked.report.notes)
+
+
+WRONG_RULES = '''
+from convfix.rules import Rule
+from convfix.rewrites.control_flow import _find_node, _inline_branch, _replace_outputs
+
+
+def always_then(model, finding, context):
+    """Wrong on purpose: takes the then-branch whatever the condition says."""
+    node = _find_node(model, finding)
+    _replace_outputs(node, _inline_branch(node, node.attributes["then_branch"].as_graph()))
+
+
+def explode(model, finding, context):
+    raise RuntimeError("boom")
+
+
+RULES = [
+    Rule("explode", ("control-flow",), explode, "raises"),
+    Rule("always-then", ("control-flow",), always_then, "wrong"),
+]
+'''
+
+
+def test_a_rewrite_that_breaks_parity_is_rolled_back_and_the_next_rule_tried(target, tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "wrong.py").write_text(WRONG_RULES)
+    report = convfix.repair(EXAMPLES / "cond.onnx", RepairOptions(rule_dirs=[rules]), target=target)
+    outcomes = [(s.rule, s.accepted, s.outcome.split(":")[0]) for s in report.steps]
+    assert outcomes[:3] == [
+        ("explode", False, "error"),
+        ("always-then", False, "rolled back"),
+        ("fold-constant-if", False, "not applicable"),
+    ]
+    assert outcomes[3] == ("if-to-where", True, "accepted")
+    assert report.steps[1].parity.max_abs_err > 0.5
+    assert report.status == "repaired"

@@ -36,8 +36,7 @@ Atol = Annotated[float, typer.Option("--atol", help="Absolute tolerance")]
 def _findings_table(findings: list[Finding]) -> Table:
     table = Table("kind", "where", "op", "reason", "rules", title="findings")
     for f in findings:
-        where = "/".join(p for p in (f.path, f.node or f.subject or "") if p)
-        table.add_row(f.kind, where, f.op or "", f.reason, ", ".join(f.rules) or "-")
+        table.add_row(f.kind, f.where, f.op or "", f.reason, ", ".join(f.rules) or "-")
     return table
 
 
@@ -65,7 +64,7 @@ def _render_report(report: Report) -> None:
     steps = Table("rule", "finding", "outcome", "max abs err", title="steps")
     for step in report.steps:
         err_text = f"{step.parity.max_abs_err:.3g}" if step.parity else "-"
-        steps.add_row(step.rule, step.finding.describe(), step.outcome, err_text)
+        steps.add_row(step.rule, f"{step.finding.kind} at {step.finding.where}", step.outcome, err_text)
     if report.steps:
         out.print(steps)
     tf = report.tf

@@ -47,11 +47,13 @@ class Finding:
         data["rules"] = list(self.rules)
         return data
 
+    @property
+    def where(self) -> str:
+        place = self.node or self.subject or "model"
+        return f"{self.path}/{place}" if self.path else place
+
     def describe(self) -> str:
-        where = self.node or self.subject or "model"
-        if self.path:
-            where = f"{self.path}/{where}"
-        return f"{self.kind} at {where}: {self.reason}"
+        return f"{self.kind} at {self.where}: {self.reason}"
 
 
 def op_id(domain: str, op_type: str) -> str:
