@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -238,10 +238,10 @@ def repair(
             progress("converting with onnx2tf and verifying in TensorFlow")
             result = _convert(session, target, scratch, options)
             clock.lap("convert")
-            if result.converted:
+            if result.verified:
                 break
             before = len(report.accepted_steps)
-            session.rewrite_until_fixpoint([_conversion_finding(result, session.model)])
+            session.rewrite_until_fixpoint(_target_findings(result, session.model))
             if len(report.accepted_steps) == before:
                 break
         report.tf = result
@@ -305,27 +305,33 @@ def _finish(report: Report, session: _Session, pinned, rules: RuleSet, result: T
         report.notes.extend(f"converted and verified despite: {f.describe()}" for f in leftover)
         return
     report.status = "partial" if repairs else "failed"
-    report.remaining = [f for f in final if f.blocking]
+    report.remaining = [f for f in final if f.blocking] + _target_findings(result, session.model)
+
+
+def _target_findings(result: TfResult, model: ir.Model) -> list[Finding]:
+    """What the conversion showed, as findings at the node they point to, so rules can claim them by op.
+
+    A conversion error names its nodes; a divergence is placed at the model's only computing node when
+    there is just one, and otherwise left at the model level.
+    """
     if not result.converted:
-        report.remaining.append(_conversion_finding(result, session.model))
-    else:
-        for label, parity in (("TensorFlow", result.parity), ("TFLite", result.tflite_parity)):
-            if parity is not None and not parity.ok:
-                reason = f"{label} outputs differ from the reference: " + "; ".join(parity.problems[:5])
-                report.remaining.append(Finding("divergence", reason, subject=label))
+        nodes = {n.name: n for n in model.graph.all_nodes()}
+        node = next((nodes[name] for name in result.error_nodes if name in nodes), None)
+        return [_at(Finding("conversion-error", result.error or "conversion failed"), node)]
+    computing = [n for n in model.graph if n.op_type != "Constant"]
+    node = computing[0] if len(computing) == 1 else None
+    findings = []
+    for label, parity in (("TensorFlow", result.parity), ("TFLite", result.tflite_parity)):
+        if parity is not None and not parity.ok:
+            reason = f"{label} outputs differ from the reference: " + "; ".join(parity.problems[:5])
+            findings.append(_at(Finding("divergence", reason, subject=label), node))
+    return findings
 
 
-def _conversion_finding(result: TfResult, model: ir.Model) -> Finding:
-    """A conversion error as a finding at the first node it names, so rules can claim it by op."""
-    nodes = {n.name: n for n in model.graph.all_nodes()}
-    node = next((nodes[name] for name in result.error_nodes if name in nodes), None)
-    return Finding(
-        "conversion-error",
-        result.error or "conversion failed",
-        node=node.name if node else None,
-        op=op_id(node.domain, node.op_type) if node else None,
-        subject=None if node else "model",
-    )
+def _at(finding: Finding, node: ir.Node | None) -> Finding:
+    if node is None:
+        return replace(finding, subject=finding.subject or "model")
+    return replace(finding, node=node.name, op=op_id(node.domain, node.op_type))
 
 
 def _write_outputs(report: Report, model: ir.Model, options: RepairOptions) -> None:
