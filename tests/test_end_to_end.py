@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +187,25 @@ def test_a_rewrite_that_breaks_parity_is_rolled_back_and_the_next_rule_tried(tar
     assert outcomes[3] == ("if-to-where", True, "accepted")
     assert report.steps[1].parity.max_abs_err > 0.5
     assert report.status == "repaired"
+
+
+def _without_times(report: dict) -> dict:
+    report = json.loads(json.dumps(report))
+    report.pop("timings")
+    for step in report["steps"]:
+        step.pop("seconds")
+    return report
+
+
+@pytest.mark.parametrize("name", ["entr.onnx", "cond.onnx"])
+def test_same_input_same_output_bytes_and_report(target, tmp_path, name):
+    runs = []
+    for attempt in ("a", "b"):
+        folder = tmp_path / attempt
+        opts = RepairOptions(output=folder / "out.onnx", report_path=folder / "report.json")
+        convfix.repair(EXAMPLES / name, opts, target=target)
+        report = _without_times(json.loads((folder / "report.json").read_text()))
+        report["output"] = Path(report["output"]).name
+        runs.append(((folder / "out.onnx").read_bytes(), report))
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][1] == runs[1][1]

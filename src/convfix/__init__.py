@@ -1,33 +1,33 @@
-"""convfix: repair exported ONNX models so that they convert to TensorFlow, with parity proven."""
+"""convfix: repair exported ONNX models so that they convert to TensorFlow, with parity proven.
 
-from convfix.api import CheckResult, check, repair, rules, scan
-from convfix.engine import RepairOptions
-from convfix.errors import ConvfixError
-from convfix.findings import Finding
-from convfix.journal import Report
-from convfix.parity import Tolerance
-from convfix.rules import Rule, RuleContext
+The public names load on first use, so that `convfix --help` and an early Ctrl-C stay cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CheckResult": "convfix.api",
+    "check": "convfix.api",
+    "repair": "convfix.api",
+    "rules": "convfix.api",
+    "scan": "convfix.api",
+    "RepairOptions": "convfix.engine",
+    "ConvfixError": "convfix.errors",
+    "Finding": "convfix.findings",
+    "Report": "convfix.journal",
+    "Tolerance": "convfix.parity",
+    "Rule": "convfix.rules",
+    "RuleContext": "convfix.rules",
+    "repair_torch": "convfix.torch_entry",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def repair_torch(*args, **kwargs):
-    """Export a PyTorch module, repair it, and check TF against PyTorch eager (see convfix.torch_entry)."""
-    from convfix.torch_entry import repair_torch as _repair_torch
-
-    return _repair_torch(*args, **kwargs)
-
-
-__all__ = [
-    "CheckResult",
-    "ConvfixError",
-    "Finding",
-    "RepairOptions",
-    "Report",
-    "Rule",
-    "RuleContext",
-    "Tolerance",
-    "check",
-    "repair",
-    "repair_torch",
-    "rules",
-    "scan",
-]
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'convfix' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,5 +1,5 @@
 """`python -m convfix` is the `convfix` command."""
 
-from convfix.cli import main
+from convfix.entry import main
 
 main()

@@ -7,6 +7,7 @@ check 0 parity holds / 1 differs; 2 for bad input or usage, everywhere.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +30,19 @@ err = Console(stderr=True)
 InputShapes = Annotated[list[str], typer.Option("--input-shape", help="Pin an input: NAME=D1,D2,...")]
 RuleDirs = Annotated[list[Path], typer.Option("--rules", help="A directory of rule modules (repeatable)")]
 Inputs = Annotated[Path | None, typer.Option("--inputs", help="Probe inputs: .npz keyed by input name")]
+_state = {"verbose": False}
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="On an internal error, show the traceback")
+    ] = False,
+) -> None:
+    """Repair exported ONNX models so that they convert to TensorFlow, with parity proven."""
+    _state["verbose"] = verbose
+
+
 Rtol = Annotated[float, typer.Option("--rtol", help="Relative tolerance")]
 Atol = Annotated[float, typer.Option("--atol", help="Absolute tolerance")]
 
@@ -190,23 +204,33 @@ def list_rules(
         err.print(f"convfix: warning: {problem}", highlight=False, soft_wrap=True)
 
 
+INTERRUPTED = 130
+
+
 def main() -> None:
-    """Entry point: turns every error into one line on stderr and the contract's exit code."""
+    """Entry point: turns every error into one line on stderr and the contract's exit code.
+
+    Ctrl-C and SIGTERM (see convfix.entry) end with the temporary files and the worker cleaned up.
+    """
+    for library in ("onnx_ir", "onnxscript"):  # their warnings (with tracebacks) are not ours to show
+        logging.getLogger(library).setLevel(logging.ERROR)
     try:
         code = app(standalone_mode=False)
     except ConvfixError as exc:
         _fail(str(exc), 2)
     except KeyboardInterrupt:
-        _fail("interrupted; nothing half-written was left behind", 130)
-    except typer.Abort:
-        _fail("interrupted; nothing half-written was left behind", 130)
+        code = INTERRUPTED
     except typer.TyperException as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if not message:  # the help text was shown instead
             sys.exit(2)
         _fail(message, 2)
     except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
-        _fail(f"internal error: {type(exc).__name__}: {exc}", 2)
+        if _state["verbose"]:
+            err.print_exception()
+        _fail(f"internal error: {type(exc).__name__}: {exc} (--verbose shows where)", 2)
+    if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code
+        _fail("interrupted; nothing half-written was left behind", INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -165,7 +165,20 @@ def _progress_noop(message: str) -> None:
     return None
 
 
+def _check_output_paths(model_path: Path, options: RepairOptions) -> None:
+    """The input is never written: no output may name it (or its folder, for --tf-out)."""
+    source = model_path.resolve()
+    for flag, path in (
+        ("-o", options.output),
+        ("--report", options.report_path),
+        ("--tf-out", options.tf_out),
+    ):
+        if path is not None and (Path(path).resolve() == source or Path(path).resolve() in source.parents):
+            raise ConvfixError(f"{flag} {path}: would overwrite the input model")
+
+
 def _prepare(model_path: Path, options: RepairOptions, report: Report) -> tuple[ir.Model, list, dict]:
+    _check_output_paths(model_path, options)
     original = model_io.load(model_path)
     specs = probes.input_specs(original)
     pinned = probes.parse_input_shapes(options.input_shapes, specs)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnx
 import onnx_ir as ir
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from convfix.errors import ConvfixError
 
@@ -64,6 +64,26 @@ def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                 yield from _all_tensors(sub)
 
 
+def _has_undecodable_text(message: Message) -> bool:
+    """True if any string field (names, domains, doc strings, ...) did not decode as UTF-8."""
+    for field, value in message.ListFields():
+        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
+            continue
+        values = value if field.label == field.LABEL_REPEATED else (value,)
+        if field.type == field.TYPE_STRING:
+            if any(not isinstance(v, str) for v in values):
+                return True
+        elif any(_has_undecodable_text(v) for v in values):
+            return True
+    return False
+
+
+def _check_text(path: Path, proto: onnx.ModelProto) -> None:
+    """Text that is not valid UTF-8 survives parsing as bytes and breaks everything downstream."""
+    if _has_undecodable_text(proto):
+        raise ConvfixError(f"{path}: invalid ONNX model: some text in it is not valid UTF-8")
+
+
 def _check_structure(path: Path, proto: onnx.ModelProto) -> None:
     if not proto.HasField("graph"):
         raise ConvfixError(f"{path}: not an ONNX model (no graph)")
@@ -78,9 +98,10 @@ def _check_structure(path: Path, proto: onnx.ModelProto) -> None:
         if opset.domain in ("", "ai.onnx") and opset.version > newest:
             raise ConvfixError(f"{path}: opset {opset.version} is newer than this onnx knows ({newest})")
     try:
-        # The proto was read without its external data: checking it costs no weight I/O.
-        onnx.checker.check_model(proto, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        # By path: external data is then looked up beside the model (not in the working directory),
+        # and only checked for existence, never read.
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConvfixError(f"{path}: invalid ONNX model: {first}") from None
 
@@ -91,8 +112,9 @@ def load(path: str | os.PathLike) -> ir.Model:
     _check_file(path)
     try:
         proto = onnx.load_model(str(path), load_external_data=False)
-    except (DecodeError, RuntimeWarning, ValueError) as exc:
+    except (DecodeError, RuntimeWarning, ValueError, UnicodeDecodeError) as exc:
         raise ConvfixError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+    _check_text(path, proto)
     _check_external_locations(proto, path.parent)
     _check_structure(path, proto)
     try:
@@ -123,27 +145,58 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def needs_external_data(model: ir.Model) -> bool:
+    return _weights_bytes(model) > EXTERNAL_DATA_THRESHOLD
+
+
 def save(model: ir.Model, path: str | os.PathLike) -> Path:
-    """Save atomically; weights over ~1.8 GB go to `<name>.data` beside it."""
+    """Save atomically; weights over ~1.8 GB go to `<name>.data` beside it (renamed into place first)."""
     path = Path(path)
-    if _weights_bytes(model) > EXTERNAL_DATA_THRESHOLD:
-        data_name = path.name + ".data"
-        with atomic_path(path) as tmp:
-            ir.save(model, tmp, external_data=data_name)
-            # ir.save wrote the data file next to tmp under its final name; the .onnx rename comes last.
+    if needs_external_data(model):
+        data_path = path.with_name(path.name + ".data")
+        with atomic_path(data_path) as tmp_data, atomic_path(path) as tmp:
+            ir.save(model, tmp, external_data=tmp_data.name)
+            # The .onnx names its data file; give it the final name before either is renamed into place.
+            proto = onnx.load_model(str(tmp), load_external_data=False)
+            for tensor in _all_tensors(proto.graph):
+                for entry in tensor.external_data:
+                    if entry.key == "location":
+                        entry.value = data_path.name
+            tmp.write_bytes(proto.SerializeToString(deterministic=True))
     else:
         with atomic_path(path) as tmp:
             tmp.write_bytes(to_bytes(model))
     return path
 
 
+def inline_weights(model: ir.Model) -> ir.Model:
+    """The model with every weight in memory (a copy if any was external), for a one-piece protobuf."""
+    if not any(isinstance(v.const_value, ir.ExternalTensor) for v in model.graph.initializers.values()):
+        return model
+    copy = model.clone()
+    ir.external_data.load_to_model(copy)
+    return copy
+
+
 def to_bytes(model: ir.Model) -> bytes:
-    """Serialize a model whose weights fit in one protobuf."""
-    return ir.to_proto(model).SerializeToString(deterministic=True)
+    """Serialize a model whose weights fit in one protobuf, external weights read in."""
+    return to_proto(model).SerializeToString(deterministic=True)
 
 
 def to_proto(model: ir.Model) -> onnx.ModelProto:
-    return ir.to_proto(model)
+    return ir.to_proto(inline_weights(model))
+
+
+@contextlib.contextmanager
+def runnable(model: ir.Model) -> Iterator[bytes | str]:
+    """What a runtime can load: serialized bytes, or a temporary file with external data when too big."""
+    if not needs_external_data(model):
+        yield to_bytes(model)
+        return
+    with tempfile.TemporaryDirectory(prefix="convfix-run-") as folder:
+        path = Path(folder) / "model.onnx"
+        ir.save(model, path, external_data="model.onnx.data")
+        yield str(path)
 
 
 def clone(model: ir.Model) -> ir.Model:

@@ -29,13 +29,14 @@ class OracleError(Exception):
     """No runtime could execute the model on the probes."""
 
 
-def run_onnxruntime(model_bytes: bytes, probes: Sequence[Mapping[str, np.ndarray]]) -> Outputs:
+def run_onnxruntime(model: bytes | str, probes: Sequence[Mapping[str, np.ndarray]]) -> Outputs:
+    """Run serialized model bytes, or a model file path, on every probe."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return [dict(zip(names, session.run(names, dict(p)), strict=True)) for p in probes]
 
@@ -83,12 +84,15 @@ def run_reference_evaluator(proto: onnx.ModelProto, probes: Sequence[Mapping[str
 
 def evaluate(model: ir.Model, probes: Sequence[Mapping[str, np.ndarray]]) -> Reference:
     """Run the model on every probe with the first runtime that can; raise OracleError if none can."""
-    proto = model_io.to_proto(model)
     errors = []
     try:
-        return Reference(run_onnxruntime(proto.SerializeToString(), probes), "onnxruntime")
+        with model_io.runnable(model) as source:
+            return Reference(run_onnxruntime(source, probes), "onnxruntime")
     except Exception as exc:  # noqa: BLE001 - any failure hands over to the next runtime
         errors.append(f"onnxruntime: {_first_line(exc)}")
+    if model_io.needs_external_data(model):
+        raise OracleError(f"{errors[0]}; onnx.reference cannot take a model over 2 GB")
+    proto = model_io.to_proto(model)
     has_aten = any(n.domain == ATEN_DOMAIN for n in _all_nodes(proto.graph))
     try:
         outputs = run_reference_evaluator(proto, probes)

@@ -49,6 +49,7 @@ class _Failure(Exception):
 def main(conn: Connection, workdir: str) -> None:
     """Serve requests until the parent says close or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    _forbid_network()
     os.environ.update(_QUIET_ENV)
     os.chdir(workdir)
     _point_fds_at(WORKER_LOG)
@@ -59,6 +60,7 @@ def main(conn: Connection, workdir: str) -> None:
         "run": _run,
         "_test_exit": _test_exit,
         "_test_sleep": _test_sleep,
+        "_test_connect": _test_connect,
     }
     while True:
         try:
@@ -73,6 +75,25 @@ def main(conn: Connection, workdir: str) -> None:
         conn.send(reply)
 
 
+def _forbid_network() -> None:
+    """convfix never touches the network: a download attempt by onnx2tf or TF fails loudly instead."""
+    import socket
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("network access is disabled in convfix's conversion worker")
+
+    original_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            refuse()
+        original_connect(self, address)
+
+    socket.socket.connect = connect
+    socket.socket.connect_ex = lambda self, address: connect(self, address) or 0
+    socket.getaddrinfo = refuse
+
+
 def _test_exit(request: dict) -> dict:
     """Tests only: a real process death (as a segfault or an OOM kill would be)."""
     os._exit(request["code"])
@@ -82,6 +103,17 @@ def _test_sleep(request: dict) -> dict:
     """Tests only: a request that outlives the time limit."""
     time.sleep(request["seconds"])
     return {"ok": True}
+
+
+def _test_connect(request: dict) -> dict:
+    """Tests only: what a download attempt inside the worker meets."""
+    import socket
+
+    try:
+        socket.create_connection((request["host"], request["port"]), timeout=2).close()
+    except OSError as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True, "error": None}
 
 
 def _point_fds_at(path: str) -> None:

@@ -1,0 +1,106 @@
+"""Faults and guarantees: time limits, interruption, no network, trivial models (real conversions)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import onnx
+import pytest
+from conftest import EXAMPLES, digest
+from onnx import TensorProto, helper
+from test_cli import CONVFIX, run
+
+pytestmark = pytest.mark.slow
+
+
+def _save(graph: onnx.GraphProto, path):
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    return path
+
+
+def test_a_conversion_over_the_time_limit_is_reported_not_fatal(tmp_path):
+    result = run("repair", EXAMPLES / "cond.onnx", "--timeout", "0.5", "--report", tmp_path / "r.json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "partial"
+    assert "timed out after 0.5 s" in report["tf"]["error"]
+    assert report["remaining"][-1]["kind"] == "conversion-error"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_repair_leaves_the_old_output_or_the_new_one_never_a_torn_one(tmp_path, signum):
+    source = tmp_path / "cond.onnx"
+    shutil.copy(EXAMPLES / "cond.onnx", source)
+    out = tmp_path / "out.onnx"
+    out.write_bytes(b"previous output")
+    args = [*CONVFIX, "repair", str(source), "-o", str(out), "--tf-out", str(tmp_path / "tf")]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the repair finished before the signal arrived")
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines() == [
+        "convfix: error: interrupted; nothing half-written was left behind"
+    ]
+    assert out.read_bytes() == b"previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cond.onnx", "out.onnx"]
+    assert digest(source) == digest(EXAMPLES / "cond.onnx")
+
+
+def test_no_network_is_needed_even_for_image_inputs(tmp_path):
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-n", "true"]).returncode != 0:
+        pytest.skip("cannot make a network namespace here")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["image"], ["y"], name="relu")],
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 16, 16, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 3])],
+    )
+    model = _save(graph, tmp_path / "image.onnx")
+    offline = subprocess.run(
+        ["unshare", "-n", *CONVFIX, "repair", str(model), "--tflite", "--report", str(tmp_path / "r.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["tf"]["tflite_parity"]["ok"]
+
+
+def test_the_conversion_worker_refuses_network_access():
+    from convfix.target import Onnx2TfTarget
+
+    with Onnx2TfTarget(timeout_s=120) as target:
+        reply = target._request({"op": "_test_connect", "host": "127.0.0.1", "port": 9}, "a connection")
+    assert "network access is disabled" in reply["error"]
+
+
+def test_trivial_models_still_work(tmp_path):
+    passthrough = helper.make_graph(
+        [],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+    )
+    relu = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    models = [_save(passthrough, tmp_path / "passthrough.onnx"), _save(relu, tmp_path / "relu.onnx")]
+    result = run("repair", *models, "--out-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("passthrough", "relu"):
+        assert json.loads((tmp_path / "out" / f"{name}.json").read_text())["status"] == "clean"
+
+
+def test_python_m_convfix_is_the_cli():
+    assert subprocess.run([sys.executable, "-m", "convfix", "--help"], capture_output=True).returncode == 0
