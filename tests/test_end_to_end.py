@@ -209,3 +209,22 @@ def test_same_input_same_output_bytes_and_report(target, tmp_path, name):
         runs.append(((folder / "out.onnx").read_bytes(), report))
     assert runs[0][0] == runs[1][0]
     assert runs[0][1] == runs[1][1]
+
+
+def test_external_weights_are_inlined_for_onnx2tf_which_misreads_them(target, tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    sys.path.insert(0, str(EXAMPLES.parent / "benchmarks"))
+    import big_model
+
+    monkeypatch.setattr(big_model, "WIDTH", 256)
+    (tmp_path / "in").mkdir()
+    source, _ = big_model.build(tmp_path / "in", 3 * 256 * 256 * 4 / 1e9)
+    x = np.random.default_rng(1).standard_normal((1, 256)).astype(np.float32)
+    reference = ort.InferenceSession(str(source)).run(None, {"x": x})[0]
+    plain = target.convert(source, tmp_path / "plain", [{"x": x}], [{"y": reference}], rtol=1e-4, atol=1e-4)
+    assert plain.layout_problems, "plain onnx2tf got external weights right: the inlining may be unneeded"
+
+    report = convfix.repair(source, RepairOptions(output=tmp_path / "out" / "fixed.onnx"), target=target)
+    assert report.status == "clean" and report.tf.parity.ok
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fixed.onnx", "fixed.onnx.data"]

@@ -272,7 +272,8 @@ def repair(
 def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -> TfResult:
     attempt = Path(tempfile.mkdtemp(prefix="attempt-", dir=scratch))
     onnx_path = attempt / "model.onnx"
-    model_io.save(session.model, onnx_path)
+    # onnx2tf 1.29.24 reads external weights wrongly (silently wrong outputs, seen here): inline them.
+    model_io.save(session.model, onnx_path, external=False)
     out_dir = attempt / "tf"
     out_dir.mkdir()
     raw = target.convert(

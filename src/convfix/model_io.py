@@ -149,10 +149,22 @@ def needs_external_data(model: ir.Model) -> bool:
     return _weights_bytes(model) > EXTERNAL_DATA_THRESHOLD
 
 
-def save(model: ir.Model, path: str | os.PathLike) -> Path:
-    """Save atomically; weights over ~1.8 GB go to `<name>.data` beside it (renamed into place first)."""
+def _external_tensors(model: ir.Model) -> list[ir.ExternalTensor]:
+    return [
+        v.const_value
+        for v in model.graph.initializers.values()
+        if isinstance(v.const_value, ir.ExternalTensor)
+    ]
+
+
+def save(model: ir.Model, path: str | os.PathLike, *, external: bool | None = None) -> Path:
+    """Save atomically. By default weights stay external (`<name>.data` beside it, renamed into place
+    first) when they came external or exceed ~1.8 GB, streamed from their memory map, never copied
+    whole; `external=False` writes them inline (only possible below the protobuf limit)."""
     path = Path(path)
-    if needs_external_data(model):
+    if external is None:
+        external = bool(_external_tensors(model))
+    if external or needs_external_data(model):
         data_path = path.with_name(path.name + ".data")
         with atomic_path(data_path) as tmp_data, atomic_path(path) as tmp:
             ir.save(model, tmp, external_data=tmp_data.name)
@@ -189,13 +201,20 @@ def to_proto(model: ir.Model) -> onnx.ModelProto:
 
 @contextlib.contextmanager
 def runnable(model: ir.Model) -> Iterator[bytes | str]:
-    """What a runtime can load: serialized bytes, or a temporary file with external data when too big."""
-    if not needs_external_data(model):
+    """What a runtime can load: serialized bytes, or, when weights are external, a temporary .onnx whose
+    external data are links to the original files (nothing copied; runtimes only read them)."""
+    external = _external_tensors(model)
+    if not external:
         yield to_bytes(model)
         return
     with tempfile.TemporaryDirectory(prefix="convfix-run-") as folder:
+        for tensor in external:
+            link = Path(folder) / tensor.location
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to((Path(tensor.base_dir) / tensor.location).resolve())
         path = Path(folder) / "model.onnx"
-        ir.save(model, path, external_data="model.onnx.data")
+        path.write_bytes(ir.to_proto(model).SerializeToString(deterministic=True))
         yield str(path)
 
 
