@@ -14,6 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+def example_models():
+    """examples/models.py, imported under a name of its own (other folders have a models.py too)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convfix_example_models", EXAMPLES / "models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

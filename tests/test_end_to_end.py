@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow_free_guard  # noqa: F401 - asserts the engine itself never imports TensorFlow
-from conftest import EXAMPLES, digest, save, scale_model
+from conftest import EXAMPLES, digest, example_models, save, scale_model
 
 import convfix
 from convfix import RepairOptions, model_io
@@ -134,9 +134,10 @@ def test_check_tells_a_matching_tf_model_from_a_different_one(target, tmp_path):
 
 
 def test_repair_torch_uses_eager_pytorch_as_the_reference(target, tmp_path):
-    sys.path.insert(0, str(EXAMPLES))
     import torch
-    from models import SignBranch, SignBranchPython
+
+    models = example_models()
+    SignBranch, SignBranchPython = models.SignBranch, models.SignBranchPython
 
     x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
     result = convfix.repair_torch(SignBranch(), (x,), input_names=["x"], target=target, workdir=tmp_path)

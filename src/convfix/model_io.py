@@ -84,7 +84,12 @@ def _check_text(path: Path, proto: onnx.ModelProto) -> None:
         raise ConvfixError(f"{path}: invalid ONNX model: some text in it is not valid UTF-8")
 
 
-def _check_structure(path: Path, proto: onnx.ModelProto) -> None:
+def _check_structure(path: Path, proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Validate; return the model with every shape ONNX inference derives (strict: a conflict is an error).
+
+    This is the checker's full check done in two halves, so that the inference it runs anyway is kept
+    instead of being run again later.
+    """
     if not proto.HasField("graph"):
         raise ConvfixError(f"{path}: not an ONNX model (no graph)")
     if not proto.graph.output:
@@ -100,7 +105,8 @@ def _check_structure(path: Path, proto: onnx.ModelProto) -> None:
     try:
         # By path: external data is then looked up beside the model (not in the working directory),
         # and only checked for existence, never read.
-        onnx.checker.check_model(str(path), full_check=True)
+        onnx.checker.check_model(str(path))
+        return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConvfixError(f"{path}: invalid ONNX model: {first}") from None
@@ -116,15 +122,13 @@ def load(path: str | os.PathLike) -> ir.Model:
         raise ConvfixError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     _check_text(path, proto)
     _check_external_locations(proto, path.parent)
-    _check_structure(path, proto)
+    inferred = _check_structure(path, proto)
     try:
-        return ir.serde.deserialize_model(proto) if not _has_external(proto) else ir.load(str(path))
+        model = ir.serde.deserialize_model(inferred)
     except Exception as exc:  # noqa: BLE001 - whatever the IR rejects is bad input
         raise ConvfixError(f"{path}: cannot be read into the IR: {exc}") from None
-
-
-def _has_external(proto: onnx.ModelProto) -> bool:
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _all_tensors(proto.graph))
+    ir.external_data.set_base_dir(model.graph, path.parent)
+    return model
 
 
 def _weights_bytes(model: ir.Model) -> int:

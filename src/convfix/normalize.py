@@ -27,9 +27,14 @@ def tidy(model: ir.Model) -> None:
 
 
 def normalize(model: ir.Model) -> ir.Model:
-    """Inline local functions, fix names, sort, infer shapes; the model is changed in place and returned."""
-    common.InlinePass()(model)
-    common.RemoveUnusedFunctionsPass()(model)
+    """Inline local functions and fix names, in place. A freshly loaded model is already checked to be
+    sorted and has its shapes inferred (model_io.load), so sorting and inference are only redone when
+    inlining changed the graph."""
+    inline = bool(model.functions)
+    if inline:
+        common.InlinePass()(model)
+        common.RemoveUnusedFunctionsPass()(model)
     common.NameFixPass()(model)
-    tidy(model)
+    if inline:
+        tidy(model)
     return model
