@@ -294,6 +294,7 @@ def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -
         tflite_ops=raw.tflite_ops,
         layout=dict(raw.layout),
         name_map=dict(raw.name_map),
+        seconds={k: round(v, 3) for k, v in raw.seconds.items()},
     )
     if raw.converted:
         result.parity = compare_outputs(session.reference, raw.tf_outputs, session.tolerance)

@@ -52,6 +52,7 @@ class TfResult:
     tflite_parity: Parity | None = None
     layout: dict[str, str] = field(default_factory=dict)
     name_map: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:

@@ -1,0 +1,335 @@
+"""Performance figures against their goals, each measured side by side in one run.
+
+    .venv/bin/python benchmarks/perf.py [--skip-big] [--only SECTION]    # writes benchmarks/results/perf.md
+
+Sections: `repair` (convfix repair --tflite against one `onnx2tf -i MODEL` CLI run with its defaults),
+`scan` (1k/10k/100k-node graphs), `parity` (one per-rewrite parity check on a ~10 MB model), `big`
+(peak memory with 2.5 GB of external weights, see big_model.py), `batch` (N models in one --out-dir
+call against N single calls), and a cProfile of one repair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import psutil
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CALIBRATION = "calibration_image_sample_data_20x128x128x3_float32.npy"
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def cnn(path: Path, blocks: int = 100) -> Path:
+    """A plain CNN of Conv+Relu blocks: 2 nodes a block, NCHW, random weights."""
+    rng = np.random.default_rng(0)
+    nodes, weights, previous = [], [], "x"
+    for index in range(blocks):
+        weight = (rng.standard_normal((8, 8, 3, 3)) / 8).astype(np.float32)
+        weights.append(numpy_helper.from_array(weight, f"w{index}"))
+        nodes.append(helper.make_node("Conv", [previous, f"w{index}"], [f"c{index}"], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"c{index}"], [f"r{index}"]))
+        previous = f"r{index}"
+    graph = helper.make_graph(
+        nodes,
+        "cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 32, 32])],
+        [helper.make_tensor_value_info(previous, TensorProto.FLOAT, [1, 8, 32, 32])],
+        initializer=weights,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    return path
+
+
+def transformers_models(folder: Path) -> tuple[list[Path], str]:
+    """Tiny BERT and GPT-2 (random weights) with dynamic batch and sequence axes, or why not."""
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        return [], f"transformers not installed ({exc})"
+    torch.manual_seed(0)
+    bert = transformers.BertModel(
+        transformers.BertConfig(
+            vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+        )
+    )
+    gpt2 = transformers.GPT2Model(transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2))
+    paths = []
+    for name, module in (("tiny_bert", bert), ("tiny_gpt2", gpt2)):
+        module.eval()
+        module.config.return_dict = False
+        path = folder / f"{name}.onnx"
+        ids = torch.randint(0, 100, (2, 7))
+        torch.onnx.export(
+            module,
+            (ids,),
+            str(path),
+            dynamo=False,
+            input_names=["input_ids"],
+            output_names=["hidden"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "hidden": {0: "batch", 1: "seq"}},
+        )
+        paths.append(path)
+    return paths, ""
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def timed(args: list[str], cwd: Path | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=3600)
+    return time.perf_counter() - started, done
+
+
+def plain_onnx2tf(model: Path, work: Path) -> dict:
+    work.mkdir(parents=True)
+    np.save(work / CALIBRATION, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+    shutil.copy(model, work / model.name)
+    seconds, done = timed([str(BIN / "onnx2tf"), "-i", model.name, "-o", "out"], cwd=work)
+    return {"seconds": seconds, "ok": done.returncode == 0 and (work / "out" / "saved_model.pb").exists()}
+
+
+def convfix_repair(models: list[Path], work: Path, extra: list[str]) -> tuple[float, list[dict]]:
+    work.mkdir(parents=True)
+    if len(models) == 1:
+        args = ["-o", str(work / "out.onnx"), "--tf-out", str(work / "tf"), "--report", str(work / "r.json")]
+    else:
+        args = ["--out-dir", str(work)]
+    seconds, _ = timed([str(BIN / "convfix"), "repair", *map(str, models), *args, *extra])
+    reports = [work / "r.json"] if len(models) == 1 else [work / f"{m.stem}.json" for m in models]
+    return seconds, [json.loads(r.read_text()) if r.exists() else {} for r in reports]
+
+
+def machinery_share(seconds: float, report: dict) -> float:
+    """Everything but onnx2tf's conversion, the TF import and the artifact writing, as a share."""
+    tf_seconds = report.get("tf", {}).get("seconds", {})
+    converter = sum(tf_seconds.get(k, 0.0) for k in ("import", "convert", "save", "tflite"))
+    return (seconds - converter) / seconds
+
+
+def section_repair(folder: Path) -> list[str]:
+    models = [LIGHT / "light_squeezenet.onnx", LIGHT / "light_resnet50.onnx", cnn(folder / "cnn200.onnx")]
+    extra, why_not = transformers_models(folder)
+    lines = [
+        "## 1. `convfix repair --tflite` against one `onnx2tf -i MODEL` run (its defaults)",
+        "",
+        "Goal: ratio <= 0.5 on each model, and convfix's own machinery (all but the conversion, the TF "
+        "import and the artifact writing) <= 20% of the repair.",
+        "",
+        "| model | nodes | onnx2tf CLI s | convfix s | ratio | convfix status | machinery | TF parity |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model in [*models, *extra]:
+        plain = plain_onnx2tf(model, folder / f"plain-{model.stem}")
+        seconds, (report,) = convfix_repair([model], folder / f"convfix-{model.stem}", ["--tflite"])
+        nodes = len(onnx.load(str(model), load_external_data=False).graph.node)
+        tf = report.get("tf", {})
+        parity = (tf.get("parity") or {}).get("ok")
+        lines.append(
+            f"| {model.stem} | {nodes} | {plain['seconds']:.1f}{'' if plain['ok'] else ' (failed)'} "
+            f"| {seconds:.1f} | {seconds / plain['seconds']:.2f} | {report.get('status')} "
+            f"| {machinery_share(seconds, report):.0%} | {parity} |"
+        )
+    if why_not:
+        lines.append(f"\nTiny BERT / GPT-2 not measured: {why_not}.")
+    return lines
+
+
+def chain(path: Path, nodes: int) -> Path:
+    """A chain with a finding every 1000 nodes (an ATen fallback): what a scan has to walk."""
+    made, previous = [], "x"
+    for index in range(nodes):
+        out = f"h{index}"
+        if index % 1000 == 500:
+            made.append(helper.make_node("special_entr", [previous], [out], domain="org.pytorch.aten"))
+        else:
+            made.append(helper.make_node("Relu" if index % 2 else "Neg", [previous], [out]))
+        previous = out
+    graph = helper.make_graph(
+        made,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 8])],
+        [helper.make_tensor_value_info(previous, TensorProto.FLOAT, ["b", 8])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("org.pytorch.aten", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets, ir_version=9), str(path))
+    return path
+
+
+SCAN_PROBE = """
+import sys, time
+started = time.perf_counter()
+import convfix
+findings = convfix.scan(sys.argv[1])
+print(len(findings), time.perf_counter() - started)
+"""
+
+
+def section_scan(folder: Path) -> list[str]:
+    rows, times = [], {}
+    for nodes in (1_000, 10_000, 100_000):
+        path = chain(folder / f"chain{nodes}.onnx", nodes)
+        runs = []
+        for _ in range(3):
+            _, done = timed([sys.executable, "-c", SCAN_PROBE, str(path)])
+            count, seconds = done.stdout.split()
+            runs.append(float(seconds))
+        times[nodes] = statistics.median(runs)
+        rows.append(f"| {nodes:,} | {count} | {times[nodes]:.2f} |")
+    return [
+        "## 2. Scan time (in-process: import, load and validate, normalize, scan; median of 3)",
+        "",
+        "Goal: 100k nodes under 2 s beyond process start; time(100k) / time(10k) <= 12.",
+        "",
+        "| nodes | findings | seconds |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"time(100k) / time(10k) = {times[100_000] / times[10_000]:.1f}",
+    ]
+
+
+def ten_megabyte_model(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array((rng.standard_normal((800, 800)) / 28).astype(np.float32), f"w{i}")
+        for i in range(4)
+    ]
+    names = ["x", "h0", "h1", "h2"]
+    nodes = [helper.make_node("MatMul", [names[i], f"w{i}"], [f"h{i}"]) for i in range(4)]
+    graph = helper.make_graph(
+        nodes,
+        "ten_mb",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 800])],
+        [helper.make_tensor_value_info("h3", TensorProto.FLOAT, ["n", 800])],
+        initializer=weights,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    return path
+
+
+def section_parity(folder: Path) -> list[str]:
+    from convfix import model_io, oracle, probes
+    from convfix.parity import Tolerance, compare_outputs
+
+    path = ten_megabyte_model(folder / "ten_mb.onnx")
+    model = model_io.load(path)
+    probe_set = probes.make_probes(probes.input_specs(model))
+    reference = oracle.evaluate(model, probe_set).outputs
+    runs = []
+    for _ in range(11):
+        started = time.perf_counter()
+        ok = compare_outputs(reference, oracle.evaluate(model, probe_set).outputs, Tolerance()).ok
+        runs.append(time.perf_counter() - started)
+    return [
+        "## 3. One per-rewrite parity check (onnxruntime session, 3 probes, comparison)",
+        "",
+        f"Model: {path.stat().st_size / 1e6:.1f} MB (4 MatMuls 800x800), probes at batch 1, 5, 10. "
+        f"Goal: median under 100 ms. Median {statistics.median(runs) * 1000:.0f} ms "
+        f"(min {min(runs) * 1000:.0f}, max {max(runs) * 1000:.0f}), parity {ok}.",
+    ]
+
+
+def section_batch(folder: Path) -> list[str]:
+    models = [ROOT / "examples" / n for n in ("entr.onnx", "cond.onnx", "dynamic_mean.onnx")]
+    models.append(cnn(folder / "cnn40.onnx", blocks=20))
+    singles = []
+    for model in models:
+        seconds, (report,) = convfix_repair([model], folder / f"single-{model.stem}", [])
+        singles.append((seconds, report.get("tf", {}).get("seconds", {}).get("import", 0.0)))
+    batch_seconds, reports = convfix_repair(models, folder / "batch", [])
+    imports = [i for _, i in singles]
+    bound = sum(s for s, _ in singles) - sum(imports) + max(imports)
+    statuses = ", ".join(r.get("status", "?") for r in reports)
+    return [
+        "## 5. Batch: N models in one `--out-dir` call",
+        "",
+        f"{len(models)} models. Single calls: {' + '.join(f'{s:.1f}' for s, _ in singles)} = "
+        f"{sum(s for s, _ in singles):.1f} s (TF import {statistics.mean(imports):.1f} s each). "
+        f"Batch: {batch_seconds:.1f} s ({statuses}). Goal: <= the singles less all but one TF import = "
+        f"{bound:.1f} s.",
+    ]
+
+
+def section_big() -> list[str]:
+    timed([sys.executable, str(ROOT / "benchmarks" / "big_model.py"), "--gb", "2.5"])
+    text = (ROOT / "benchmarks" / "results" / "big_model.md").read_text()
+    return [
+        "## 4. Peak memory with 2.5 GB of external weights (benchmarks/big_model.py)",
+        "",
+        *text.splitlines()[2:],
+    ]
+
+
+def section_profile(folder: Path) -> list[str]:
+    """Where a repair's own time goes (the conversion worker is another process: not in here)."""
+    from convfix import RepairOptions, repair
+    from convfix.target import Onnx2TfTarget
+
+    model = cnn(folder / "cnn_profiled.onnx", blocks=100)
+    with Onnx2TfTarget() as target:
+        repair(model, RepairOptions(), target=target)  # the TF import, outside the profile
+        profile = cProfile.Profile()
+        profile.enable()
+        repair(model, RepairOptions(), target=target)
+        profile.disable()
+    stream = io.StringIO()
+    pstats.Stats(profile, stream=stream).sort_stats("cumulative").print_stats(18)
+    table = [line for line in stream.getvalue().splitlines() if line.strip()][3:]
+    return ["## Profile of one repair (cnn200, warm worker; cumulative time)", "", "```", *table, "```"]
+
+
+SECTIONS = {"repair": section_repair, "scan": section_scan, "parity": section_parity, "batch": section_batch}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--only", choices=[*SECTIONS, "big", "profile"])
+    options = parser.parse_args()
+    memory = psutil.virtual_memory().total / 2**30
+    lines = [
+        "# convfix performance",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"{psutil.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}, onnx2tf 1.29.24, "
+        "tensorflow 2.19.0.",
+        "",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, section in SECTIONS.items():
+            if options.only in (None, name):
+                lines += [*section(folder), ""]
+        if options.only in (None, "big") and not options.skip_big:
+            lines += [*section_big(), ""]
+        if options.only in (None, "profile"):
+            lines += [*section_profile(folder), ""]
+    out = ROOT / "benchmarks" / "results" / ("perf.md" if options.only is None else f"perf-{options.only}.md")
+    out.write_text("\n".join(lines) + "\n")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
