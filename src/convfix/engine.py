@@ -17,7 +17,7 @@ import numpy as np
 import onnx_ir as ir
 import onnxscript.optimizer
 
-from convfix import model_io, normalize, oracle, probes
+from convfix import localize, model_io, normalize, oracle, probes
 from convfix.errors import ConvfixError
 from convfix.findings import Finding, op_id
 from convfix.journal import Report, Step, TfResult
@@ -246,6 +246,7 @@ def repair(
 
         target = Onnx2TfTarget(timeout_s=options.conversion_timeout)
     scratch = Path(tempfile.mkdtemp(prefix="convfix-"))
+    culprit = None
     try:
         for _ in range(MAX_CONVERSIONS):
             progress("converting with onnx2tf and verifying in TensorFlow")
@@ -253,12 +254,13 @@ def repair(
             clock.lap("convert")
             if result.verified:
                 break
+            culprit = _divergent_node(session, target, scratch, result)
             before = len(report.accepted_steps)
-            session.rewrite_until_fixpoint(_target_findings(result, session.model))
+            session.rewrite_until_fixpoint(_target_findings(result, session.model, culprit))
             if len(report.accepted_steps) == before:
                 break
         report.tf = result
-        _finish(report, session, pinned, rules, result)
+        _finish(report, session, pinned, rules, result, culprit)
         _write_outputs(report, session.model, options)
         clock.lap("write")
         _write_report(report, options)
@@ -310,7 +312,9 @@ def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -
     return result
 
 
-def _finish(report: Report, session: _Session, pinned, rules: RuleSet, result: TfResult) -> None:
+def _finish(
+    report: Report, session: _Session, pinned, rules: RuleSet, result: TfResult, culprit: ir.Node | None
+) -> None:
     final = scan(session.model, pinned, rules)
     repairs = [s for s in report.accepted_steps if s.rule != SIMPLIFY.name]
     if result.verified:
@@ -320,21 +324,33 @@ def _finish(report: Report, session: _Session, pinned, rules: RuleSet, result: T
         report.notes.extend(f"converted and verified despite: {f.describe()}" for f in leftover)
         return
     report.status = "partial" if repairs else "failed"
-    report.remaining = [f for f in final if f.blocking] + _target_findings(result, session.model)
+    report.remaining = [f for f in final if f.blocking] + _target_findings(result, session.model, culprit)
 
 
-def _target_findings(result: TfResult, model: ir.Model) -> list[Finding]:
+def _divergent_node(session: _Session, target, scratch: Path, result: TfResult) -> ir.Node | None:
+    """Where TF first computes differently: the only computing node, or found by comparing intermediates."""
+    if not result.converted:
+        return None
+    computing = [n for n in session.model.graph if n.op_type != "Constant"]
+    if len(computing) == 1:
+        return computing[0]
+    node = localize.first_divergence(session.model, session.probe_set, target, scratch, session.tolerance)
+    if node is not None:
+        session.report.notes.append(f"divergence localized to node {node.name} ({node.op_type})")
+    return node
+
+
+def _target_findings(result: TfResult, model: ir.Model, culprit: ir.Node | None) -> list[Finding]:
     """What the conversion showed, as findings at the node they point to, so rules can claim them by op.
 
-    A conversion error names its nodes; a divergence is placed at the model's only computing node when
-    there is just one, and otherwise left at the model level.
+    A conversion error names its nodes; a divergence is placed at the culprit node when it is known,
+    and otherwise left at the model level.
     """
     if not result.converted:
         nodes = {n.name: n for n in model.graph.all_nodes()}
         node = next((nodes[name] for name in result.error_nodes if name in nodes), None)
         return [_at(Finding("conversion-error", result.error or "conversion failed"), node)]
-    computing = [n for n in model.graph if n.op_type != "Constant"]
-    node = computing[0] if len(computing) == 1 else None
+    node = culprit
     findings = []
     for label, parity in (("TensorFlow", result.parity), ("TFLite", result.tflite_parity)):
         if parity is not None and not parity.ok:
