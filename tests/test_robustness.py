@@ -10,6 +10,7 @@ import sys
 import time
 
 import onnx
+import psutil
 import pytest
 from conftest import EXAMPLES, digest
 from onnx import TensorProto, helper
@@ -40,7 +41,10 @@ def test_an_interrupted_repair_leaves_the_old_output_or_the_new_one_never_a_torn
     out.write_bytes(b"previous output")
     args = [*CONVFIX, "repair", str(source), "-o", str(out), "--tf-out", str(tmp_path / "tf")]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    watched = psutil.Process(process.pid)
+    deadline = time.monotonic() + 120
+    while not watched.children() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # wait until the conversion worker runs: the interrupt lands mid-repair
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     if process.returncode == 0:
