@@ -13,7 +13,9 @@ import multiprocessing
 import shutil
 import signal
 import tempfile
+import threading
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +51,36 @@ class ConversionResult:
     stage: str | None = None
 
 
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while a worker is being started, then deliver them.
+
+    Interrupted mid-start, the child would die with a traceback while reading its start-up data.
+    Python runs signal handlers in the main thread whichever thread the signal reaches (rich's
+    display has threads of its own), so the handlers defer too. The child inherits the blocked mask:
+    a Ctrl-C sent to the whole process group never reaches it (the parent stops it).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {
+        each: signal.signal(each, lambda signum, frame: pending.append(signum)) for each in _INTERRUPTS
+    }
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
 class _Worker:
     """One spawned worker process with its own working directory."""
 
@@ -62,7 +94,8 @@ class _Worker:
         # Runs once: from stop(), or when the owner is garbage collected or the interpreter exits unclosed.
         self._discard = weakref.finalize(self, _discard, self.process, self.workdir)
         try:
-            self.process.start()
+            with _interrupts_deferred():
+                self.process.start()
         except BaseException:  # e.g. spawn refused from an unguarded __main__: leave nothing behind
             self._discard()
             raise
