@@ -12,6 +12,7 @@ import onnx_ir as ir
 
 from convfix.findings import Finding
 from convfix.matcher import walk
+from convfix.rewriting import find_node, replace_node
 from convfix.rules import Rule, RuleContext
 
 # Ops whose result differs between two evaluations, or that have effects: never computed speculatively.
@@ -29,13 +30,6 @@ _IMPURE = {
 }
 
 
-def _find_node(model: ir.Model, finding: Finding) -> ir.Node | None:
-    return next(
-        (n for n, path in walk(model.graph) if n.name == finding.node and path == finding.path),
-        None,
-    )
-
-
 def _inline_branch(if_node: ir.Node, branch: ir.Graph) -> list[ir.Value]:
     """Move the branch's nodes and initializers before if_node; return the branch's output values."""
     parent = if_node.graph
@@ -50,23 +44,6 @@ def _inline_branch(if_node: ir.Node, branch: ir.Graph) -> list[ir.Value]:
     return outputs
 
 
-def _replace_outputs(if_node: ir.Node, values: list[ir.Value]) -> None:
-    parent = if_node.graph
-    for old, new in zip(if_node.outputs, values, strict=True):
-        if old.is_graph_output():
-            producer = new.producer()
-            if producer is None or producer.graph is not parent or new.is_graph_output():
-                # An input, weight or outer value cannot take the output's name: pass it through.
-                identity = ir.node("Identity", [new], name=f"{if_node.name}_out_{old.name}")
-                parent.insert_before(if_node, identity)
-                new = identity.outputs[0]
-            new.name, old.name = old.name, f"{old.name}__replaced"
-            new.dtype, new.shape = old.dtype, old.shape
-            parent.outputs[parent.outputs.index(old)] = new
-        old.replace_all_uses_with(new)
-    parent.remove(if_node, safe=True)
-
-
 def _constant_condition(if_node: ir.Node) -> bool | None:
     value = if_node.inputs[0].const_value if if_node.inputs[0] is not None else None
     if value is None:
@@ -77,14 +54,14 @@ def _constant_condition(if_node: ir.Node) -> bool | None:
 
 
 def fold_constant_if(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = _find_node(model, finding)
+    node = find_node(model, finding)
     if node is None or node.op_type != "If":
         return "not an If node"
     condition = _constant_condition(node)
     if condition is None:
         return "the condition is not a constant"
     branch = node.attributes["then_branch" if condition else "else_branch"].as_graph()
-    _replace_outputs(node, _inline_branch(node, branch))
+    replace_node(node, _inline_branch(node, branch))
     return None
 
 
@@ -110,7 +87,7 @@ def _scalar_condition(if_node: ir.Node) -> ir.Value | None:
 
 
 def if_to_where(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = _find_node(model, finding)
+    node = find_node(model, finding)
     if node is None or node.op_type != "If":
         return "not an If node"
     then_graph = node.attributes["then_branch"].as_graph()
@@ -134,7 +111,7 @@ def if_to_where(model: ir.Model, finding: Finding, context: RuleContext) -> str 
         node.graph.insert_before(node, where)
         where.outputs[0].dtype, where.outputs[0].shape = then_value.dtype, then_value.shape
         selected.append(where.outputs[0])
-    _replace_outputs(node, selected)
+    replace_node(node, selected)
     return None
 
 

@@ -154,13 +154,14 @@ def test_repair_torch_uses_eager_pytorch_as_the_reference(target, tmp_path):
 
 WRONG_RULES = '''
 from convfix.rules import Rule
-from convfix.rewrites.control_flow import _find_node, _inline_branch, _replace_outputs
+from convfix.rewriting import find_node, replace_node
+from convfix.rewrites.control_flow import _inline_branch
 
 
 def always_then(model, finding, context):
     """Wrong on purpose: takes the then-branch whatever the condition says."""
-    node = _find_node(model, finding)
-    _replace_outputs(node, _inline_branch(node, node.attributes["then_branch"].as_graph()))
+    node = find_node(model, finding)
+    replace_node(node, _inline_branch(node, node.attributes["then_branch"].as_graph()))
 
 
 def explode(model, finding, context):

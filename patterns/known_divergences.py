@@ -1,0 +1,27 @@
+"""Constructs onnx2tf converts without error but computes wrongly (silent mismatches seen here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnx_ir as ir
+
+from convfix.findings import Finding
+from convfix.matcher import ScanContext, node_detector
+
+
+def constant_steps(node: ir.Node) -> np.ndarray | None:
+    """A Slice's steps, if they are a constant (opset >= 10 form)."""
+    if len(node.inputs) < 5 or node.inputs[4] is None:
+        return None
+    tensor = ir.convenience.get_const_tensor(node.inputs[4])
+    return None if tensor is None else tensor.numpy()
+
+
+@node_detector("Slice")
+def negative_slice_step(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    steps = constant_steps(node)
+    if steps is not None and (steps < 0).any():
+        reason = "Slice with a negative step: onnx2tf converts it without reversing (a silent mismatch)"
+        yield Finding("divergence", reason, node=node.name, op="Slice", path=path)
