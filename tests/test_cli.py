@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import EXAMPLES, digest, save, scale_model
 
@@ -81,11 +82,18 @@ def test_batch_repair_then_check(tmp_path):
     for name in ("entr.onnx", "cond.onnx"):
         shutil.copy(EXAMPLES / name, models / name)
     out = tmp_path / "out"
-    result = run("repair", models / "entr.onnx", models / "cond.onnx", "--out-dir", out)
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    ones = np.ones((3, 8), np.float32)
+    np.savez(probes / "cond.npz", **{"0/x": ones, "1/x": -ones})  # one probe per branch
+    result = run("repair", models / "entr.onnx", models / "cond.onnx", "--out-dir", out, "--inputs", probes)
     assert result.returncode == 0, result.stdout + result.stderr
     for stem in ("entr", "cond"):
         assert json.loads((out / f"{stem}.json").read_text())["status"] == "repaired"
         assert (out / f"{stem}.onnx").is_file() and (out / f"{stem}.tf" / "saved_model.pb").is_file()
+    assert len(json.loads((out / "entr.json").read_text())["probes"]) == 3
+    cond = json.loads((out / "cond.json").read_text())
+    assert len(cond["probes"]) == 2 and list(cond["branch_coverage"].values()) == [[True, False]]
     assert run("check", models / "cond.onnx", out / "cond.tf").returncode == 0
     differs = run("check", models / "entr.onnx", out / "cond.tf")
     assert differs.returncode == 1, differs.stdout + differs.stderr

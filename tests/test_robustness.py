@@ -108,3 +108,28 @@ def test_trivial_models_still_work(tmp_path):
 
 def test_python_m_convfix_is_the_cli():
     assert subprocess.run([sys.executable, "-m", "convfix", "--help"], capture_output=True).returncode == 0
+
+
+ORPHAN_SCRIPT = """
+from convfix.target import Onnx2TfTarget
+
+if __name__ == "__main__":
+    target = Onnx2TfTarget(timeout_s=600)
+    target._request({"op": "_test_sleep", "seconds": 600}, "a long request")
+"""
+
+
+def test_the_worker_ends_when_its_parent_is_killed(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script)])
+    watched = psutil.Process(parent.pid)
+    deadline = time.monotonic() + 60
+    while not watched.children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = watched.children(recursive=True)
+    assert workers, "the worker never started"
+    parent.kill()
+    parent.wait()
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"orphaned workers still running: {alive}"

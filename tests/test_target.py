@@ -353,3 +353,12 @@ def test_key_error_points_at_producer_and_consumers_of_the_value() -> None:
     assert error_nodes(model, "KeyError: 's__0'", log, None) == ["relu", "shape", "cast"]
     boilerplate_only = "\x1b[31mERROR:\x1b[0m The trace log is below.\n"
     assert essential_error("SystemExit: 1", boilerplate_only) == "SystemExit: 1"
+
+
+def test_a_keras_layer_error_is_reported_by_its_cause():
+    from convfix.target.worker import _one_line
+
+    wrapped = ValueError(
+        "Exception encountered when calling layer 'conv' (type Conv2D).\n\nNegative dimension size\n"
+    )
+    assert _one_line(wrapped).startswith("ValueError: Negative dimension size")

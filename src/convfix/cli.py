@@ -29,7 +29,12 @@ err = Console(stderr=True)
 
 InputShapes = Annotated[list[str], typer.Option("--input-shape", help="Pin an input: NAME=D1,D2,...")]
 RuleDirs = Annotated[list[Path], typer.Option("--rules", help="A directory of rule modules (repeatable)")]
-Inputs = Annotated[Path | None, typer.Option("--inputs", help="Probe inputs: .npz keyed by input name")]
+Inputs = Annotated[
+    Path | None,
+    typer.Option(
+        "--inputs", help="Probe inputs: .npz keyed by input name (or, in a batch, a DIR of NAME.npz)"
+    ),
+]
 _state = {"verbose": False}
 
 
@@ -133,13 +138,21 @@ def repair(
                 tflite=tflite,
                 report_path=report if out_dir is None else out_dir / f"{model.stem}.json",
                 input_shapes=input_shape or (),
-                inputs=inputs,
+                inputs=_inputs_for(model, inputs),
                 rule_dirs=rules or (),
                 tolerance=Tolerance(rtol, atol),
                 conversion_timeout=timeout,
             )
             worst = max(worst, _repair_one(model, options, target, batch=len(models) > 1))
     raise typer.Exit(worst)
+
+
+def _inputs_for(model: Path, inputs: Path | None) -> Path | None:
+    """--inputs FILE.npz serves every model; --inputs DIR serves NAME.onnx with DIR/NAME.npz, if there."""
+    if inputs is None or not inputs.is_dir():
+        return inputs
+    candidate = inputs / f"{model.stem}.npz"
+    return candidate if candidate.is_file() else None
 
 
 def _repair_one(model: Path, options: RepairOptions, target, *, batch: bool) -> int:

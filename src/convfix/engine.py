@@ -140,9 +140,10 @@ class _Session:
             if self.try_rule(rule, finding):
                 pending_extra = []
 
-    def simplify(self) -> None:
-        """Constant folding and shape-arithmetic folding before conversion, parity-checked like a rule."""
-        self.try_rule(SIMPLIFY, Finding("simplify", "fold constants before conversion", subject="model"))
+    def simplify(self, round_: int = 0) -> None:
+        """Fold constants and shape arithmetic before each conversion, parity-checked like a rule."""
+        subject = "model" if round_ == 0 else f"model (after conversion {round_})"
+        self.try_rule(SIMPLIFY, Finding("simplify", "fold constants before conversion", subject=subject))
 
 
 def _optimize(model: ir.Model, finding: Finding, context: RuleContext) -> None:
@@ -248,7 +249,9 @@ def repair(
     scratch = Path(tempfile.mkdtemp(prefix="convfix-"))
     culprit = None
     try:
-        for _ in range(MAX_CONVERSIONS):
+        for attempt in range(MAX_CONVERSIONS):
+            if attempt:  # what the rules just wrote may leave constants to fold
+                session.simplify(attempt)
             progress("converting with onnx2tf and verifying in TensorFlow")
             result = _convert(session, target, scratch, options)
             clock.lap("convert")

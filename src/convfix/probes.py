@@ -93,12 +93,13 @@ def _concrete_shape(spec: InputSpec, pinned: Mapping[str, tuple[int, ...]], size
 def _random_tensor(
     rng: np.random.Generator, dtype: np.dtype, shape: tuple[int, ...], shift: float
 ) -> np.ndarray:
+    # np.asarray: for shape () numpy returns a scalar, which runtimes refuse as a tensor.
     if dtype.kind == "f":
-        return (rng.standard_normal(shape) + shift).astype(dtype)
+        return np.asarray(rng.standard_normal(shape) + shift).astype(dtype)
     if dtype.kind == "b":
-        return rng.random(shape) < 0.5
+        return np.asarray(rng.random(shape) < 0.5)
     if dtype.kind in "iu":
-        return rng.integers(0, 10, size=shape).astype(dtype)
+        return np.asarray(rng.integers(0, 10, size=shape)).astype(dtype)
     raise ConvfixError(f"cannot generate probe values of dtype {dtype}; give them with --inputs")
 
 
@@ -122,7 +123,7 @@ def make_probes(
 
 
 def load_probes(path: str | os.PathLike, specs: Sequence[InputSpec]) -> list[dict[str, np.ndarray]]:
-    """Read probes from an .npz: keys `NAME` for one probe, or `K/NAME` for probe K."""
+    """Read probes from an .npz: keys `NAME` for one probe, or `K/NAME` for probe K (K = 0, 1, ...)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -131,8 +132,11 @@ def load_probes(path: str | os.PathLike, specs: Sequence[InputSpec]) -> list[dic
         raise ConvfixError(f"{path}: not a readable .npz of input arrays ({exc})") from None
     grouped: dict[str, dict[str, np.ndarray]] = {}
     for key, array in arrays.items():
-        index, sep, name = key.rpartition("/")
-        grouped.setdefault(index if sep else "0", {})[name if sep else key] = array
+        # `K/NAME` is probe K; input names may hold "/" themselves (`gpu_0/data_0`).
+        index, sep, name = key.partition("/")
+        if not (sep and index.isdigit()):
+            index, name = "0", key
+        grouped.setdefault(index, {})[name] = array
     probes = [grouped[k] for k in sorted(grouped, key=lambda k: (len(k), k))]
     for probe in probes:
         _check_probe(path, probe, specs)

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import importlib.util
 import multiprocessing
+import os
 import shutil
 import signal
 import tempfile
@@ -89,7 +90,10 @@ class _Worker:
         context = multiprocessing.get_context("spawn")
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(
-            target=worker.main, args=(child_conn, str(self.workdir)), name="convfix-onnx2tf", daemon=True
+            target=worker.main,
+            args=(child_conn, str(self.workdir), os.getpid()),
+            name="convfix-onnx2tf",
+            daemon=True,
         )
         # Runs once: from stop(), or when the owner is garbage collected or the interpreter exits unclosed.
         self._discard = weakref.finalize(self, _discard, self.process, self.workdir)

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -40,15 +41,18 @@ _QUIET_ENV = {
 }
 
 Probe = Mapping[str, np.ndarray]
+# Keras wraps a failing layer's error in this line; the real cause follows it.
+_KERAS_WRAPPER = "Exception encountered when calling layer"
 
 
 class _Failure(Exception):
     """An error whose message is already the one line to report."""
 
 
-def main(conn: Connection, workdir: str) -> None:
+def main(conn: Connection, workdir: str, parent: int) -> None:
     """Serve requests until the parent says close or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    _exit_with_parent(parent)
     _forbid_network()
     os.environ.update(_QUIET_ENV)
     os.chdir(workdir)
@@ -73,6 +77,20 @@ def main(conn: Connection, workdir: str) -> None:
             reply = handlers[request["op"]](request)
         reply["log"] = _tail(REQUEST_LOG)
         conn.send(reply)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent was killed mid-conversion would go on converting for nobody: end it.
+
+    The parent's pid comes from the parent: it may have died before this process got this far."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _forbid_network() -> None:
@@ -154,7 +172,9 @@ def _one_line(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, SystemExit):
         return f"SystemExit: {exc.code}"
-    lines = [line for line in str(exc).splitlines() if line.strip()]
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith(_KERAS_WRAPPER):
+        return f"{type(exc).__name__}: {lines[1]} ({lines[0]})"  # the cause is on the next line
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
