@@ -56,3 +56,16 @@ def test_npz_probes_are_checked_against_the_inputs(tmp_path, dynamic_model):
     (tmp_path / "junk.npz").write_text("junk")
     with pytest.raises(ConvfixError):
         probes.load_probes(tmp_path / "junk.npz", specs)
+
+
+def test_input_names_with_a_slash_and_scalar_inputs(tmp_path):
+    specs = [
+        probes.InputSpec("gpu_0/data_0", np.dtype(np.float32), (2,)),
+        probes.InputSpec("t", np.dtype(np.int64), ()),
+    ]
+    path = tmp_path / "slash.npz"
+    np.savez(path, **{"gpu_0/data_0": np.ones(2, np.float32), "t": np.array(3)})
+    (probe,) = probes.load_probes(path, specs)
+    assert set(probe) == {"gpu_0/data_0", "t"}
+    made = probes.make_probes(specs)
+    assert all(isinstance(p["t"], np.ndarray) and p["t"].shape == () for p in made)
