@@ -60,6 +60,15 @@ def scale_model(factor: float, shape=("batch", 4)) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
 
 
+@pytest.fixture(scope="session")
+def target():
+    """One conversion worker for the whole run: TensorFlow is imported once."""
+    from convfix.target import Onnx2TfTarget
+
+    with Onnx2TfTarget(timeout_s=300) as shared:
+        yield shared
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -17,15 +17,8 @@ from conftest import EXAMPLES, digest, example_models, save, scale_model
 
 import convfix
 from convfix import RepairOptions, model_io
-from convfix.target import Onnx2TfTarget
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def target():
-    with Onnx2TfTarget(timeout_s=300) as shared:
-        yield shared
 
 
 def _repair(target, name, tmp_path, **options):

@@ -12,15 +12,8 @@ import convfix
 from convfix import RepairOptions, model_io, normalize, oracle
 from convfix.findings import Finding
 from convfix.rules import RuleContext, discover
-from convfix.target import Onnx2TfTarget
 
 RULE = next(r for r in discover().rules if r.name == "argminmax-last-index")
-
-
-@pytest.fixture(scope="module")
-def target():
-    with Onnx2TfTarget(timeout_s=300) as shared:
-        yield shared
 
 
 def _model(op_type: str = "ArgMax", axis: int = -1, keepdims: int = 0) -> onnx.ModelProto:

@@ -13,13 +13,6 @@ import convfix
 from convfix import RepairOptions, model_io, normalize, oracle
 from convfix.findings import Finding
 from convfix.rules import RuleContext
-from convfix.target import Onnx2TfTarget
-
-
-@pytest.fixture(scope="module")
-def target():
-    with Onnx2TfTarget(timeout_s=300) as shared:
-        yield shared
 
 
 def _castlike_model() -> onnx.ModelProto:

@@ -13,16 +13,9 @@ import convfix
 from convfix import RepairOptions, model_io, normalize, oracle
 from convfix.findings import Finding
 from convfix.rules import RuleContext, discover
-from convfix.target import Onnx2TfTarget
 
 RULE = next(r for r in discover().rules if r.name == "slice-negative-step")
 INT64_MIN = int(np.iinfo(np.int64).min)
-
-
-@pytest.fixture(scope="module")
-def target():
-    with Onnx2TfTarget(timeout_s=300) as shared:
-        yield shared
 
 
 STRIDED = {"starts": [-1, 0], "ends": [INT64_MIN, 5], "axes": [1, -1], "steps": [-1, 2]}  # x[:, ::-1, ::2]

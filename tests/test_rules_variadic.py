@@ -12,15 +12,8 @@ import convfix
 from convfix import RepairOptions, model_io, normalize, oracle
 from convfix.findings import Finding
 from convfix.rules import RuleContext, discover
-from convfix.target import Onnx2TfTarget
 
 RULE = next(r for r in discover().rules if r.name == "chain-sum-mean")
-
-
-@pytest.fixture(scope="module")
-def target():
-    with Onnx2TfTarget(timeout_s=300) as shared:
-        yield shared
 
 
 def _model() -> onnx.ModelProto:

@@ -63,12 +63,6 @@ def _digest(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def target():
-    with Onnx2TfTarget(timeout_s=300) as shared:
-        yield shared
-
-
-@pytest.fixture(scope="module")
 def matmul(target: Onnx2TfTarget, tmp_path_factory: pytest.TempPathFactory):
     """Test 1's conversion, shared with the tests that run its SavedModel."""
     root = tmp_path_factory.mktemp("matmul")
