@@ -28,6 +28,8 @@ VARIANTS = [
     ("float64", "torchscript", True),
     ("nonzero", "torchscript", True),
     ("lstm", "torchscript", False),
+    # onnx2tf converts this Loop as exported but not once folded: `simplify` must be rolled back
+    ("while_loop", "torchscript", False),
 ]
 
 
@@ -44,6 +46,8 @@ def test_variant_is_measured_and_repaired(target, tmp_path, name, exporter, dyna
     fixed = row["convfix"]
     assert fixed["status"] in ("repaired", "clean"), fixed["remaining"]
     assert fixed["independent_check"]["ok"] and not fixed["false_repair"]
+    if name == "while_loop":
+        assert "simplify" not in fixed["rules_accepted"]
 
 
 def test_integer_probes_stay_in_range():

@@ -140,10 +140,23 @@ class _Session:
             if self.try_rule(rule, finding):
                 pending_extra = []
 
-    def simplify(self, round_: int = 0) -> None:
-        """Fold constants and shape arithmetic before each conversion, parity-checked like a rule."""
+    def simplify(self, round_: int = 0) -> ir.Model | None:
+        """Fold constants and shape arithmetic before each conversion, parity-checked like a rule.
+
+        Returns the model as it was before, when folding changed it, so that a conversion that fails
+        on the folded model can be tried without it (onnx2tf takes some folded forms worse)."""
         subject = "model" if round_ == 0 else f"model (after conversion {round_})"
-        self.try_rule(SIMPLIFY, Finding("simplify", "fold constants before conversion", subject=subject))
+        before = self.model
+        accepted = self.try_rule(
+            SIMPLIFY, Finding("simplify", "fold constants before conversion", subject=subject)
+        )
+        return before if accepted else None
+
+    def undo_simplify(self, before: ir.Model, why: str) -> None:
+        self.model = before
+        step = next(s for s in reversed(self.report.steps) if s.rule == SIMPLIFY.name)
+        step.accepted = False
+        step.outcome = f"rolled back: {why}"
 
 
 def _optimize(model: ir.Model, finding: Finding, context: RuleContext) -> None:
@@ -238,7 +251,7 @@ def repair(
     report.findings = scan(session.model, pinned, rules)
     progress("rewriting")
     session.rewrite_until_fixpoint()
-    session.simplify()
+    unsimplified = session.simplify()
     clock.lap("rewrite")
 
     owns_target = target is None
@@ -251,9 +264,9 @@ def repair(
     try:
         for attempt in range(MAX_CONVERSIONS):
             if attempt:  # what the rules just wrote may leave constants to fold
-                session.simplify(attempt)
+                unsimplified = session.simplify(attempt)
             progress("converting with onnx2tf and verifying in TensorFlow")
-            result = _convert(session, target, scratch, options)
+            result = _convert_unless_folding_hurts(session, target, scratch, options, unsimplified)
             clock.lap("convert")
             if result.verified:
                 break
@@ -272,6 +285,24 @@ def repair(
         if owns_target:
             target.close()
     return report
+
+
+def _convert_unless_folding_hurts(
+    session: _Session, target, scratch: Path, options: RepairOptions, unsimplified: ir.Model | None
+) -> TfResult:
+    """Convert; if that fails right after `simplify` changed the model, try the unfolded model too and
+    keep whichever verifies (seen: onnx2tf fails on some folded Loop and Einsum forms it took before)."""
+    result = _convert(session, target, scratch, options)
+    if result.verified or unsimplified is None:
+        return result
+    folded = session.model
+    session.model = unsimplified
+    fallback = _convert(session, target, scratch, options)
+    if fallback.verified:
+        session.undo_simplify(unsimplified, "the conversion fails or diverges on the folded model only")
+        return fallback
+    session.model = folded
+    return result
 
 
 def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -> TfResult:
