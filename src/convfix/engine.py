@@ -191,7 +191,7 @@ def _check_output_paths(model_path: Path, options: RepairOptions) -> None:
             raise ConvfixError(f"{flag} {path}: would overwrite the input model")
 
 
-def _prepare(model_path: Path, options: RepairOptions, report: Report) -> tuple[ir.Model, list, dict]:
+def _prepare(model_path: Path, options: RepairOptions) -> tuple[ir.Model, list, dict]:
     _check_output_paths(model_path, options)
     original = model_io.load(model_path)
     specs = probes.input_specs(original)
@@ -199,7 +199,6 @@ def _prepare(model_path: Path, options: RepairOptions, report: Report) -> tuple[
     probe_set = (
         probes.load_probes(options.inputs, specs) if options.inputs else probes.make_probes(specs, pinned)
     )
-    report.probes = probes.describe(probe_set)
     return original, probe_set, pinned
 
 
@@ -219,7 +218,7 @@ def repair(
     report = Report(model=str(model_path))
     clock = _Clock(report.timings)
     progress("loading and probing")
-    original, generated, pinned = _prepare(model_path, options, report)
+    original, generated, pinned = _prepare(model_path, options)
     probe_list = [dict(p) for p in probe_set] if probe_set is not None else generated
     report.probes = probes.describe(probe_list)
     rules = discover(options.rule_dirs)
