@@ -14,6 +14,7 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import platform
 import pstats
 import shutil
@@ -61,44 +62,42 @@ def cnn(path: Path, blocks: int = 100) -> Path:
 
 
 def transformers_models(folder: Path) -> tuple[list[Path], str]:
-    """Tiny BERT and GPT-2 (random weights) with dynamic batch and sequence axes, or why not."""
+    """Tiny BERT and GPT-2 from the zoo (random weights), TorchScript export with dynamic batch and
+    sequence axes, or why not."""
+    sys.path.insert(0, str(ROOT / "examples" / "zoo"))
     try:
-        import torch
-        import transformers
+        from build import export_variant
+        from models import BY_NAME
     except ImportError as exc:
-        return [], f"transformers not installed ({exc})"
-    torch.manual_seed(0)
-    bert = transformers.BertModel(
-        transformers.BertConfig(
-            vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-        )
-    )
-    gpt2 = transformers.GPT2Model(transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2))
-    paths = []
-    for name, module in (("tiny_bert", bert), ("tiny_gpt2", gpt2)):
-        module.eval()
-        module.config.return_dict = False
-        path = folder / f"{name}.onnx"
-        ids = torch.randint(0, 100, (2, 7))
-        torch.onnx.export(
-            module,
-            (ids,),
-            str(path),
-            dynamo=False,
-            input_names=["input_ids"],
-            output_names=["hidden"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "hidden": {0: "batch", 1: "seq"}},
-        )
-        paths.append(path)
-    return paths, ""
+        return [], f"the zoo cannot be built here ({exc})"
+    paths, failures = [], []
+    for name in ("bert", "gpt2"):
+        exported = export_variant(BY_NAME[name], "torchscript", True, folder)
+        if exported.path:
+            paths.append(Path(exported.path))
+        else:
+            failures.append(f"{name}: {exported.error}")
+    return paths, "; ".join(failures)
 
 
 # --- measuring ----------------------------------------------------------------------------------
 
 
-def timed(args: list[str], cwd: Path | None = None) -> tuple[float, subprocess.CompletedProcess]:
+TIMEOUT_S = 900
+
+
+def timed(
+    args: list[str], cwd: Path | None = None, path_first: Path | None = None
+) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall time of a command; one over TIMEOUT_S is stopped and reads as failed (exit code -1)."""
+    env = dict(os.environ)
+    if path_first is not None:
+        env["PATH"] = f"{path_first}{os.pathsep}{env.get('PATH', '')}"
     started = time.perf_counter()
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=3600)
+    try:
+        done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired as expired:
+        done = subprocess.CompletedProcess(args, -1, expired.stdout or "", expired.stderr or "")
     return time.perf_counter() - started, done
 
 
@@ -106,7 +105,8 @@ def plain_onnx2tf(model: Path, work: Path) -> dict:
     work.mkdir(parents=True)
     np.save(work / CALIBRATION, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
     shutil.copy(model, work / model.name)
-    seconds, done = timed([str(BIN / "onnx2tf"), "-i", model.name, "-o", "out"], cwd=work)
+    # As a user runs it, in the activated environment: onnx2tf finds its onnxsim on PATH.
+    seconds, done = timed([str(BIN / "onnx2tf"), "-i", model.name, "-o", "out"], cwd=work, path_first=BIN)
     return {"seconds": seconds, "ok": done.returncode == 0 and (work / "out" / "saved_model.pb").exists()}
 
 
@@ -116,7 +116,7 @@ def convfix_repair(models: list[Path], work: Path, extra: list[str]) -> tuple[fl
         args = ["-o", str(work / "out.onnx"), "--tf-out", str(work / "tf"), "--report", str(work / "r.json")]
     else:
         args = ["--out-dir", str(work)]
-    seconds, _ = timed([str(BIN / "convfix"), "repair", *map(str, models), *args, *extra])
+    seconds, _ = timed([str(BIN / "convfix"), "repair", *map(str, models), *args, "--timeout", "120", *extra])
     reports = [work / "r.json"] if len(models) == 1 else [work / f"{m.stem}.json" for m in models]
     return seconds, [json.loads(r.read_text()) if r.exists() else {} for r in reports]
 
