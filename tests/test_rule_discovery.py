@@ -46,3 +46,11 @@ def test_a_module_without_rules_list_is_reported(tmp_path):
     (tmp_path / "wrong.py").write_text("RULES = ['not a rule']\n")
     found = discover([tmp_path])
     assert any("wrong.py" in p for p in found.problems)
+
+
+def test_a_rule_claiming_an_unknown_kind_is_reported(tmp_path):
+    (tmp_path / "typo.py").write_text(
+        RULE_MODULE.format(name="typo-rule", op="X").replace("unsupported-op", "unsuported-op")
+    )
+    found = discover([tmp_path])
+    assert any("unknown finding kinds ['unsuported-op']" in p for p in found.problems)

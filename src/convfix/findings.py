@@ -13,6 +13,7 @@ KINDS = (
     "quantization",
     "conversion-error",
     "divergence",
+    "simplify",
 )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import onnx_ir as ir
 
 from convfix.errors import ConvfixError
-from convfix.findings import Finding
+from convfix.findings import KINDS, Finding
 
 
 @dataclass
@@ -142,6 +142,9 @@ def discover(rule_dirs: Iterable[str | Path] = ()) -> RuleSet:
     seen: set[str] = set()
     unique = []
     for rule in rules:
+        unknown = sorted(set(rule.kinds) - set(KINDS))
+        if unknown:  # a typo here would make the rule silently never apply
+            problems.append(f"rule {rule.name!r} from {rule.source} claims unknown finding kinds {unknown}")
         if rule.name in seen:
             problems.append(
                 f"rule {rule.name!r} from {rule.source} is shadowed by an earlier rule of that name"
