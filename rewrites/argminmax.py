@@ -8,19 +8,14 @@ converts without reversing anything (seen here: a silent mismatch), so the axis 
 
 from __future__ import annotations
 
-import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import replace_node
+from convfix.rewriting import int64_constant, replace_node
 from convfix.rules import Rule, RuleContext
 
 OPS = ("ArgMax", "ArgMin")
-
-
-def _const(values: list[int] | int, name: str) -> ir.Node:
-    return ir.node("Constant", [], attributes={"value": ir.tensor(np.array(values, np.int64))}, name=name)
 
 
 def _selects_last(node: ir.Node) -> bool:
@@ -41,7 +36,7 @@ def _axis(node: ir.Node) -> int | None:
 def _reverse_first_index(node: ir.Node, axis: int) -> None:
     x = node.inputs[0]
     n = x.shape[axis]
-    indices = _const(list(range(n - 1, -1, -1)), f"{node.name}_reversed_indices")
+    indices = int64_constant(list(range(n - 1, -1, -1)), f"{node.name}_reversed_indices")
     reverse = ir.node(
         "Gather", [x, indices.outputs[0]], attributes={"axis": axis}, name=f"{node.name}_reverse"
     )
@@ -52,7 +47,7 @@ def _reverse_first_index(node: ir.Node, axis: int) -> None:
         attributes={"axis": axis, "keepdims": keepdims},
         name=f"{node.name}_first",
     )
-    last = _const(n - 1, f"{node.name}_last")
+    last = int64_constant(n - 1, f"{node.name}_last")
     result = ir.node("Sub", [last.outputs[0], first.outputs[0]], name=f"{node.name}_index")
     graph = node.graph
     graph.insert_before(node, [indices, reverse, first, last, result])

@@ -19,21 +19,11 @@ from convfix.rules import Rule, RuleContext
 MAX_BYTES = 512 * 1024 * 1024
 
 
-def _constant(value: ir.Value | None) -> np.ndarray | None:
-    if value is None:
-        return None
-    if value.const_value is not None:
-        return value.const_value.numpy()
-    producer = value.producer()
-    if producer is not None and producer.op_type == "Constant" and "value" in producer.attributes:
-        return producer.attributes["value"].as_tensor().numpy()
-    return None
-
-
 def _materialized(node: ir.Node) -> np.ndarray | None:
-    shape = _constant(node.inputs[0] if node.inputs else None)
-    if shape is None:
+    shape_tensor = ir.convenience.get_const_tensor(node.inputs[0]) if node.inputs and node.inputs[0] else None
+    if shape_tensor is None:
         return None
+    shape = shape_tensor.numpy()
     fill = (
         node.attributes["value"].as_tensor().numpy()
         if "value" in node.attributes

@@ -45,12 +45,9 @@ def _inline_branch(if_node: ir.Node, branch: ir.Graph) -> list[ir.Value]:
 
 
 def _constant_condition(if_node: ir.Node) -> bool | None:
-    value = if_node.inputs[0].const_value if if_node.inputs[0] is not None else None
-    if value is None:
-        producer = if_node.inputs[0].producer() if if_node.inputs[0] is not None else None
-        if producer is not None and producer.op_type == "Constant" and "value" in producer.attributes:
-            value = producer.attributes["value"].as_tensor()
-    return None if value is None else bool(np.asarray(value.numpy()).item())
+    condition = if_node.inputs[0]
+    tensor = None if condition is None else ir.convenience.get_const_tensor(condition)
+    return None if tensor is None else bool(np.asarray(tensor.numpy()).item())
 
 
 def fold_constant_if(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:

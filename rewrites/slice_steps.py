@@ -7,12 +7,11 @@ needs constant starts/ends/axes/steps and a static length on each reversed axis.
 
 from __future__ import annotations
 
-import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import replace_node
+from convfix.rewriting import int64_constant, replace_node
 from convfix.rules import Rule, RuleContext
 
 
@@ -41,10 +40,6 @@ def onnx_slice_indices(start: int, end: int, step: int, dim: int) -> list[int]:
     return list(range(start, end, step))
 
 
-def _const(values: list[int], name: str) -> ir.Node:
-    return ir.node("Constant", [], attributes={"value": ir.tensor(np.array(values, np.int64))}, name=name)
-
-
 def _plan(node: ir.Node) -> tuple[list[tuple[int, list[int]]], list[tuple[int, int, int, int]]] | str:
     """(axis, indices) per negative step and (start, end, axis, step) per positive one, or why not."""
     x = node.inputs[0]
@@ -68,14 +63,14 @@ def _rewrite(node: ir.Node, gathers: list, slices: list) -> None:
     graph, value, added = node.graph, node.inputs[0], []
     if slices:
         columns = [
-            _const(list(c), f"{node.name}_{what}")
+            int64_constant(list(c), f"{node.name}_{what}")
             for what, c in zip(("starts", "ends", "axes", "steps"), zip(*slices, strict=True), strict=True)
         ]
         added += columns
         added.append(ir.node("Slice", [value, *(c.outputs[0] for c in columns)], name=f"{node.name}_forward"))
         value = added[-1].outputs[0]
     for axis, indices in gathers:
-        index = _const(indices, f"{node.name}_indices_{axis}")
+        index = int64_constant(indices, f"{node.name}_indices_{axis}")
         added += [
             index,
             ir.node(

@@ -1,7 +1,8 @@
-"""Helpers for writing rules: find the finding's node, put new values in a node's place."""
+"""Helpers for writing rules: find the finding's node, make constants, put new values in a node's place."""
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
@@ -40,3 +41,8 @@ def replace_node(node: ir.Node, values: list[ir.Value]) -> None:
             graph.outputs[graph.outputs.index(old)] = new
         old.replace_all_uses_with(new)
     graph.remove(node, safe=True)
+
+
+def int64_constant(values: list[int] | int, name: str) -> ir.Node:
+    """A Constant node holding int64 values (indices, axes, shapes)."""
+    return ir.node("Constant", [], attributes={"value": ir.tensor(np.array(values, np.int64))}, name=name)
