@@ -17,6 +17,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError, Message
 
 from convfix.errors import ConvfixError
+from convfix.proto_walk import all_tensors
 
 # Models whose weights exceed this are saved with external data (protobuf's limit is 2 GiB).
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -34,7 +35,7 @@ def _check_file(path: Path) -> None:
 def _check_external_locations(proto: onnx.ModelProto, base_dir: Path) -> None:
     """External data must stay inside the model's folder: no absolute paths, `..`, or links out."""
     base = base_dir.resolve()
-    for tensor in _all_tensors(proto.graph):
+    for tensor in all_tensors(proto.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
@@ -49,19 +50,6 @@ def _check_external_locations(proto: onnx.ModelProto, base_dir: Path) -> None:
             )
         if not target.is_file():
             raise ConvfixError(f"external data of {tensor.name!r} is missing: {location!r}")
-
-
-def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.t.ByteSize():
-                yield attr.t
-            yield from attr.tensors
-            if attr.g.ByteSize():
-                yield from _all_tensors(attr.g)
-            for sub in attr.graphs:
-                yield from _all_tensors(sub)
 
 
 def _has_undecodable_text(message: Message) -> bool:
@@ -185,7 +173,7 @@ def save(model: ir.Model, path: str | os.PathLike, *, external: bool | None = No
             ir.save(model, tmp, external_data=tmp_data.name)
             # The .onnx names its data file; give it the final name before either is renamed into place.
             proto = onnx.load_model(str(tmp), load_external_data=False)
-            for tensor in _all_tensors(proto.graph):
+            for tensor in all_tensors(proto.graph):
                 for entry in tensor.external_data:
                     if entry.key == "location":
                         entry.value = data_path.name

@@ -14,6 +14,7 @@ import onnx
 import onnx_ir as ir
 
 from convfix import model_io
+from convfix.proto_walk import all_nodes
 
 ATEN_DOMAIN = "org.pytorch.aten"
 Outputs = list[dict[str, np.ndarray]]
@@ -43,7 +44,7 @@ def run_onnxruntime(model: bytes | str, probes: Sequence[Mapping[str, np.ndarray
 
 def _aten_op_classes(proto: onnx.ModelProto) -> list[type]:
     """onnx.reference kernels for the ATen nodes of the model, each calling torch."""
-    op_types = {n.op_type for n in _all_nodes(proto.graph) if n.domain == ATEN_DOMAIN}
+    op_types = {n.op_type for n in all_nodes(proto.graph) if n.domain == ATEN_DOMAIN}
     if not op_types:
         return []
     import torch
@@ -62,16 +63,6 @@ def _aten_op_classes(proto: onnx.ModelProto) -> list[type]:
         return type(op_type, (OpRun,), {"op_domain": ATEN_DOMAIN, "_run": _run})
 
     return [kernel(t) for t in sorted(op_types)]
-
-
-def _all_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.g.ByteSize():
-                yield from _all_nodes(attr.g)
-            for sub in attr.graphs:
-                yield from _all_nodes(sub)
 
 
 def run_reference_evaluator(proto: onnx.ModelProto, probes: Sequence[Mapping[str, np.ndarray]]) -> Outputs:
@@ -93,7 +84,7 @@ def evaluate(model: ir.Model, probes: Sequence[Mapping[str, np.ndarray]]) -> Ref
     if model_io.needs_external_data(model):
         raise OracleError(f"{errors[0]}; onnx.reference cannot take a model over 2 GB")
     proto = model_io.to_proto(model)
-    has_aten = any(n.domain == ATEN_DOMAIN for n in _all_nodes(proto.graph))
+    has_aten = any(n.domain == ATEN_DOMAIN for n in all_nodes(proto.graph))
     try:
         outputs = run_reference_evaluator(proto, probes)
         return Reference(outputs, "onnx.reference+torch(aten)" if has_aten else "onnx.reference")

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import onnx
 
+from convfix.proto_walk import all_nodes
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MISSING_OP = re.compile(r"No module named 'onnx2tf\.ops\.([^'.]+)'|(\S+) OP is not yet implemented")
 _KEY_ERROR = re.compile(r"^KeyError: '(.+)'$")
@@ -47,17 +49,6 @@ def essential_error(raw_error: str, log: str) -> str:
     return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
 
 
-def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _all_nodes(sub)
-
-
 def _onnx2tf_name(name: str) -> str:
     """onnx2tf's renaming of node and value names (saved_model rejects ':')."""
     return name.replace(":", "__")
@@ -65,7 +56,7 @@ def _onnx2tf_name(name: str) -> str:
 
 def error_nodes(model: onnx.ModelProto, error: str, log: str, op_name: str | None) -> list[str]:
     """Names of the ONNX nodes the failure points at, in a stable order, without duplicates."""
-    nodes = [node for node in _all_nodes(model.graph) if node.name]
+    nodes = [node for node in all_nodes(model.graph) if node.name]
     found: list[str] = []
 
     def add(matches: Iterator[onnx.NodeProto]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from convfix.parity import Tolerance
+from convfix.proto_walk import all_tensors
 from convfix.target.layout import decide_layouts, signature_names
 
 THREADS = 2
@@ -280,22 +281,11 @@ def _scratch_copy(source: Path, scratch: Path) -> Path:
     target = scratch / "model.onnx"
     shutil.copyfile(source, target)
     graph = onnx.load(str(source), load_external_data=False).graph
-    locations = {ExternalDataInfo(each).location for each in _tensors(graph) if uses_external_data(each)}
+    locations = {ExternalDataInfo(each).location for each in all_tensors(graph) if uses_external_data(each)}
     for location in sorted(locations):
         (scratch / location).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source.parent / location, scratch / location)
     return target
-
-
-def _tensors(graph: Any) -> Iterator[Any]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-                yield from _tensors(sub)
 
 
 def _feeding(keras_model: Any, onnx_inputs: list[str], onnx_outputs: list[str]) -> list[int]:

@@ -1,0 +1,35 @@
+"""Walks over an ONNX protobuf graph and its subgraphs, for code that reads a model before (or
+instead of) building the IR: the loader's checks, the oracle, the converter's error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import onnx
+
+
+def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    for attr in node.attribute:
+        if attr.HasField("g"):
+            yield attr.g
+        yield from attr.graphs
+
+
+def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node, each before the nodes of its subgraphs."""
+    for node in graph.node:
+        yield node
+        for sub in _subgraphs(node):
+            yield from all_nodes(sub)
+
+
+def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor: initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+        for sub in _subgraphs(node):
+            yield from all_tensors(sub)
