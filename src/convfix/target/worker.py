@@ -232,6 +232,7 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
         disable_model_save=True,
         # onnx2tf matches these after renaming ':' to '__'
         keep_shape_absolutely_input_names=sorted({*names, *(n.replace(":", "__") for n in names)}),
+        custom_input_op_name_np_data_path=_dummy_inputs(probes[0], scratch) if probes else None,
         onnxruntime_output_memmap_dir=str(scratch / "ort_memmap"),
         non_verbose=False,
         verbosity="warn",
@@ -271,6 +272,18 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
         start = time.perf_counter()
         reply["tflite_outputs"] = _run_tflite(_load_tflite(tflite_path), probes)
         seconds["tflite_run"] = time.perf_counter() - start
+
+
+def _dummy_inputs(probe: Probe, scratch: Path) -> list[list[str]]:
+    """onnx2tf decides some axes by comparing candidates with onnxruntime on dummy inputs, all ones by
+    default; ones make the candidates tie (a Reduce over either of two equal dims), so it picks a wrong
+    axis. A real probe breaks the ties with the values the model will see."""
+    paths = []
+    for index, (name, array) in enumerate(sorted(probe.items())):
+        path = scratch / f"dummy_input_{index}.npy"
+        np.save(path, array)
+        paths.append([name, str(path)])
+    return paths
 
 
 def _scratch_copy(source: Path, scratch: Path) -> Path:
