@@ -1,0 +1,18 @@
+"""Parameters an op takes as a run-time input where onnx2tf needs a constant (it takes their len())."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import onnx_ir as ir
+from convfix.rewrites.reductions import OPS, axes_at_run_time
+
+from convfix.findings import Finding
+from convfix.matcher import ScanContext, node_detector
+
+
+@node_detector(*OPS)
+def reduce_axes_at_run_time(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    if axes_at_run_time(node):
+        reason = f"{node.op_type} with axes computed at run time: onnx2tf needs constant axes"
+        yield Finding("unsupported-op", reason, node=node.name, op=node.op_type, path=path)

@@ -1,0 +1,191 @@
+"""Reduce* ops whose axes arrive at run time, rebuilt from reductions over one constant axis each.
+
+Since opset 18 (ReduceSum: 13) the axes are an input. onnx2tf takes `len()` of that input and fails
+when it is not a constant (`Keras symbolic inputs/outputs do not implement __len__`). The rewrite keeps
+the axes a run-time input and works for any value of them: for each axis d of the (static-rank) data,
+it reduces over the constant axis d and keeps either that result or the unreduced tensor, chosen by
+whether d is among the axes. The choice is a Slice of `Concat(reduced, data)` along d with run-time
+starts and ends, so the shapes stay right (an empty axis included). `keepdims=0` reshapes to the
+shape with the reduced dims dropped, found by sorting the dim indices with the reduced ones last.
+Composite reductions are built from Sum/Max/Min/Prod over the axes one at a time (L2 as Sqrt of a sum
+of squares, LogSumExp with the max subtracted): exact up to the order of float additions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from convfix.findings import Finding
+from convfix.rewriting import find_node, replace_node
+from convfix.rules import Rule, RuleContext
+
+# The op, the elementwise step before the base reduction, the base, and the step after.
+_FORMS: dict[str, tuple[str | None, str, str | None]] = {
+    "ReduceSum": (None, "ReduceSum", None),
+    "ReduceSumSquare": ("Square", "ReduceSum", None),
+    "ReduceL1": ("Abs", "ReduceSum", None),
+    "ReduceL2": ("Square", "ReduceSum", "Sqrt"),
+    "ReduceLogSum": (None, "ReduceSum", "Log"),
+    "ReduceMax": (None, "ReduceMax", None),
+    "ReduceMin": (None, "ReduceMin", None),
+    "ReduceProd": (None, "ReduceProd", None),
+    "ReduceMean": (None, "ReduceSum", None),
+    "ReduceLogSumExp": (None, "ReduceSum", None),
+}
+OPS = tuple(_FORMS)
+
+
+def axes_at_run_time(node: ir.Node) -> bool:
+    """A Reduce node whose axes input exists and is not a constant."""
+    if node.domain not in ("", "ai.onnx") or node.op_type not in _FORMS or len(node.inputs) < 2:
+        return False
+    axes = node.inputs[1]
+    return axes is not None and ir.convenience.get_const_tensor(axes) is None
+
+
+class _Builder:
+    """Emits nodes before the node being replaced, for the model's opset."""
+
+    def __init__(self, node: ir.Node, opset: int) -> None:
+        self.tape = ir.tape.Tape()
+        self.opset = opset
+        self.prefix = node.name
+
+    def op(self, op_type: str, inputs: list[ir.Value], **attributes) -> ir.Value:
+        name = f"{self.prefix}_{op_type}_{len(self.tape.nodes)}"
+        return self.tape.op(op_type, inputs, attributes or None, name=name)
+
+    def const(self, array: np.ndarray) -> ir.Value:
+        return self.op("Constant", [], value=ir.tensor(array))
+
+    def reduce_axis(self, base: str, x: ir.Value, axis: int) -> ir.Value:
+        """base over one constant axis, keepdims=1 (axes an input from opset 18; ReduceSum from 13)."""
+        if (base == "ReduceSum" and self.opset >= 13) or self.opset >= 18:
+            return self.op(base, [x, self.const(np.array([axis], np.int64))], keepdims=1)
+        return self.op(base, [x], axes=[axis], keepdims=1)
+
+
+def _reduced_dims(b: _Builder, axes: ir.Value, rank: int) -> ir.Value:
+    """A bool [rank] vector: is dim d among the (possibly negative) axes."""
+    negative = b.op("Less", [axes, b.const(np.array(0, np.int64))])
+    shifted = b.op("Add", [axes, b.const(np.array(rank, np.int64))])
+    normal = b.op("Where", [negative, shifted, axes])
+    column = b.op("Unsqueeze", [normal, b.const(np.array([1], np.int64))])
+    hits = b.op("Equal", [column, b.const(np.arange(rank, dtype=np.int64))])
+    counts = b.reduce_axis("ReduceMax", b.op("Cast", [hits], to=ir.DataType.FLOAT), 0)
+    return b.op(
+        "Greater",
+        [b.op("Squeeze", [counts, b.const(np.array([0], np.int64))]), b.const(np.array(0.5, np.float32))],
+    )
+
+
+def _masked_reduce(b: _Builder, base: str, x: ir.Value, mask: ir.Value, rank: int) -> ir.Value:
+    """base over the dims the mask selects, the result broadcast back to x's (static) shape.
+
+    Every value keeps a static shape, so onnx2tf can still tell its layouts apart; only the final
+    Slice (`_keep_first`) has a shape that depends on the axes."""
+    y = x
+    for d in range(rank):
+        chosen = b.op("Gather", [mask, b.const(np.array(d, np.int64))])
+        y = b.op("Where", [chosen, b.reduce_axis(base, y, d), y])
+    return y
+
+
+def _keep_first(b: _Builder, y: ir.Value, mask: ir.Value, dims: list[int]) -> ir.Value:
+    """keepdims=1: the first element along every reduced dim (they all hold the reduced value)."""
+    ends = b.op("Where", [mask, b.const(np.ones(len(dims), np.int64)), b.const(np.array(dims, np.int64))])
+    starts, axes = b.const(np.zeros(len(dims), np.int64)), b.const(np.arange(len(dims), dtype=np.int64))
+    return b.op("Slice", [y, starts, ends, axes])
+
+
+def _count(b: _Builder, mask: ir.Value, dims: list[int], dtype: ir.DataType) -> ir.Value:
+    """How many elements each reduced value summarizes (for the mean)."""
+    sizes = b.op("Where", [mask, b.const(np.array(dims, np.int64)), b.const(np.ones(len(dims), np.int64))])
+    return b.op("Cast", [b.reduce_axis("ReduceProd", sizes, 0)], to=dtype)
+
+
+def _drop_reduced(b: _Builder, y: ir.Value, mask: ir.Value, dims: list[int], kept: int) -> ir.Value:
+    """keepdims=0: reshape to the dims not reduced, in order (reduced ones sorted to the end)."""
+    rank = len(dims)
+    as_int = b.op("Cast", [mask], to=ir.DataType.INT64)
+    keys = b.op(
+        "Add",
+        [b.const(np.arange(rank, dtype=np.int64)), b.op("Mul", [as_int, b.const(np.array(rank, np.int64))])],
+    )
+    keys = b.op("Cast", [keys], to=ir.DataType.FLOAT)
+    _, order = b.tape.op_multi_out(
+        "TopK",
+        [keys, b.const(np.array([rank], np.int64))],
+        {"largest": 0, "sorted": 1},
+        num_outputs=2,
+        name=f"{b.prefix}_TopK",
+    )
+    first = b.op("Slice", [order, b.const(np.array([0], np.int64)), b.const(np.array([kept], np.int64))])
+    shape = b.op("Gather", [b.const(np.array(dims, np.int64)), first])
+    attributes = {"allowzero": 1} if b.opset >= 14 else {}
+    return b.op("Reshape", [y, shape], **attributes)
+
+
+def _elementwise(b: _Builder, step: str | None, x: ir.Value) -> ir.Value:
+    if step is None:
+        return x
+    if step == "Square":
+        return b.op("Mul", [x, x])
+    return b.op(step, [x])
+
+
+def _decompose(b: _Builder, node: ir.Node, dims: list[int], count: int) -> ir.Value:
+    data, axes = node.inputs[0], node.inputs[1]
+    rank = len(dims)
+    mask = _reduced_dims(b, axes, rank)
+    pre, base, post = _FORMS[node.op_type]
+    if node.op_type == "ReduceLogSumExp":
+        peak = _masked_reduce(b, "ReduceMax", data, mask, rank)
+        total = _masked_reduce(b, "ReduceSum", b.op("Exp", [b.op("Sub", [data, peak])]), mask, rank)
+        y = b.op("Add", [b.op("Log", [total]), peak])
+    else:
+        y = _elementwise(b, post, _masked_reduce(b, base, _elementwise(b, pre, data), mask, rank))
+    if node.op_type == "ReduceMean":
+        y = b.op("Div", [y, _count(b, mask, dims, data.dtype)])
+    y = _keep_first(b, y, mask, dims)
+    keepdims = node.attributes["keepdims"].as_int() if "keepdims" in node.attributes else 1
+    return y if keepdims else _drop_reduced(b, y, mask, dims, rank - count)
+
+
+def reduce_runtime_axes(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = find_node(model, finding)
+    if node is None or not axes_at_run_time(node):
+        return "not a Reduce op with run-time axes"
+    data, axes = node.inputs[0], node.inputs[1]
+    if axes.shape is None or not isinstance(axes.shape[0], int):
+        return "the number of axes is unknown"
+    if data.shape is None or not data.shape.is_static():
+        return "the data's shape is not static (the rewrite keeps every value but the output static)"
+    if data.dtype == ir.DataType.BOOL:
+        return "bool data: the base reductions take numbers"
+    dims, count = list(data.shape.numpy()), axes.shape[0]
+    if 0 in dims:
+        return "the data is empty: the reduced output would be larger than the data"
+    if count == 0:  # known to be empty: that constant is what the converter needs
+        empty = ir.node("Constant", [], attributes={"value": ir.tensor(np.zeros(0, np.int64))})
+        node.graph.insert_before(node, empty)
+        node.replace_input_with(1, empty.outputs[0])
+        return None
+    opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 18))
+    builder = _Builder(node, opset)
+    result = _decompose(builder, node, dims, count)
+    node.graph.insert_before(node, builder.tape.nodes)
+    replace_node(node, [result])
+    return None
+
+
+RULES = [
+    Rule(
+        "reduce-runtime-axes",
+        ("unsupported-op", "conversion-error", "divergence"),
+        reduce_runtime_axes,
+        "Reduce* with run-time axes as one-axis reductions selected per dim by Slice (axes stay an input)",
+        ops=OPS,
+    )
+]

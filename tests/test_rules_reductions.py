@@ -1,0 +1,98 @@
+"""reduce-runtime-axes: Reduce* whose axes are a graph input, which onnx2tf cannot convert."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from conftest import save
+from onnx import TensorProto, helper
+
+import convfix
+from convfix import RepairOptions, model_io, normalize, oracle
+from convfix.findings import Finding
+from convfix.rules import RuleContext, discover
+
+RULE = next(r for r in discover().rules if r.name == "reduce-runtime-axes")
+SHAPE = (3, 4, 4)  # two equal dims: a reduction over the wrong one of them has the right shape
+
+
+def _model(op_type: str, keepdims: int, opset: int = 18, shape=SHAPE, n_axes: int = 1) -> onnx.ModelProto:
+    node = helper.make_node(op_type, ["x", "axes"], ["y"], name="reduce", keepdims=keepdims)
+    rank = len(shape) if keepdims else len(shape) - n_axes
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape)),
+            helper.make_tensor_value_info("axes", TensorProto.INT64, [n_axes]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * rank)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+
+
+def _probe(axes: list[int], seed: int = 0) -> dict[str, np.ndarray]:
+    x = np.random.default_rng(seed).uniform(0.5, 2.0, size=SHAPE).astype(np.float32)
+    return {"x": x, "axes": np.array(axes, np.int64)}
+
+
+NUMPY = {
+    "ReduceSum": lambda x, a, k: x.sum(axis=a, keepdims=k),
+    "ReduceMean": lambda x, a, k: x.mean(axis=a, keepdims=k),
+    "ReduceMax": lambda x, a, k: x.max(axis=a, keepdims=k),
+    "ReduceProd": lambda x, a, k: x.prod(axis=a, keepdims=k),
+    "ReduceL2": lambda x, a, k: np.sqrt((x * x).sum(axis=a, keepdims=k)),
+    "ReduceLogSumExp": lambda x, a, k: np.log(np.exp(x).sum(axis=a, keepdims=k)),
+    "ReduceSumSquare": lambda x, a, k: (x * x).sum(axis=a, keepdims=k),
+}
+
+
+def _rewritten(tmp_path, model: onnx.ModelProto):
+    rewritten = normalize.normalize(model_io.load(save(model, tmp_path / "m.onnx")))
+    finding = Finding("unsupported-op", "", node="reduce", op=model.graph.node[0].op_type)
+    assert RULE.apply(rewritten, finding, RuleContext()) is None
+    normalize.tidy(rewritten)
+    return rewritten
+
+
+@pytest.mark.parametrize("op_type", sorted(NUMPY))
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_any_axes_value_reduces_like_numpy(tmp_path, op_type, keepdims):
+    """One rewritten model, fed different axes at run time: the axes stay an input."""
+    rewritten = _rewritten(tmp_path, _model(op_type, keepdims, n_axes=2))
+    probes = [_probe(axes, seed) for seed, axes in enumerate([[0, 2], [-1, 1], [2, 0]])]
+    for probe, outputs in zip(probes, oracle.evaluate(rewritten, probes).outputs, strict=True):
+        axes = tuple(int(a) for a in probe["axes"])
+        expected = NUMPY[op_type](probe["x"].astype(np.float64), axes, bool(keepdims))
+        np.testing.assert_allclose(outputs["y"], expected, rtol=1e-5)
+
+
+def test_reduce_sum_at_opset_13_takes_axes_as_input_too(tmp_path):
+    rewritten = _rewritten(tmp_path, _model("ReduceSum", 1, opset=13))
+    probe = _probe([1])
+    (outputs,) = oracle.evaluate(rewritten, [probe]).outputs
+    np.testing.assert_allclose(outputs["y"], probe["x"].sum(axis=1, keepdims=True), rtol=1e-6)
+
+
+def test_constant_axes_and_dynamic_data_are_left_alone(tmp_path):
+    dynamic = _model("ReduceSum", 1, shape=("n", 4, 4))
+    model = normalize.normalize(model_io.load(save(dynamic, tmp_path / "dyn.onnx")))
+    reason = RULE.apply(model, Finding("unsupported-op", "", node="reduce", op="ReduceSum"), RuleContext())
+    assert reason is not None and "not static" in reason
+
+
+@pytest.mark.slow
+def test_runtime_axes_convert_once_rewritten(target, tmp_path):
+    path = save(_model("ReduceMean", 0), tmp_path / "reduce.onnx")
+    plain = target.convert(path, tmp_path / "plain", [_probe([1])], [{}], rtol=1e-4, atol=1e-4)
+    assert not plain.converted
+    assert "__len__" in plain.error
+
+    probes = [_probe([1], 0), _probe([2], 1)]
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    assert report.status == "repaired", report.to_json()
+    assert "reduce-runtime-axes" in [s.rule for s in report.accepted_steps]
+    fresh = _probe([2], 7)
+    (outputs,) = target.run(tmp_path / "tf", [fresh])
+    np.testing.assert_allclose(outputs["y"], fresh["x"].mean(axis=2), rtol=1e-5)
