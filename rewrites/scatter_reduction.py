@@ -1,0 +1,161 @@
+"""ScatterElements with reduction add/mul/max/min as a one-hot reduction over the scattered axis.
+
+onnx2tf 1.29 stops on any reduction but "none" (`ScatterElements currently supports only
+reduction=['none']`, a sys.exit), and its ScatterND ignores the reduction altogether, so neither
+scatters with a reduction. PyTorch's scatter_add / scatter_reduce export these. On axis a, position m
+of the output receives every update whose (normalized) index equals m: onehot = Equal(index, m) over
+a new axis after a, the updates spread over it with Where (the reduction's identity elsewhere: 0, 1,
+the lowest or highest value) and reduced over a. add/mul then combine with data; max/min take
+Max/Min with data where some update landed (`touched`) and keep data elsewhere. Exact up to the
+order of float additions and multiplications (data + (u1 + u2) instead of (data + u1) + u2).
+Indices shorter than data on another axis are padded with an index that matches nothing.
+Needs static shapes; the one-hot tensor is capped at MAX_ONEHOT elements. Every such ScatterElements
+is rewritten (they all fail alike).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import onnx_ir as ir
+
+from convfix.findings import Finding
+from convfix.matcher import walk
+from convfix.rewriting import int64_constant, replace_node
+from convfix.rules import Rule, RuleContext
+
+MAX_ONEHOT = 1 << 24
+REDUCE = {"add": "ReduceSum", "mul": "ReduceProd", "max": "ReduceMax", "min": "ReduceMin"}
+COMBINE = {"add": "Add", "mul": "Mul", "max": "Max", "min": "Min"}
+
+
+class _Plan(NamedTuple):
+    axis: int
+    dims: tuple[int, ...]
+    index_dims: tuple[int, ...]
+
+
+def _reduction(node: ir.Node) -> str:
+    attr = node.attributes.get("reduction")
+    return "none" if attr is None else attr.as_string()
+
+
+def _reducing_scatter(node: ir.Node) -> bool:
+    return node.op_type == "ScatterElements" and node.domain in ("", "ai.onnx") and _reduction(node) != "none"
+
+
+def _identity(reduction: str, dtype: np.dtype) -> np.ndarray:
+    """The value the reduction ignores: 0, 1, the lowest or the highest value of dtype."""
+    if reduction in ("add", "mul"):
+        return np.array(0 if reduction == "add" else 1, dtype)
+    if dtype.kind == "f":
+        return np.array(-np.inf if reduction == "max" else np.inf, dtype)
+    info = np.iinfo(dtype)
+    return np.array(info.min if reduction == "max" else info.max, dtype)
+
+
+def _plan(node: ir.Node) -> _Plan | str:
+    """The axis and the static dims of data and indices, or why the node cannot be rewritten."""
+    data, indices = node.inputs[0], node.inputs[1]
+    shapes = [data.shape, indices.shape]
+    if any(s is None or not all(isinstance(d, int) for d in s) for s in shapes):
+        return f"{node.name}: the shapes of data and indices are not static"
+    if data.dtype is None or indices.dtype is None or data.dtype.numpy().kind not in "fiu":
+        return f"{node.name}: data is not numeric (or a dtype is unknown)"
+    dims, index_dims = tuple(data.shape), tuple(indices.shape)
+    axis = node.attributes["axis"].as_int() if "axis" in node.attributes else 0
+    axis = axis + len(dims) if axis < 0 else axis
+    if int(np.prod(index_dims, dtype=np.int64)) * dims[axis] > MAX_ONEHOT:
+        return f"{node.name}: the one-hot tensor would exceed {MAX_ONEHOT} elements"
+    return _Plan(axis, dims, index_dims)
+
+
+class _Builder:
+    """Adds nodes named after the scatter, in order, for one insert_before."""
+
+    def __init__(self, node: ir.Node) -> None:
+        self.node, self.added = node, []
+
+    def op(self, op_type: str, inputs: list[ir.Value], **attributes: object) -> ir.Value:
+        name = f"{self.node.name}_{op_type.lower()}_{len(self.added)}"
+        self.added.append(ir.node(op_type, inputs, attributes=attributes, name=name))
+        return self.added[-1].outputs[0]
+
+    def constant(self, array: np.ndarray) -> ir.Value:
+        return self.op("Constant", [], value=ir.tensor(array))
+
+    def axes(self, axes: list[int]) -> ir.Value:
+        self.added.append(int64_constant(axes, f"{self.node.name}_axes_{len(self.added)}"))
+        return self.added[-1].outputs[0]
+
+
+def _normalized_indices(b: _Builder, indices: ir.Value, length: int, pads: list[int]) -> ir.Value:
+    """index + length where negative, padded with `length` (an index no position matches)."""
+    dtype = indices.dtype.numpy()
+    negative = b.op("Less", [indices, b.constant(np.array(0, dtype))])
+    wrapped = b.op("Add", [indices, b.constant(np.array(length, dtype))])
+    normalized = b.op("Where", [negative, wrapped, indices])
+    if not any(pads):
+        return normalized
+    return b.op("Pad", [normalized, b.axes(pads), b.constant(np.array(length, dtype))])
+
+
+def _reduce(b: _Builder, op_type: str, value: ir.Value, axis: int, opset: int) -> ir.Value:
+    """Reduce over one axis, dropping it: axes as an input (ReduceSum from opset 13, all from 18)."""
+    if op_type == "ReduceSum" or opset >= 18:
+        return b.op(op_type, [value, b.axes([axis])], keepdims=0)
+    return b.op(op_type, [value], axes=[axis], keepdims=0)
+
+
+def _rewrite(node: ir.Node, plan: _Plan, opset: int) -> None:
+    data, indices, updates = node.inputs[:3]
+    axis, dims, index_dims = plan
+    reduction, dtype = _reduction(node), data.dtype.numpy()
+    b = _Builder(node)
+    ends = [0 if k == axis else d - i for k, (d, i) in enumerate(zip(dims, index_dims, strict=True))]
+    pads = [0] * len(dims) + ends
+    if any(pads):
+        updates = b.op("Pad", [updates, b.axes(pads)])
+    index = _normalized_indices(b, indices, dims[axis], pads)
+    positions = np.arange(dims[axis], dtype=indices.dtype.numpy())
+    positions = positions.reshape((1,) * (axis + 1) + (dims[axis],) + (1,) * (len(dims) - axis - 1))
+    onehot = b.op("Equal", [b.op("Unsqueeze", [index, b.axes([axis + 1])]), b.constant(positions)])
+    spread = b.op(
+        "Where",
+        [onehot, b.op("Unsqueeze", [updates, b.axes([axis + 1])]), b.constant(_identity(reduction, dtype))],
+    )
+    reduced = _reduce(b, REDUCE[reduction], spread, axis, opset)
+    result = b.op(COMBINE[reduction], [data, reduced])
+    if reduction in ("max", "min"):
+        touched = _reduce(b, "ReduceMax", b.op("Cast", [onehot], to=ir.DataType.INT32), axis, opset)
+        result = b.op("Where", [b.op("Cast", [touched], to=ir.DataType.BOOL), result, data])
+    node.graph.insert_before(node, b.added)
+    replace_node(node, [result])
+
+
+def scatter_reduction_as_onehot(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    """Every ScatterElements with a reduction (onnx2tf refuses them all alike), the finding's included."""
+    nodes = [n for n, _ in walk(model.graph) if _reducing_scatter(n)]
+    if not nodes:
+        return "no ScatterElements with a reduction"
+    plans = [_plan(n) for n in nodes]
+    problem = next((p for p in plans if isinstance(p, str)), None)
+    if problem:
+        return problem
+    opset = model.opset_imports[""]
+    for node, plan in zip(nodes, plans, strict=True):
+        _rewrite(node, plan, opset)
+    return None
+
+
+RULES = [
+    Rule(
+        "scatter-elements-reduction",
+        ("conversion-error", "divergence"),
+        scatter_reduction_as_onehot,
+        "ScatterElements with reduction add/mul/max/min as Equal one-hot, Where and a Reduce over the axis "
+        "(onnx2tf supports only reduction='none')",
+        ops=("ScatterElements",),
+    )
+]

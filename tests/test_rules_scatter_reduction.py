@@ -1,0 +1,161 @@
+"""scatter-elements-reduction: ScatterElements with reduction add/mul/max/min, which onnx2tf refuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from conftest import save
+from onnx import TensorProto, helper
+
+import convfix
+from convfix import RepairOptions, model_io, normalize, oracle
+from convfix.findings import Finding
+from convfix.rules import RuleContext, discover
+
+RULE = next(r for r in discover().rules if r.name == "scatter-elements-reduction")
+COMBINE = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+# Duplicates and negative indices on axis 1 of data [2, 4]: -1 and 3 land on the same position.
+INDICES = np.array([[0, -1, 3, 0, 1], [2, 2, -4, 1, 2]], np.int64)
+FINDING = Finding("conversion-error", "", node="scatter", op="ScatterElements")
+
+
+def _scatter(name: str, inputs: list[str], output: str, axis: int, reduction: str) -> onnx.NodeProto:
+    return helper.make_node("ScatterElements", inputs, [output], name=name, axis=axis, reduction=reduction)
+
+
+def _model(
+    dtype: int, data_shape, index_shape, axis: int, reduction: str, opset: int = 18
+) -> onnx.ModelProto:
+    inputs = [
+        helper.make_tensor_value_info("data", dtype, list(data_shape)),
+        helper.make_tensor_value_info("indices", TensorProto.INT64, list(index_shape)),
+        helper.make_tensor_value_info("updates", dtype, list(index_shape)),
+    ]
+    graph = helper.make_graph(
+        [_scatter("scatter", ["data", "indices", "updates"], "y", axis, reduction)],
+        "g",
+        inputs,
+        [helper.make_tensor_value_info("y", dtype, list(data_shape))],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def _expected(data: np.ndarray, indices: np.ndarray, updates: np.ndarray, axis: int, reduction: str):
+    """ONNX's loop: every update combined, in order, into the element its index names on the axis."""
+    out = data.copy()
+    axis = axis % data.ndim
+    for where in np.ndindex(*indices.shape):
+        target = list(where)
+        target[axis] = indices[where] % data.shape[axis]
+        out[tuple(target)] = COMBINE[reduction](out[tuple(target)], updates[where])
+    return out
+
+
+def _values(rng: np.random.Generator, dtype: np.dtype, shape) -> np.ndarray:
+    """Small integers (also as floats): sums and products are exact in any order."""
+    return rng.integers(-3, 4, size=shape).astype(dtype)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "data_shape", "index_shape", "axis", "reduction", "opset"),
+    [
+        (np.float32, (4, 5), (6, 5), 0, "add", 18),
+        (np.float32, (2, 3, 6), (2, 2, 4), -1, "max", 18),  # indices shorter on axis 1: padded
+        (np.int32, (2, 6, 4), (1, 8, 4), 1, "min", 18),
+        (np.float32, (2, 6, 4, 3), (2, 3, 4, 3), 1, "mul", 16),  # Reduce* take axes as attributes
+        (np.int64, (3, 6), (3, 4), 1, "add", 16),
+    ],
+)
+def test_the_rewrite_scatters_like_onnxruntime(
+    tmp_path, dtype, data_shape, index_shape, axis, reduction, opset
+):
+    onnx_dtype = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    original = model_io.load(
+        save(_model(onnx_dtype, data_shape, index_shape, axis, reduction, opset), tmp_path / "m.onnx")
+    )
+    model = normalize.normalize(model_io.clone(original))
+    assert RULE.apply(model, FINDING, RuleContext()) is None
+    assert "ScatterElements" not in {n.op_type for n in model.graph}
+    rng = np.random.default_rng(0)
+    length = data_shape[axis]
+    probes = [
+        {
+            "data": _values(rng, dtype, data_shape),
+            "indices": rng.integers(-length, length, size=index_shape),
+            "updates": _values(rng, dtype, index_shape),
+        }
+        for _ in range(3)
+    ]
+    rewritten = oracle.evaluate(model, probes).outputs
+    reference = oracle.evaluate(original, probes).outputs
+    for probe, got, want in zip(probes, rewritten, reference, strict=True):
+        np.testing.assert_array_equal(got["y"], want["y"])
+        np.testing.assert_array_equal(got["y"], _expected(**probe, axis=axis, reduction=reduction))
+
+
+def test_untouched_elements_keep_data_even_nan_and_inf(tmp_path):
+    model = normalize.normalize(
+        model_io.load(save(_model(TensorProto.FLOAT, (2, 4), (2, 2), 1, "max"), tmp_path / "m.onnx"))
+    )
+    assert RULE.apply(model, FINDING, RuleContext()) is None
+    data = np.array([[np.nan, 1, np.inf, -np.inf], [5, np.nan, -np.inf, 0]], np.float32)
+    probe = {"data": data, "indices": np.array([[1, 1], [0, 3]]), "updates": np.full((2, 2), 2, np.float32)}
+    (outputs,) = oracle.evaluate(model, [probe]).outputs
+    np.testing.assert_array_equal(outputs["y"], [[np.nan, 2, np.inf, -np.inf], [5, np.nan, -np.inf, 2]])
+
+
+def test_dynamic_shapes_are_refused(tmp_path):
+    model = normalize.normalize(
+        model_io.load(save(_model(TensorProto.FLOAT, ("n", 4), ("n", 4), 1, "add"), tmp_path / "m.onnx"))
+    )
+    reason = RULE.apply(model, FINDING, RuleContext())
+    assert reason is not None and "static" in reason
+    assert "ScatterElements" in {n.op_type for n in model.graph}
+
+
+def _add_then_max_model() -> onnx.ModelProto:
+    """scatter_add then scatter_reduce(amax) on data [2, 4] with constant indices holding duplicates."""
+    nodes = [
+        _scatter("scatter_add", ["data", "indices", "updates"], "summed", 1, "add"),
+        _scatter("scatter_max", ["summed", "indices", "updates"], "y", 1, "max"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("data", TensorProto.FLOAT, [2, 4]),
+            helper.make_tensor_value_info("updates", TensorProto.FLOAT, list(INDICES.shape)),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        initializer=[onnx.numpy_helper.from_array(INDICES, "indices")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+
+
+def _add_then_max(data: np.ndarray, updates: np.ndarray) -> np.ndarray:
+    return _expected(_expected(data, INDICES, updates, 1, "add"), INDICES, updates, 1, "max")
+
+
+def _float_probe(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {
+        name: rng.normal(size=shape).astype(np.float32)
+        for name, shape in (("data", (2, 4)), ("updates", (2, 5)))
+    }
+
+
+@pytest.mark.slow
+def test_scatter_add_and_max_convert_once_rewritten(target, tmp_path):
+    path = save(_add_then_max_model(), tmp_path / "scatter.onnx")
+    rng = np.random.default_rng(0)
+    probe = _float_probe(rng)
+    plain = target.convert(path, tmp_path / "plain", [probe], [{}], rtol=1e-4, atol=1e-4)
+    assert not plain.converted
+    assert "ScatterElements currently supports only reduction=['none']" in plain.error
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    assert report.status == "repaired", report.to_json()
+    assert [s.rule for s in report.accepted_steps if s.rule != "simplify"] == ["scatter-elements-reduction"]
+    probe = _float_probe(rng)
+    (outputs,) = target.run(tmp_path / "tf", [probe])
+    np.testing.assert_allclose(outputs["y"], _add_then_max(**probe), rtol=1e-6, atol=1e-6)
