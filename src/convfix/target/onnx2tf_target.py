@@ -175,6 +175,15 @@ def _input_specs(model: onnx.ModelProto) -> list[dict[str, Any]]:
     return specs
 
 
+def _output_dtypes(model: onnx.ModelProto) -> dict[str, str]:
+    """The numpy dtype name of each tensor output whose element type is declared."""
+    return {
+        value.name: np.dtype(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)).name
+        for value in model.graph.output
+        if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type
+    }
+
+
 class Onnx2TfTarget:
     """Converts ONNX models with onnx2tf and runs the resulting SavedModel / TFLite artifacts."""
 
@@ -215,6 +224,7 @@ class Onnx2TfTarget:
             "out_dir": str(Path(out_dir).resolve()),
             "inputs": inputs,
             "outputs": [value.name for value in model.graph.output],
+            "output_dtypes": _output_dtypes(model),
             "probes": probes,
             "reference": reference,
             "rtol": rtol,

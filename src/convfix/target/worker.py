@@ -242,7 +242,7 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
 
     reply["stage"] = "layout"
     start = time.perf_counter()
-    raw_fn = _serving_module(keras_model, inputs, feeding, outputs, {}).serve
+    raw_fn = _serving_module(keras_model, request, feeding, {}).serve
     raw = _each_probe(probes, lambda probe: _numpy(raw_fn(*(probe[spec["name"]] for spec in inputs))))
     decision = decide_layouts(raw, reference, outputs, Tolerance(request["rtol"], request["atol"]))
     reply["layout"], reply["layout_problems"] = decision.described, decision.problems
@@ -251,7 +251,7 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
     reply["stage"] = "save"
     start = time.perf_counter()
     saved_dir = out_dir / "saved_model"
-    module = _serving_module(keras_model, inputs, feeding, outputs, decision.perms)
+    module = _serving_module(keras_model, request, feeding, decision.perms)
     tf.saved_model.save(module, str(saved_dir), signatures={"serving_default": module.serve})
     signature = tf.saved_model.load(str(saved_dir)).signatures["serving_default"]
     reply["converted"], reply["saved_model"] = True, str(saved_dir)
@@ -327,12 +327,13 @@ def _feeding(keras_model: Any, onnx_inputs: list[str], onnx_outputs: list[str]) 
     return feeding
 
 
-def _serving_module(
-    keras_model: Any, inputs: list[dict], feeding: list[int], outputs: list[str], perms: dict
-) -> Any:
-    """A tf.Module whose `serve` takes the ONNX inputs and returns the ONNX outputs by name."""
+def _serving_module(keras_model: Any, request: dict, feeding: list[int], perms: dict) -> Any:
+    """A tf.Module whose `serve` takes the ONNX inputs and returns the ONNX outputs by name, in the
+    ONNX dtypes both ways (onnx2tf computes float16 in float32, and some integer ops in float)."""
     import tensorflow as tf
 
+    inputs, outputs = request["inputs"], request["outputs"]
+    output_dtypes = {name: tf.as_dtype(dtype) for name, dtype in request["output_dtypes"].items()}
     specs = [tf.TensorSpec(spec["shape"], tf.as_dtype(spec["dtype"]), name=spec["sig"]) for spec in inputs]
     keras_dtypes = [tensor.dtype for tensor in keras_model.inputs]
 
@@ -343,10 +344,12 @@ def _serving_module(
         ]
         result = keras_model(feeds, training=False)
         result = result if isinstance(result, list | tuple) else [result]
-        return {
-            name: tensor if perms.get(name) is None else tf.transpose(tensor, perms[name])
-            for name, tensor in zip(outputs, result, strict=True)
-        }
+        returned = {}
+        for name, tensor in zip(outputs, result, strict=True):
+            tensor = tensor if perms.get(name) is None else tf.transpose(tensor, perms[name])
+            dtype = output_dtypes.get(name, tensor.dtype)
+            returned[name] = tensor if tensor.dtype == dtype else tf.cast(tensor, dtype)
+        return returned
 
     module = tf.Module()
     module.serve = tf.function(serve, input_signature=specs)
