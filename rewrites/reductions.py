@@ -2,13 +2,15 @@
 
 Since opset 18 (ReduceSum: 13) the axes are an input. onnx2tf takes `len()` of that input and fails
 when it is not a constant (`Keras symbolic inputs/outputs do not implement __len__`). The rewrite keeps
-the axes a run-time input and works for any value of them: for each axis d of the (static-rank) data,
-it reduces over the constant axis d and keeps either that result or the unreduced tensor, chosen by
-whether d is among the axes. The choice is a Slice of `Concat(reduced, data)` along d with run-time
-starts and ends, so the shapes stay right (an empty axis included). `keepdims=0` reshapes to the
-shape with the reduced dims dropped, found by sorting the dim indices with the reduced ones last.
-Composite reductions are built from Sum/Max/Min/Prod over the axes one at a time (L2 as Sqrt of a sum
-of squares, LogSumExp with the max subtracted): exact up to the order of float additions.
+the axes a run-time input and works for any value of them: for each dim d of the (static-shape) data
+it reduces over the constant axis d and keeps that result or the tensor as it was, chosen with Where on
+a run-time mask "d is among the axes", the reduced value broadcast back. Every value keeps a static
+shape (onnx2tf tells layouts apart by comparing shapes); one final Slice, whose ends depend on the
+axes, takes the first element along each reduced dim, and for keepdims=0 a Reshape drops them (the
+kept dims found by sorting the dim indices with the reduced ones last). Composite reductions come
+from Sum/Max/Min/Prod (L2 as Sqrt of a sum of squares, LogSumExp with the max subtracted): exact up to
+the order of float additions. Empty data gives the empty-set value in the shape the axes give; axes
+known to be empty become the constant "every dim" (or, with noop_with_empty_axes, no reduction).
 """
 
 from __future__ import annotations
@@ -135,22 +137,68 @@ def _elementwise(b: _Builder, step: str | None, x: ir.Value) -> ir.Value:
     return b.op(step, [x])
 
 
-def _decompose(b: _Builder, node: ir.Node, dims: list[int], count: int) -> ir.Value:
-    data, axes = node.inputs[0], node.inputs[1]
-    rank = len(dims)
-    mask = _reduced_dims(b, axes, rank)
+def _reduce_values(b: _Builder, node: ir.Node, mask: ir.Value, dims: list[int]) -> ir.Value:
+    """The reduced values, broadcast back to the data's shape."""
+    data, rank = node.inputs[0], len(dims)
     pre, base, post = _FORMS[node.op_type]
     if node.op_type == "ReduceLogSumExp":
         peak = _masked_reduce(b, "ReduceMax", data, mask, rank)
         total = _masked_reduce(b, "ReduceSum", b.op("Exp", [b.op("Sub", [data, peak])]), mask, rank)
-        y = b.op("Add", [b.op("Log", [total]), peak])
-    else:
-        y = _elementwise(b, post, _masked_reduce(b, base, _elementwise(b, pre, data), mask, rank))
+        return b.op("Add", [b.op("Log", [total]), peak])
+    y = _elementwise(b, post, _masked_reduce(b, base, _elementwise(b, pre, data), mask, rank))
     if node.op_type == "ReduceMean":
         y = b.op("Div", [y, _count(b, mask, dims, data.dtype)])
-    y = _keep_first(b, y, mask, dims)
+    return y
+
+
+# What each op gives over an empty set of elements.
+_EMPTY = {"ReduceProd": 1.0, "ReduceMax": -np.inf, "ReduceMin": np.inf, "ReduceLogSum": -np.inf}
+_EMPTY |= {"ReduceLogSumExp": -np.inf, "ReduceMean": np.nan}
+
+
+def _over_empty_data(b: _Builder, node: ir.Node, mask: ir.Value, dims: list[int]) -> ir.Value:
+    """Data with a zero dim: the output holds the empty-set value, in the shape the axes give."""
+    dtype = node.inputs[0].dtype.numpy()
+    fill = b.const(np.full([1] * len(dims), _EMPTY.get(node.op_type, 0.0), dtype))
+    shape = b.op("Where", [mask, b.const(np.ones(len(dims), np.int64)), b.const(np.array(dims, np.int64))])
+    return b.op("Expand", [fill, shape])
+
+
+def _decompose(b: _Builder, node: ir.Node, dims: list[int], count: int) -> ir.Value:
+    data, axes = node.inputs[0], node.inputs[1]
+    mask = _reduced_dims(b, axes, len(dims))
+    if 0 in dims:
+        y = _over_empty_data(b, node, mask, dims)
+    elif data.dtype == ir.DataType.BOOL:  # ReduceMax/Min: any/all, over 0/1 integers
+        as_int = b.op("Cast", [data], to=ir.DataType.INT32)
+        y = _masked_reduce(b, node.op_type, as_int, mask, len(dims))
+        y = b.op("Cast", [_keep_first(b, y, mask, dims)], to=ir.DataType.BOOL)
+    else:
+        y = _keep_first(b, _reduce_values(b, node, mask, dims), mask, dims)
     keepdims = node.attributes["keepdims"].as_int() if "keepdims" in node.attributes else 1
-    return y if keepdims else _drop_reduced(b, y, mask, dims, rank - count)
+    return y if keepdims else _drop_reduced(b, y, mask, dims, len(dims) - count)
+
+
+def _no_axes(model: ir.Model, node: ir.Node, rank: int) -> ir.Value | None:
+    """Axes known to be empty: every dim (the default), or with noop_with_empty_axes no reduction at
+    all, each element its own set (the elementwise steps alone). None when the node is just given
+    the constant axes."""
+    noop = (
+        node.attributes["noop_with_empty_axes"].as_int() if "noop_with_empty_axes" in node.attributes else 0
+    )
+    b = _Builder(node, _opset(model))
+    if not noop:
+        node.replace_input_with(1, b.const(np.arange(rank, dtype=np.int64)))
+        node.graph.insert_before(node, b.tape.nodes)
+        return None
+    pre, _, post = _FORMS[node.op_type]
+    each = _elementwise(b, post, _elementwise(b, pre, node.inputs[0]))
+    node.graph.insert_before(node, b.tape.nodes)
+    return each
+
+
+def _opset(model: ir.Model) -> int:
+    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 18))
 
 
 def reduce_runtime_axes(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
@@ -162,21 +210,17 @@ def reduce_runtime_axes(model: ir.Model, finding: Finding, context: RuleContext)
         return "the number of axes is unknown"
     if data.shape is None or not data.shape.is_static():
         return "the data's shape is not static (the rewrite keeps every value but the output static)"
-    if data.dtype == ir.DataType.BOOL:
-        return "bool data: the base reductions take numbers"
+    if data.dtype == ir.DataType.BOOL and node.op_type not in ("ReduceMax", "ReduceMin"):
+        return f"bool data in {node.op_type}"
     dims, count = list(data.shape.numpy()), axes.shape[0]
-    if 0 in dims:
-        return "the data is empty: the reduced output would be larger than the data"
-    if count == 0:  # known to be empty: that constant is what the converter needs
-        empty = ir.node("Constant", [], attributes={"value": ir.tensor(np.zeros(0, np.int64))})
-        node.graph.insert_before(node, empty)
-        node.replace_input_with(1, empty.outputs[0])
-        return None
-    opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 18))
-    builder = _Builder(node, opset)
-    result = _decompose(builder, node, dims, count)
-    node.graph.insert_before(node, builder.tape.nodes)
-    replace_node(node, [result])
+    if count == 0:
+        result = _no_axes(model, node, len(dims))
+    else:
+        builder = _Builder(node, _opset(model))
+        result = _decompose(builder, node, dims, count)
+        node.graph.insert_before(node, builder.tape.nodes)
+    if result is not None:
+        replace_node(node, [result])
     return None
 
 

@@ -75,7 +75,38 @@ def test_reduce_sum_at_opset_13_takes_axes_as_input_too(tmp_path):
     np.testing.assert_allclose(outputs["y"], probe["x"].sum(axis=1, keepdims=True), rtol=1e-6)
 
 
-def test_constant_axes_and_dynamic_data_are_left_alone(tmp_path):
+@pytest.mark.parametrize(
+    ("op_type", "fill"), [("ReduceSum", 0.0), ("ReduceMax", -np.inf), ("ReduceProd", 1.0)]
+)
+def test_empty_data_gives_the_empty_set_value_in_the_shape_the_axes_give(tmp_path, op_type, fill):
+    rewritten = _rewritten(tmp_path, _model(op_type, 1, shape=(2, 0, 4)))
+    probes = [{"x": np.zeros((2, 0, 4), np.float32), "axes": np.array([a], np.int64)} for a in (1, 2)]
+    over_empty, over_full = (o["y"] for o in oracle.evaluate(rewritten, probes).outputs)
+    np.testing.assert_array_equal(over_empty, np.full((2, 1, 4), fill, np.float32))
+    assert over_full.shape == (2, 0, 1)
+
+
+def test_bool_max_is_any(tmp_path):
+    model = _model("ReduceMax", 0, opset=20, shape=(4, 2))
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.BOOL
+    model.graph.output[0].type.tensor_type.elem_type = TensorProto.BOOL
+    rewritten = _rewritten(tmp_path, model)
+    x = np.array([[True, False], [False, False], [True, True], [False, True]])
+    (outputs,) = oracle.evaluate(rewritten, [{"x": x, "axes": np.array([1], np.int64)}]).outputs
+    np.testing.assert_array_equal(outputs["y"], x.any(axis=1))
+
+
+@pytest.mark.parametrize(("noop", "expected"), [(0, lambda x: x.sum(keepdims=True)), (1, lambda x: x)])
+def test_axes_known_to_be_empty(tmp_path, noop, expected):
+    model = _model("ReduceSum", 1, n_axes=0)
+    model.graph.node[0].attribute.append(helper.make_attribute("noop_with_empty_axes", noop))
+    rewritten = _rewritten(tmp_path, model)
+    probe = {"x": _probe([])["x"], "axes": np.zeros(0, np.int64)}
+    (outputs,) = oracle.evaluate(rewritten, [probe]).outputs
+    np.testing.assert_allclose(outputs["y"], expected(probe["x"]), rtol=1e-6)
+
+
+def test_dynamic_data_is_refused(tmp_path):
     dynamic = _model("ReduceSum", 1, shape=("n", 4, 4))
     model = normalize.normalize(model_io.load(save(dynamic, tmp_path / "dyn.onnx")))
     reason = RULE.apply(model, Finding("unsupported-op", "", node="reduce", op="ReduceSum"), RuleContext())
