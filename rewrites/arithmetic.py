@@ -1,0 +1,129 @@
+"""Elementwise ops whose ONNX semantics onnx2tf converts to other TensorFlow semantics.
+
+- Mod with fmod=1 (C's fmod: the sign of the dividend) comes out as a floor modulo (the sign of the
+  divisor) for mixed signs. Floats: x - y * trunc(x / y); integers, exactly: the floor modulo
+  (fmod=0) corrected by -y where it is non-zero and its sign differs from x's.
+- IsInf that detects one sign only fails to convert (a bool reaches a math op): Equal(x, +inf or -inf).
+- Pow with a base and an exponent of different dtypes fails (TF's pow takes one dtype): the exponent
+  is cast to a float base's dtype; an integer base is raised in the exponent's float dtype and the
+  result cast back (C's truncation, as onnxruntime does), exact while the values fit that float.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from convfix.findings import Finding
+from convfix.rewriting import find_node, replace_node
+from convfix.rules import Rule, RuleContext
+
+_FLOATS = {ir.DataType.FLOAT, ir.DataType.DOUBLE, ir.DataType.FLOAT16, ir.DataType.BFLOAT16}
+
+
+def _node_of(model: ir.Model, finding: Finding, op_type: str) -> ir.Node | None:
+    node = find_node(model, finding)
+    return node if node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx") else None
+
+
+def _emit(node: ir.Node, tape: ir.tape.Tape, result: ir.Value) -> None:
+    node.graph.insert_before(node, tape.nodes)
+    replace_node(node, [result])
+
+
+def _const(tape: ir.tape.Tape, value: float, dtype: ir.DataType) -> ir.Value:
+    return tape.op("Constant", [], {"value": ir.tensor(np.array(value, dtype.numpy()))})
+
+
+def truncated_mod(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = _node_of(model, finding, "Mod")
+    if node is None:
+        return "not a Mod node"
+    if "fmod" not in node.attributes or node.attributes["fmod"].as_int() != 1:
+        return "fmod=0: onnx2tf's floor modulo is what ONNX asks for"
+    x, y = node.inputs
+    if x.dtype is None:
+        return "the dtype is unknown"
+    tape = ir.tape.Tape()
+    if x.dtype in _FLOATS:
+        quotient = tape.op("Div", [x, y])
+        whole = tape.op(
+            "Where",
+            [
+                tape.op("Less", [quotient, _const(tape, 0, x.dtype)]),
+                tape.op("Ceil", [quotient]),
+                tape.op("Floor", [quotient]),
+            ],
+        )
+        result = tape.op("Sub", [x, tape.op("Mul", [y, whole])])
+    else:
+        floor_mod = tape.op("Mod", [x, y], {"fmod": 0})
+        zero = _const(tape, 0, x.dtype)
+        signs_differ = tape.op("Xor", [tape.op("Less", [floor_mod, zero]), tape.op("Less", [x, zero])])
+        nonzero = tape.op("Not", [tape.op("Equal", [floor_mod, zero])])
+        fix = tape.op("And", [signs_differ, nonzero])
+        result = tape.op("Where", [fix, tape.op("Sub", [floor_mod, y]), floor_mod])
+    _emit(node, tape, result)
+    return None
+
+
+def one_sided_isinf(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = _node_of(model, finding, "IsInf")
+    if node is None:
+        return "not an IsInf node"
+    negative, positive = (
+        node.attributes[name].as_int() if name in node.attributes else 1
+        for name in ("detect_negative", "detect_positive")
+    )
+    if negative == positive or node.inputs[0].dtype is None:
+        return "detects both signs (or neither, or the dtype is unknown): nothing to spell out"
+    tape = ir.tape.Tape()
+    infinity = _const(tape, np.inf if positive else -np.inf, node.inputs[0].dtype)
+    _emit(node, tape, tape.op("Equal", [node.inputs[0], infinity]))
+    return None
+
+
+def pow_one_dtype(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = _node_of(model, finding, "Pow")
+    if node is None:
+        return "not a Pow node"
+    base, exponent = node.inputs
+    if base.dtype is None or exponent.dtype is None or base.dtype == exponent.dtype:
+        return "base and exponent have one dtype (or an unknown one)"
+    tape = ir.tape.Tape()
+    if base.dtype in _FLOATS:
+        result = tape.op("Pow", [base, tape.op("Cast", [exponent], {"to": base.dtype})])
+    elif exponent.dtype in _FLOATS:
+        raised = tape.op("Pow", [tape.op("Cast", [base], {"to": exponent.dtype}), exponent])
+        result = tape.op("Cast", [raised], {"to": base.dtype})
+    else:
+        result = tape.op("Pow", [base, tape.op("Cast", [exponent], {"to": base.dtype})])
+    _emit(node, tape, result)
+    return None
+
+
+_KINDS = ("conversion-error", "divergence")
+RULES = [
+    Rule(
+        "mod-truncated",
+        _KINDS,
+        truncated_mod,
+        "Mod fmod=1 (sign of the dividend), which onnx2tf computes as a floor modulo",
+        ops=("Mod",),
+    ),
+    Rule(
+        "isinf-one-sign",
+        _KINDS,
+        one_sided_isinf,
+        "IsInf detecting one sign only as Equal(x, +inf or -inf)",
+        ops=("IsInf",),
+    ),
+    Rule(
+        "pow-one-dtype",
+        _KINDS,
+        pow_one_dtype,
+        "Pow with base and exponent of different dtypes, cast to one (float base: exponent cast)",
+        ops=("Pow",),
+        exact=False,
+    ),
+]
