@@ -19,14 +19,13 @@ OPS = ("ArgMax", "ArgMin")
 
 
 def _selects_last(node: ir.Node) -> bool:
-    attr = node.attributes.get("select_last_index")
-    return attr is not None and attr.as_int() == 1
+    return node.attributes.get_int("select_last_index", 0) == 1
 
 
 def _axis(node: ir.Node) -> int | None:
     """The axis, made non-negative, if the input's rank and that axis's length are known."""
     x = node.inputs[0]
-    axis = node.attributes["axis"].as_int() if "axis" in node.attributes else 0
+    axis = node.attributes.get_int("axis", 0)
     if x.shape is None:
         return None
     axis = axis + len(x.shape) if axis < 0 else axis
@@ -40,7 +39,7 @@ def _reverse_first_index(node: ir.Node, axis: int) -> None:
     reverse = ir.node(
         "Gather", [x, indices.outputs[0]], attributes={"axis": axis}, name=f"{node.name}_reverse"
     )
-    keepdims = node.attributes["keepdims"].as_int() if "keepdims" in node.attributes else 1
+    keepdims = node.attributes.get_int("keepdims", 1)
     first = ir.node(
         node.op_type,
         [reverse.outputs[0]],

@@ -39,7 +39,7 @@ def truncated_mod(model: ir.Model, finding: Finding, context: RuleContext) -> st
     node = _node_of(model, finding, "Mod")
     if node is None:
         return "not a Mod node"
-    if "fmod" not in node.attributes or node.attributes["fmod"].as_int() != 1:
+    if node.attributes.get_int("fmod", 0) != 1:
         return "fmod=0: onnx2tf's floor modulo is what ONNX asks for"
     x, y = node.inputs
     if x.dtype is None:
@@ -71,10 +71,7 @@ def one_sided_isinf(model: ir.Model, finding: Finding, context: RuleContext) -> 
     node = _node_of(model, finding, "IsInf")
     if node is None:
         return "not an IsInf node"
-    negative, positive = (
-        node.attributes[name].as_int() if name in node.attributes else 1
-        for name in ("detect_negative", "detect_positive")
-    )
+    negative, positive = (node.attributes.get_int(name, 1) for name in ("detect_negative", "detect_positive"))
     if negative == positive or node.inputs[0].dtype is None:
         return "detects both signs (or neither, or the dtype is unknown): nothing to spell out"
     tape = ir.tape.Tape()

@@ -262,7 +262,7 @@ def _appended(sequence: ir.Value) -> list[ir.Value] | None:
 def _concat_sequence(model: ir.Model, node: ir.Node, tensors: list[ir.Value]) -> ir.Value | None:
     """The node over known tensors as a Concat (new_axis=1: Unsqueeze first); None if the axis is unknown."""
     axis = node.attributes["axis"].as_int()
-    new_axis = "new_axis" in node.attributes and node.attributes["new_axis"].as_int() == 1
+    new_axis = node.attributes.get_int("new_axis", 0) == 1
     if not new_axis:
         concat = ir.node("Concat", tensors, attributes={"axis": axis}, name=f"{node.name}_concat")
         return _insert(node, concat)

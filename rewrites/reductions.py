@@ -175,7 +175,7 @@ def _decompose(b: _Builder, node: ir.Node, dims: list[int], count: int) -> ir.Va
         y = b.op("Cast", [_keep_first(b, y, mask, dims)], to=ir.DataType.BOOL)
     else:
         y = _keep_first(b, _reduce_values(b, node, mask, dims), mask, dims)
-    keepdims = node.attributes["keepdims"].as_int() if "keepdims" in node.attributes else 1
+    keepdims = node.attributes.get_int("keepdims", 1)
     return y if keepdims else _drop_reduced(b, y, mask, dims, len(dims) - count)
 
 
@@ -183,9 +183,7 @@ def _no_axes(model: ir.Model, node: ir.Node, rank: int) -> ir.Value | None:
     """Axes known to be empty: every dim (the default), or with noop_with_empty_axes no reduction at
     all, each element its own set (the elementwise steps alone). None when the node is just given
     the constant axes."""
-    noop = (
-        node.attributes["noop_with_empty_axes"].as_int() if "noop_with_empty_axes" in node.attributes else 0
-    )
+    noop = node.attributes.get_int("noop_with_empty_axes", 0)
     b = _Builder(node, _opset(model))
     if not noop:
         node.replace_input_with(1, b.const(np.arange(rank, dtype=np.int64)))

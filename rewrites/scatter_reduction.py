@@ -64,7 +64,7 @@ def _plan(node: ir.Node) -> _Plan | str:
     if data.dtype is None or indices.dtype is None or data.dtype.numpy().kind not in "fiu":
         return f"{node.name}: data is not numeric (or a dtype is unknown)"
     dims, index_dims = tuple(data.shape), tuple(indices.shape)
-    axis = node.attributes["axis"].as_int() if "axis" in node.attributes else 0
+    axis = node.attributes.get_int("axis", 0)
     axis = axis + len(dims) if axis < 0 else axis
     if int(np.prod(index_dims, dtype=np.int64)) * dims[axis] > MAX_ONEHOT:
         return f"{node.name}: the one-hot tensor would exceed {MAX_ONEHOT} elements"

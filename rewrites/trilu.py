@@ -46,7 +46,7 @@ def _diagonals(shape: ir.Shape) -> np.ndarray:
 
 def _rewrite(node: ir.Node) -> None:
     x, name = node.inputs[0], node.name
-    upper = node.attributes["upper"].as_int() if "upper" in node.attributes else 1
+    upper = node.attributes.get_int("upper", 1)
     diagonals = ir.node(
         "Constant", [], attributes={"value": ir.tensor(_diagonals(x.shape))}, name=f"{name}_diagonals"
     )
