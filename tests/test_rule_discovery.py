@@ -54,3 +54,14 @@ def test_a_rule_claiming_an_unknown_kind_is_reported(tmp_path):
     )
     found = discover([tmp_path])
     assert any("unknown finding kinds ['unsuported-op']" in p for p in found.problems)
+
+
+def test_a_broken_builtin_module_is_reported_and_the_others_still_load(tmp_path, monkeypatch):
+    import convfix.rewrites
+
+    (tmp_path / "zz_broken.py").write_text("raise RuntimeError('half-written')\n")
+    monkeypatch.setattr(convfix.rewrites, "__path__", [*convfix.rewrites.__path__, str(tmp_path)])
+    found = discover()
+    assert any("zz_broken: RuntimeError: half-written" in p for p in found.problems)
+    assert "if-to-where" in [r.name for r in found.rules]
+    sys.modules.pop("convfix.rewrites.zz_broken", None)

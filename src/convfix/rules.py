@@ -86,13 +86,17 @@ def _rules_of(module: object, origin: str) -> list[Rule]:
     return list(rules)
 
 
-def _builtin_rules() -> list[Rule]:
+def _builtin_rules(problems: list[str]) -> list[Rule]:
+    """Like user rules, a built-in module that fails to load is reported and skipped, not fatal."""
     import convfix.rewrites as package
 
     found = []
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        found.extend(_rules_of(module, info.name))
+        try:
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            found.extend(_rules_of(module, info.name))
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"built-in rules {info.name}: {type(exc).__name__}: {exc}")
     return found
 
 
@@ -138,7 +142,7 @@ def discover(rule_dirs: Iterable[str | Path] = ()) -> RuleSet:
     for directory in rule_dirs:
         rules.extend(_directory_rules(Path(directory), problems))
     rules.extend(_entry_point_rules(problems))
-    rules.extend(_builtin_rules())
+    rules.extend(_builtin_rules(problems))
     seen: set[str] = set()
     unique = []
     for rule in rules:
