@@ -3,12 +3,10 @@ lists appended to in them, which onnx2tf fails to convert."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, save
+from conftest import save
 from onnx import TensorProto, helper
 
 import convfix
@@ -283,18 +281,3 @@ def test_a_static_loop_converts_once_unrolled(target, tmp_path):
     (outputs,) = target.run(tmp_path / "tf", [probe])
     for name, value in _expected(probe["x"]).items():
         np.testing.assert_allclose(outputs[name], value, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_the_zoo_scripted_python_loop_is_repaired(target, tmp_path):
-    """A TorchScript `for i in range(x.size(1))` appending to a list: a Loop over a sequence."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import zoo
-
-    exported = zoo.export_variant(zoo.BY_NAME["scan_loop"], "torchscript", False, tmp_path)
-    row = zoo.run_variant(exported, target, tmp_path)
-    assert row["plain"]["status"] == "convert-error"
-    fixed = row["convfix"]
-    assert fixed["status"] == "repaired", fixed["remaining"]
-    assert fixed["independent_check"]["ok"] and not fixed["false_repair"]
-    assert [r for r in fixed["rules_accepted"] if r != "simplify"] == ["unroll-loop", "stack-sequence"]

@@ -30,7 +30,10 @@ VARIANTS = [
     ("lstm", "torchscript", False),
     # onnx2tf converts this Loop as exported but not once folded: `simplify` must be rolled back
     ("while_loop", "torchscript", False),
+    # a Python loop appending to a list: a Loop over a sequence, unrolled and then concatenated
+    ("scan_loop", "torchscript", False),
 ]
+EXPECTED_RULES = {"scan_loop": ["unroll-loop", "stack-sequence"]}
 
 
 @pytest.mark.parametrize(("name", "exporter", "dynamic"), VARIANTS)
@@ -48,6 +51,9 @@ def test_variant_is_measured_and_repaired(target, tmp_path, name, exporter, dyna
     assert fixed["independent_check"]["ok"] and not fixed["false_repair"]
     if name == "while_loop":
         assert "simplify" not in fixed["rules_accepted"]
+    if name in EXPECTED_RULES:
+        assert row["plain"]["status"] == "convert-error"
+        assert [r for r in fixed["rules_accepted"] if r != "simplify"] == EXPECTED_RULES[name]
 
 
 def test_integer_probes_stay_in_range():
