@@ -1,0 +1,138 @@
+"""Slice, Split and Compress forms onnx2tf mis-converts, respelled with the indexing ops it takes.
+
+- Slice whose axes are a run-time input: onnx2tf slices the wrong dims (seen: shape (3, 10, 0) for
+  (3, 10, 5)), silently. Scattered into full-rank starts, ends and steps (ScatterElements over the dims;
+  the dims not named keep [0, INT64_MAX) step 1), the Slice takes the constant axes 0..r-1. Exact.
+- Split into `num_outputs` parts that do not divide the dim (opset 18: the last part is smaller):
+  onnx2tf asks for an even split. The sizes are written out as the `split` input. Exact.
+- Compress: onnx2tf fails on it (`'KerasTensor' object has no attribute 'ndim'`). A Gather of the
+  indices NonZero finds in the condition (over the flattened data when there is no axis). Exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_ir as ir
+
+from convfix.findings import Finding
+from convfix.rewriting import find_node, replace_node
+from convfix.rules import Rule, RuleContext
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _node_of(model: ir.Model, finding: Finding, op_type: str) -> ir.Node | None:
+    node = find_node(model, finding)
+    return node if node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx") else None
+
+
+def _const(tape: ir.tape.Tape, array: np.ndarray) -> ir.Value:
+    return tape.op("Constant", [], {"value": ir.tensor(array)})
+
+
+def runtime_slice_axes(node: ir.Node) -> bool:
+    """A Slice (opset 10+ form) whose axes input exists and is not a constant."""
+    axes = node.inputs[3] if len(node.inputs) > 3 else None
+    return axes is not None and ir.convenience.get_const_tensor(axes) is None
+
+
+def _full_rank(tape: ir.tape.Tape, axes: ir.Value, values: ir.Value | None, default: int, rank: int):
+    """values scattered over the named dims of a rank-long vector of `default`."""
+    base = _const(tape, np.full(rank, default, np.int64))
+    if values is None:
+        return base
+    cast = tape.op("Cast", [values], {"to": ir.DataType.INT64})
+    return tape.op("ScatterElements", [base, axes, cast], {"axis": 0})
+
+
+def slice_runtime_axes(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = _node_of(model, finding, "Slice")
+    if node is None or not runtime_slice_axes(node):
+        return "not a Slice with run-time axes"
+    data, starts, ends, axes = node.inputs[:4]
+    steps = node.inputs[4] if len(node.inputs) > 4 else None
+    if data.shape is None:
+        return "the data's rank is unknown"
+    rank = len(data.shape)
+    tape = ir.tape.Tape()
+    axes = tape.op("Cast", [axes], {"to": ir.DataType.INT64})
+    negative = tape.op("Less", [axes, _const(tape, np.array(0, np.int64))])
+    axes = tape.op("Where", [negative, tape.op("Add", [axes, _const(tape, np.array(rank, np.int64))]), axes])
+    inputs = [
+        data,
+        _full_rank(tape, axes, starts, 0, rank),
+        _full_rank(tape, axes, ends, _INT64_MAX, rank),
+        _const(tape, np.arange(rank, dtype=np.int64)),
+        _full_rank(tape, axes, steps, 1, rank),
+    ]
+    result = tape.op("Slice", inputs)
+    node.graph.insert_before(node, tape.nodes)
+    replace_node(node, [result])
+    return None
+
+
+def split_uneven(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = _node_of(model, finding, "Split")
+    if node is None or "num_outputs" not in node.attributes:
+        return "not a Split into num_outputs parts"
+    data, parts = node.inputs[0], node.attributes.get_int("num_outputs", 0)
+    axis = node.attributes.get_int("axis", 0)
+    if data.shape is None or not isinstance(data.shape[axis], int):
+        return "the split dim is not static"
+    dim = data.shape[axis]
+    chunk = math.ceil(dim / parts)
+    sizes = [min(chunk, dim - i * chunk) for i in range(parts)]
+    if dim % parts == 0 or min(sizes) <= 0:
+        return "an even split (or one the sizes cannot spell out)"
+    tape = ir.tape.Tape()
+    split = _const(tape, np.array(sizes, np.int64))
+    node.graph.insert_before(node, tape.nodes)
+    node.attributes.pop("num_outputs")
+    node.resize_inputs(2)
+    node.replace_input_with(1, split)
+    return None
+
+
+def compress_as_gather(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = _node_of(model, finding, "Compress")
+    if node is None:
+        return "not a Compress node"
+    data, condition = node.inputs
+    tape = ir.tape.Tape()
+    flat = _const(tape, np.array([-1], np.int64))
+    indices = tape.op("Reshape", [tape.op("NonZero", [condition]), flat])
+    if "axis" in node.attributes:
+        result = tape.op("Gather", [data, indices], {"axis": node.attributes.get_int("axis", 0)})
+    else:
+        result = tape.op("Gather", [tape.op("Reshape", [data, flat]), indices], {"axis": 0})
+    node.graph.insert_before(node, tape.nodes)
+    replace_node(node, [result])
+    return None
+
+
+_KINDS = ("conversion-error", "divergence")
+RULES = [
+    Rule(
+        "slice-runtime-axes",
+        _KINDS,
+        slice_runtime_axes,
+        "Slice with run-time axes as a Slice over every dim (starts/ends/steps scattered into place)",
+        ops=("Slice",),
+    ),
+    Rule(
+        "split-uneven",
+        _KINDS,
+        split_uneven,
+        "Split into num_outputs parts that do not divide the dim, with the sizes written out",
+        ops=("Split",),
+    ),
+    Rule(
+        "compress-as-gather",
+        _KINDS,
+        compress_as_gather,
+        "Compress as a Gather of the indices NonZero finds in the condition",
+        ops=("Compress",),
+    ),
+]

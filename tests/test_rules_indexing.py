@@ -1,0 +1,110 @@
+"""slice-runtime-axes, split-uneven, compress-as-gather: indexing forms onnx2tf mis-converts."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from conftest import save
+from onnx import TensorProto, helper
+
+import convfix
+from convfix import RepairOptions, model_io, normalize, oracle
+from convfix.findings import Finding
+from convfix.rules import RuleContext, discover
+
+RULES = {r.name: r for r in discover().rules}
+
+
+def _model(nodes, inputs, outputs, opset: int = 18) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+
+
+def _both(tmp_path, model: onnx.ModelProto, rule: str, op: str, probes: list[dict]):
+    """Outputs of the original and of the rewritten model on the probes."""
+    original = normalize.normalize(model_io.load(save(model, tmp_path / "m.onnx")))
+    rewritten = model_io.clone(original)
+    assert RULES[rule].apply(rewritten, Finding("divergence", "", node="op", op=op), RuleContext()) is None
+    normalize.tidy(rewritten)
+    return oracle.evaluate(original, probes).outputs, oracle.evaluate(rewritten, probes).outputs
+
+
+def _slice_model() -> onnx.ModelProto:
+    names = ("starts", "ends", "axes", "steps")
+    return _model(
+        [helper.make_node("Slice", ["x", *names], ["y"], name="op")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6, 5, 4])]
+        + [helper.make_tensor_value_info(n, TensorProto.INT64, [2]) for n in names],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None, None])],
+    )
+
+
+def _slice_probe(starts, ends, axes, steps, seed: int = 0) -> dict[str, np.ndarray]:
+    x = np.random.default_rng(seed).normal(size=(6, 5, 4)).astype(np.float32)
+    params = {"starts": starts, "ends": ends, "axes": axes, "steps": steps}
+    return {"x": x, **{k: np.array(v, np.int64) for k, v in params.items()}}
+
+
+SLICES = [
+    ([0, 1], [3, 100], [0, -2], [1, 2]),
+    ([-1, 0], [-100, 4], [2, 0], [-1, 3]),
+    ([10, -3], [20, 5], [1, 0], [1, 1]),
+]
+
+
+def test_runtime_slice_axes_slice_like_the_original_for_any_axes(tmp_path):
+    probes = [_slice_probe(*params, seed=i) for i, params in enumerate(SLICES)]
+    expected, actual = _both(tmp_path, _slice_model(), "slice-runtime-axes", "Slice", probes)
+    for want, got in zip(expected, actual, strict=True):
+        np.testing.assert_array_equal(got["y"], want["y"])
+
+
+@pytest.mark.parametrize(("dim", "parts"), [(7, 4), (8, 3), (5, 2)])
+def test_uneven_split_sizes_are_written_out(tmp_path, dim, parts):
+    outs = [f"y{i}" for i in range(parts)]
+    model = _model(
+        [helper.make_node("Split", ["x"], outs, name="op", axis=1, num_outputs=parts)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, dim])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, [2, None]) for o in outs],
+    )
+    probe = {"x": np.arange(2 * dim, dtype=np.float32).reshape(2, dim)}
+    (expected,), (actual,) = _both(tmp_path, model, "split-uneven", "Split", [probe])
+    for name in outs:
+        np.testing.assert_array_equal(actual[name], expected[name])
+
+
+@pytest.mark.parametrize("axis", [None, 0, -1])
+def test_compress_gathers_what_the_condition_keeps(tmp_path, axis):
+    attrs = {} if axis is None else {"axis": axis}
+    model = _model(
+        [helper.make_node("Compress", ["x", "c"], ["y"], name="op", **attrs)],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4]),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, [3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] if axis is None else [None, None])],
+    )
+    probe = {"x": np.arange(12, dtype=np.float32).reshape(3, 4), "c": np.array([True, False, True])}
+    (expected,), (actual,) = _both(tmp_path, model, "compress-as-gather", "Compress", [probe])
+    np.testing.assert_array_equal(actual["y"], expected["y"])
+
+
+@pytest.mark.slow
+def test_runtime_slice_axes_are_caught_before_conversion_and_repaired(target, tmp_path):
+    path = save(_slice_model(), tmp_path / "slice.onnx")
+    probes = [_slice_probe(*params, seed=i) for i, params in enumerate(SLICES)]
+    expected = [r["y"] for r in oracle.evaluate(model_io.load(path), probes).outputs]
+    plain = target.convert(path, tmp_path / "plain", probes, [{"y": y} for y in expected], rtol=0, atol=0)
+    assert not plain.converted or any(
+        got["y"].shape != want.shape or not np.array_equal(got["y"], want)
+        for got, want in zip(plain.tf_outputs, expected, strict=True)
+    )
+
+    assert any(f.kind == "divergence" and f.op == "Slice" for f in convfix.scan(path))
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    assert report.status == "repaired", report.to_json()
+    assert "slice-runtime-axes" in [s.rule for s in report.accepted_steps]
+    fresh = _slice_probe([1, 0], [4, 3], [2, 1], [2, 1], seed=9)
+    (outputs,) = target.run(tmp_path / "tf", [fresh])
+    np.testing.assert_array_equal(outputs["y"], fresh["x"][:, 0:3, 1:4:2])
