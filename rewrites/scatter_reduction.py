@@ -11,6 +11,11 @@ order of float additions and multiplications (data + (u1 + u2) instead of (data 
 Indices shorter than data on another axis are padded with an index that matches nothing.
 Needs static shapes; the one-hot tensor is capped at MAX_ONEHOT elements. Every such ScatterElements
 is rewritten (they all fail alike).
+
+ScatterND with a reduction is worse: onnx2tf converts it ignoring the reduction (a silent mismatch).
+Its k-long index tuples address the first k dims of data, so with data seen as [M, R] (M the product
+of those k dims) each tuple is one row number, and the scatter is a ScatterElements over axis 0 of
+that matrix, with the same reduction; the rule above then takes it. Exact.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ def _reduction(node: ir.Node) -> str:
     return "none" if attr is None else attr.as_string()
 
 
-def _reducing_scatter(node: ir.Node) -> bool:
-    return node.op_type == "ScatterElements" and node.domain in ("", "ai.onnx") and _reduction(node) != "none"
+def _reducing_scatter(node: ir.Node, op_type: str = "ScatterElements") -> bool:
+    return node.op_type == op_type and node.domain in ("", "ai.onnx") and _reduction(node) != "none"
 
 
 def _identity(reduction: str, dtype: np.dtype) -> np.ndarray:
@@ -149,13 +154,68 @@ def scatter_reduction_as_onehot(model: ir.Model, finding: Finding, context: Rule
     return None
 
 
+def _as_rows(node: ir.Node) -> str | None:
+    """ScatterND(data, indices, updates) as Reshape(ScatterElements over the rows of data as [M, R])."""
+    data, indices, updates = node.inputs[:3]
+    if any(v.shape is None or not v.shape.is_static() for v in (data, indices)):
+        return f"{node.name}: the shapes of data and indices are not static"
+    dims, index_dims = list(data.shape.numpy()), list(indices.shape.numpy())
+    depth = index_dims[-1]
+    rows, row_size = int(np.prod(dims[:depth])), int(np.prod(dims[depth:]))
+    count = int(np.prod(index_dims[:-1]))
+    strides = np.array([int(np.prod(dims[j + 1 : depth])) for j in range(depth)], np.int64)
+    b = _Builder(node)
+    index = b.op("Cast", [indices], to=ir.DataType.INT64)
+    index = b.op(
+        "Where",
+        [
+            b.op("Less", [index, b.constant(np.array(0, np.int64))]),
+            b.op("Add", [index, b.constant(np.array(dims[:depth], np.int64))]),
+            index,
+        ],
+    )
+    row = b.op("ReduceSum", [b.op("Mul", [index, b.constant(strides)]), b.axes([-1])], keepdims=0)
+    row = b.op("Reshape", [row, b.axes([count, 1])])
+    row = b.op("Expand", [row, b.axes([count, row_size])])
+    scattered = b.op(
+        "ScatterElements",
+        [
+            b.op("Reshape", [data, b.axes([rows, row_size])]),
+            row,
+            b.op("Reshape", [updates, b.axes([count, row_size])]),
+        ],
+        axis=0,
+        reduction=_reduction(node),
+    )
+    result = b.op("Reshape", [scattered, b.axes(dims)])
+    node.graph.insert_before(node, b.added)
+    replace_node(node, [result])
+    return None
+
+
+def scatter_nd_reduction_as_rows(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    """Every ScatterND with a reduction, the finding's included."""
+    nodes = [n for n, _ in walk(model.graph) if _reducing_scatter(n, "ScatterND")]
+    if not nodes:
+        return "no ScatterND with a reduction"
+    return next((problem for problem in map(_as_rows, nodes) if problem), None)
+
+
 RULES = [
     Rule(
         "scatter-elements-reduction",
-        ("conversion-error", "divergence"),
+        ("unsupported-op", "conversion-error", "divergence"),
         scatter_reduction_as_onehot,
         "ScatterElements with reduction add/mul/max/min as Equal one-hot, Where and a Reduce over the axis "
         "(onnx2tf supports only reduction='none')",
         ops=("ScatterElements",),
-    )
+    ),
+    Rule(
+        "scatter-nd-reduction",
+        ("conversion-error", "divergence"),
+        scatter_nd_reduction_as_rows,
+        "ScatterND with a reduction (onnx2tf ignores it) as a ScatterElements over the rows of data as "
+        "a matrix, with the same reduction",
+        ops=("ScatterND",),
+    ),
 ]

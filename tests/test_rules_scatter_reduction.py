@@ -159,3 +159,71 @@ def test_scatter_add_and_max_convert_once_rewritten(target, tmp_path):
     probe = _float_probe(rng)
     (outputs,) = target.run(tmp_path / "tf", [probe])
     np.testing.assert_allclose(outputs["y"], _add_then_max(**probe), rtol=1e-6, atol=1e-6)
+
+
+def _scatter_nd_model(reduction: str) -> onnx.ModelProto:
+    """data [3, 2, 4]; 5 index pairs (duplicates, a negative one) address rows of 4."""
+    node = helper.make_node(
+        "ScatterND", ["data", "indices", "updates"], ["y"], name="scatter", reduction=reduction
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("data", TensorProto.FLOAT, [3, 2, 4]),
+            helper.make_tensor_value_info("indices", TensorProto.INT64, [5, 2]),
+            helper.make_tensor_value_info("updates", TensorProto.FLOAT, [5, 4]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2, 4])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+
+
+@pytest.mark.parametrize("reduction", ["add", "mul", "max", "min"])
+def test_scatter_nd_reduces_like_onnxruntime_once_both_rules_ran(tmp_path, reduction):
+    path = save(_scatter_nd_model(reduction), tmp_path / "nd.onnx")
+    rng = np.random.default_rng(3)
+    probe = {
+        "data": _values(rng, np.float32, (3, 2, 4)),
+        "indices": np.array([[0, 1], [2, -1], [0, 1], [-3, 0], [2, 1]], np.int64),
+        "updates": _values(rng, np.float32, (5, 4)),
+    }
+    model = normalize.normalize(model_io.load(path))
+    (expected,) = oracle.evaluate(model, [probe]).outputs
+    rules = {r.name: r for r in discover().rules}
+    nd = Finding("divergence", "", node="scatter", op="ScatterND")
+    assert rules["scatter-nd-reduction"].apply(model, nd, RuleContext()) is None
+    normalize.tidy(model)
+    assert [n.op_type for n in model.graph if n.op_type.startswith("Scatter")] == ["ScatterElements"]
+    assert RULE.apply(model, FINDING, RuleContext()) is None
+    (actual,) = oracle.evaluate(model, [probe]).outputs
+    np.testing.assert_array_equal(actual["y"], expected["y"])
+
+
+def test_a_scatter_nd_reduction_is_flagged_before_any_conversion(tmp_path):
+    path = save(_scatter_nd_model("add"), tmp_path / "nd.onnx")
+    found = [f for f in convfix.scan(path) if f.op == "ScatterND"]
+    assert [f.kind for f in found] == ["divergence"]
+    assert "ignores the reduction" in found[0].reason
+
+
+@pytest.mark.slow
+def test_scatter_nd_add_is_silently_wrong_plain_and_repaired(target, tmp_path):
+    path = save(_scatter_nd_model("add"), tmp_path / "nd.onnx")
+    rng = np.random.default_rng(5)
+    probe = {
+        "data": _values(rng, np.float32, (3, 2, 4)),
+        "indices": np.array([[0, 1], [2, 1], [0, 1], [1, 0], [2, 1]], np.int64),
+        "updates": _values(rng, np.float32, (5, 4)) + 10,
+    }
+    (expected,) = oracle.evaluate(model_io.load(path), [probe]).outputs
+    plain = target.convert(path, tmp_path / "plain", [probe], [expected], rtol=1e-4, atol=1e-4)
+    assert plain.converted
+    assert not np.allclose(plain.tf_outputs[0]["y"], expected["y"])
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    assert report.status == "repaired", report.to_json()
+    accepted = [s.rule for s in report.accepted_steps]
+    assert "scatter-nd-reduction" in accepted and "scatter-elements-reduction" in accepted
+    (outputs,) = target.run(tmp_path / "tf", [probe])
+    np.testing.assert_array_equal(outputs["y"], expected["y"])
