@@ -44,3 +44,13 @@ def test_outputs_compare_per_probe_and_flag_missing_names():
     assert not result.ok
     assert "missing" in result.problems[0]
     assert len(result.per_probe_max_abs_err) == 2
+
+
+def test_float16_is_compared_at_its_own_resolution_only():
+    expected = np.array([0.5, 2.0], np.float16)
+    one_ulp_off = np.array([0.5 + 2**-11, 2.0], np.float16)  # 4.9e-4 at 0.5: a rel error of 9.8e-4
+    assert compare_tensor("h", expected, one_ulp_off, Tolerance()).ok
+    assert not compare_tensor(
+        "f", expected.astype(np.float32), one_ulp_off.astype(np.float32), Tolerance()
+    ).ok
+    assert not compare_tensor("h", expected, np.array([0.51, 2.0], np.float16), Tolerance()).ok

@@ -14,6 +14,9 @@ import numpy as np
 
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
+# A float16 output cannot be compared more finely than its own resolution (epsilon 9.8e-4): its rtol
+# is raised to 1e-3, torch.testing's default for float16.
+FLOAT16_RTOL = 1e-3
 
 
 @dataclass
@@ -64,6 +67,8 @@ def compare_tensor(name: str, expected: np.ndarray, actual: np.ndarray, tol: Tol
         return Parity(False, problems=[f"{name}: shape {actual.shape} != expected {expected.shape}"])
     if expected.dtype != actual.dtype:
         return Parity(False, problems=[f"{name}: dtype {actual.dtype} != expected {expected.dtype}"])
+    if expected.dtype == np.float16:
+        tol = Tolerance(max(tol.rtol, FLOAT16_RTOL), tol.atol)
     if expected.dtype.kind in "fc":
         return _compare_floats(name, expected, actual, tol)
     equal = expected == actual
