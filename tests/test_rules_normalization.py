@@ -1,0 +1,80 @@
+"""instance-norm-decomposed: InstanceNormalization whose scale and bias are inputs, which onnx2tf fails on."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from conftest import save
+from onnx import TensorProto, helper
+
+import convfix
+from convfix import RepairOptions, model_io, normalize, oracle
+from convfix.findings import Finding
+from convfix.rules import RuleContext, discover
+
+RULE = next(r for r in discover().rules if r.name == "instance-norm-decomposed")
+
+
+def _model(shape=(2, 3, 4, 5), opset: int = 17, epsilon: float = 1e-2) -> onnx.ModelProto:
+    node = helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], name="norm", epsilon=epsilon)
+    channels = [shape[1]]
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape)),
+        helper.make_tensor_value_info("s", TensorProto.FLOAT, channels),
+        helper.make_tensor_value_info("b", TensorProto.FLOAT, channels),
+    ]
+    graph = helper.make_graph(
+        [node], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))]
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def _probe(shape, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    scale, bias = rng.normal(size=(2, shape[1])).astype(np.float32)
+    return {"x": (rng.normal(size=shape) * 3 + 1).astype(np.float32), "s": scale, "b": bias}
+
+
+def _onnxruntime(path, probe: dict[str, np.ndarray]) -> np.ndarray:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, probe)[0]
+
+
+@pytest.mark.parametrize(("shape", "opset"), [((2, 3, 4, 5), 17), ((1, 4, 6), 18), ((2, 2, 3, 4, 3), 22)])
+def test_the_decomposition_normalizes_like_onnxruntime(tmp_path, shape, opset):
+    path = save(_model(shape, opset), tmp_path / "m.onnx")
+    model = normalize.normalize(model_io.load(path))
+    finding = Finding("conversion-error", "", node="norm", op="InstanceNormalization")
+    assert RULE.apply(model, finding, RuleContext()) is None
+    assert "InstanceNormalization" not in {n.op_type for n in model.graph}
+    probes = [_probe(shape, seed) for seed in range(2)]
+    for probe, outputs in zip(probes, oracle.evaluate(model, probes).outputs, strict=True):
+        np.testing.assert_allclose(outputs["y"], _onnxruntime(path, probe), rtol=1e-5, atol=1e-5)
+
+
+def test_an_unknown_rank_is_refused(tmp_path):
+    model = normalize.normalize(model_io.load(save(_model(), tmp_path / "m.onnx")))
+    model.graph.node(0).inputs[0].shape = None
+    reason = RULE.apply(
+        model, Finding("divergence", "", node="norm", op="InstanceNormalization"), RuleContext()
+    )
+    assert reason is not None and "rank" in reason
+
+
+@pytest.mark.slow
+def test_scale_and_bias_inputs_convert_once_decomposed(target, tmp_path):
+    path = save(_model(), tmp_path / "norm.onnx")
+    probe = _probe((2, 3, 4, 5))
+    plain = target.convert(
+        path, tmp_path / "plain", [probe], [{"y": _onnxruntime(path, probe)}], rtol=1e-4, atol=1e-4
+    )
+    assert not plain.converted
+    assert "Variable" in plain.error
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    assert report.status == "repaired", report.to_json()
+    assert "instance-norm-decomposed" in [s.rule for s in report.accepted_steps]
+    fresh = _probe((2, 3, 4, 5), seed=7)
+    (outputs,) = target.run(tmp_path / "tf", [fresh])
+    np.testing.assert_allclose(outputs["y"], _onnxruntime(path, fresh), rtol=1e-4, atol=1e-4)
