@@ -15,28 +15,14 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import find_node, replace_node
+from convfix.rewriting import Emitter, standard_node
 from convfix.rules import Rule, RuleContext
 
 _FLOATS = {ir.DataType.FLOAT, ir.DataType.DOUBLE, ir.DataType.FLOAT16, ir.DataType.BFLOAT16}
 
 
-def _node_of(model: ir.Model, finding: Finding, op_type: str) -> ir.Node | None:
-    node = find_node(model, finding)
-    return node if node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx") else None
-
-
-def _emit(node: ir.Node, tape: ir.tape.Tape, result: ir.Value) -> None:
-    node.graph.insert_before(node, tape.nodes)
-    replace_node(node, [result])
-
-
-def _const(tape: ir.tape.Tape, value: float, dtype: ir.DataType) -> ir.Value:
-    return tape.op("Constant", [], {"value": ir.tensor(np.array(value, dtype.numpy()))})
-
-
 def truncated_mod(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = _node_of(model, finding, "Mod")
+    node = standard_node(model, finding, "Mod")
     if node is None:
         return "not a Mod node"
     if node.attributes.get_int("fmod", 0) != 1:
@@ -44,58 +30,58 @@ def truncated_mod(model: ir.Model, finding: Finding, context: RuleContext) -> st
     x, y = node.inputs
     if x.dtype is None:
         return "the dtype is unknown"
-    tape = ir.tape.Tape()
+    b = Emitter(model, node)
     if x.dtype in _FLOATS:
-        quotient = tape.op("Div", [x, y])
-        whole = tape.op(
+        quotient = b.op("Div", [x, y])
+        whole = b.op(
             "Where",
             [
-                tape.op("Less", [quotient, _const(tape, 0, x.dtype)]),
-                tape.op("Ceil", [quotient]),
-                tape.op("Floor", [quotient]),
+                b.op("Less", [quotient, b.const(np.array(0, x.dtype.numpy()))]),
+                b.op("Ceil", [quotient]),
+                b.op("Floor", [quotient]),
             ],
         )
-        result = tape.op("Sub", [x, tape.op("Mul", [y, whole])])
+        result = b.op("Sub", [x, b.op("Mul", [y, whole])])
     else:
-        floor_mod = tape.op("Mod", [x, y], {"fmod": 0})
-        zero = _const(tape, 0, x.dtype)
-        signs_differ = tape.op("Xor", [tape.op("Less", [floor_mod, zero]), tape.op("Less", [x, zero])])
-        nonzero = tape.op("Not", [tape.op("Equal", [floor_mod, zero])])
-        fix = tape.op("And", [signs_differ, nonzero])
-        result = tape.op("Where", [fix, tape.op("Sub", [floor_mod, y]), floor_mod])
-    _emit(node, tape, result)
+        floor_mod = b.op("Mod", [x, y], fmod=0)
+        zero = b.const(np.array(0, x.dtype.numpy()))
+        signs_differ = b.op("Xor", [b.op("Less", [floor_mod, zero]), b.op("Less", [x, zero])])
+        nonzero = b.op("Not", [b.op("Equal", [floor_mod, zero])])
+        fix = b.op("And", [signs_differ, nonzero])
+        result = b.op("Where", [fix, b.op("Sub", [floor_mod, y]), floor_mod])
+    b.replace([result])
     return None
 
 
 def one_sided_isinf(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = _node_of(model, finding, "IsInf")
+    node = standard_node(model, finding, "IsInf")
     if node is None:
         return "not an IsInf node"
     negative, positive = (node.attributes.get_int(name, 1) for name in ("detect_negative", "detect_positive"))
     if negative == positive or node.inputs[0].dtype is None:
         return "detects both signs (or neither, or the dtype is unknown): nothing to spell out"
-    tape = ir.tape.Tape()
-    infinity = _const(tape, np.inf if positive else -np.inf, node.inputs[0].dtype)
-    _emit(node, tape, tape.op("Equal", [node.inputs[0], infinity]))
+    b = Emitter(model, node)
+    infinity = b.const(np.array(np.inf if positive else -np.inf, node.inputs[0].dtype.numpy()))
+    b.replace([b.op("Equal", [node.inputs[0], infinity])])
     return None
 
 
 def pow_one_dtype(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = _node_of(model, finding, "Pow")
+    node = standard_node(model, finding, "Pow")
     if node is None:
         return "not a Pow node"
     base, exponent = node.inputs
     if base.dtype is None or exponent.dtype is None or base.dtype == exponent.dtype:
         return "base and exponent have one dtype (or an unknown one)"
-    tape = ir.tape.Tape()
+    b = Emitter(model, node)
     if base.dtype in _FLOATS:
-        result = tape.op("Pow", [base, tape.op("Cast", [exponent], {"to": base.dtype})])
+        result = b.op("Pow", [base, b.op("Cast", [exponent], to=base.dtype)])
     elif exponent.dtype in _FLOATS:
-        raised = tape.op("Pow", [tape.op("Cast", [base], {"to": exponent.dtype}), exponent])
-        result = tape.op("Cast", [raised], {"to": base.dtype})
+        raised = b.op("Pow", [b.op("Cast", [base], to=exponent.dtype), exponent])
+        result = b.op("Cast", [raised], to=base.dtype)
     else:
-        result = tape.op("Pow", [base, tape.op("Cast", [exponent], {"to": base.dtype})])
-    _emit(node, tape, result)
+        result = b.op("Pow", [base, b.op("Cast", [exponent], to=base.dtype)])
+    b.replace([result])
     return None
 
 

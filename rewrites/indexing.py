@@ -17,19 +17,10 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import find_node, replace_node
+from convfix.rewriting import Emitter, standard_node
 from convfix.rules import Rule, RuleContext
 
 _INT64_MAX = np.iinfo(np.int64).max
-
-
-def _node_of(model: ir.Model, finding: Finding, op_type: str) -> ir.Node | None:
-    node = find_node(model, finding)
-    return node if node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx") else None
-
-
-def _const(tape: ir.tape.Tape, array: np.ndarray) -> ir.Value:
-    return tape.op("Constant", [], {"value": ir.tensor(array)})
 
 
 def runtime_slice_axes(node: ir.Node) -> bool:
@@ -38,17 +29,17 @@ def runtime_slice_axes(node: ir.Node) -> bool:
     return axes is not None and ir.convenience.get_const_tensor(axes) is None
 
 
-def _full_rank(tape: ir.tape.Tape, axes: ir.Value, values: ir.Value | None, default: int, rank: int):
+def _full_rank(b: Emitter, axes: ir.Value, values: ir.Value | None, default: int, rank: int):
     """values scattered over the named dims of a rank-long vector of `default`."""
-    base = _const(tape, np.full(rank, default, np.int64))
+    base = b.const(np.full(rank, default, np.int64))
     if values is None:
         return base
-    cast = tape.op("Cast", [values], {"to": ir.DataType.INT64})
-    return tape.op("ScatterElements", [base, axes, cast], {"axis": 0})
+    cast = b.op("Cast", [values], to=ir.DataType.INT64)
+    return b.op("ScatterElements", [base, axes, cast], axis=0)
 
 
 def slice_runtime_axes(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = _node_of(model, finding, "Slice")
+    node = standard_node(model, finding, "Slice")
     if node is None or not runtime_slice_axes(node):
         return "not a Slice with run-time axes"
     data, starts, ends, axes = node.inputs[:4]
@@ -56,25 +47,23 @@ def slice_runtime_axes(model: ir.Model, finding: Finding, context: RuleContext) 
     if data.shape is None:
         return "the data's rank is unknown"
     rank = len(data.shape)
-    tape = ir.tape.Tape()
-    axes = tape.op("Cast", [axes], {"to": ir.DataType.INT64})
-    negative = tape.op("Less", [axes, _const(tape, np.array(0, np.int64))])
-    axes = tape.op("Where", [negative, tape.op("Add", [axes, _const(tape, np.array(rank, np.int64))]), axes])
+    b = Emitter(model, node)
+    axes = b.op("Cast", [axes], to=ir.DataType.INT64)
+    negative = b.op("Less", [axes, b.const(np.array(0, np.int64))])
+    axes = b.op("Where", [negative, b.op("Add", [axes, b.const(np.array(rank, np.int64))]), axes])
     inputs = [
         data,
-        _full_rank(tape, axes, starts, 0, rank),
-        _full_rank(tape, axes, ends, _INT64_MAX, rank),
-        _const(tape, np.arange(rank, dtype=np.int64)),
-        _full_rank(tape, axes, steps, 1, rank),
+        _full_rank(b, axes, starts, 0, rank),
+        _full_rank(b, axes, ends, _INT64_MAX, rank),
+        b.const(np.arange(rank, dtype=np.int64)),
+        _full_rank(b, axes, steps, 1, rank),
     ]
-    result = tape.op("Slice", inputs)
-    node.graph.insert_before(node, tape.nodes)
-    replace_node(node, [result])
+    b.replace([b.op("Slice", inputs)])
     return None
 
 
 def split_uneven(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = _node_of(model, finding, "Split")
+    node = standard_node(model, finding, "Split")
     if node is None or "num_outputs" not in node.attributes:
         return "not a Split into num_outputs parts"
     data, parts = node.inputs[0], node.attributes.get_int("num_outputs", 0)
@@ -86,9 +75,9 @@ def split_uneven(model: ir.Model, finding: Finding, context: RuleContext) -> str
     sizes = [min(chunk, dim - i * chunk) for i in range(parts)]
     if dim % parts == 0 or min(sizes) <= 0:
         return "an even split (or one the sizes cannot spell out)"
-    tape = ir.tape.Tape()
-    split = _const(tape, np.array(sizes, np.int64))
-    node.graph.insert_before(node, tape.nodes)
+    b = Emitter(model, node)
+    split = b.const(np.array(sizes, np.int64))
+    node.graph.insert_before(node, b.tape.nodes)
     node.attributes.pop("num_outputs")
     node.resize_inputs(2)
     node.replace_input_with(1, split)
@@ -96,19 +85,18 @@ def split_uneven(model: ir.Model, finding: Finding, context: RuleContext) -> str
 
 
 def compress_as_gather(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = _node_of(model, finding, "Compress")
+    node = standard_node(model, finding, "Compress")
     if node is None:
         return "not a Compress node"
     data, condition = node.inputs
-    tape = ir.tape.Tape()
-    flat = _const(tape, np.array([-1], np.int64))
-    indices = tape.op("Reshape", [tape.op("NonZero", [condition]), flat])
+    b = Emitter(model, node)
+    flat = b.const(np.array([-1], np.int64))
+    indices = b.op("Reshape", [b.op("NonZero", [condition]), flat])
     if "axis" in node.attributes:
-        result = tape.op("Gather", [data, indices], {"axis": node.attributes.get_int("axis", 0)})
+        result = b.op("Gather", [data, indices], axis=node.attributes.get_int("axis", 0))
     else:
-        result = tape.op("Gather", [tape.op("Reshape", [data, flat]), indices], {"axis": 0})
-    node.graph.insert_before(node, tape.nodes)
-    replace_node(node, [result])
+        result = b.op("Gather", [b.op("Reshape", [data, flat]), indices], axis=0)
+    b.replace([result])
     return None
 
 

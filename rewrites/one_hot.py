@@ -15,28 +15,19 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import find_node, replace_node
+from convfix.rewriting import Emitter, standard_node
 from convfix.rules import Rule, RuleContext
 
 
-def _node_of(model: ir.Model, finding: Finding, op_type: str) -> ir.Node | None:
-    node = find_node(model, finding)
-    return node if node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx") else None
-
-
-def _const(tape: ir.tape.Tape, array: np.ndarray) -> ir.Value:
-    return tape.op("Constant", [], {"value": ir.tensor(array)})
-
-
-def _positions(tape: ir.tape.Tape, length: int, axis: int, rank: int) -> ir.Value:
+def _positions(b: Emitter, length: int, axis: int, rank: int) -> ir.Value:
     """0..length-1 laid along `axis` of a rank-`rank` tensor of ones elsewhere."""
     shape = [1] * rank
     shape[axis] = length
-    return _const(tape, np.arange(length, dtype=np.int64).reshape(shape))
+    return b.const(np.arange(length, dtype=np.int64).reshape(shape))
 
 
 def onehot_as_equal(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = _node_of(model, finding, "OneHot")
+    node = standard_node(model, finding, "OneHot")
     if node is None:
         return "not a OneHot node"
     indices, depth, values = node.inputs
@@ -48,34 +39,27 @@ def onehot_as_equal(model: ir.Model, finding: Finding, context: RuleContext) -> 
     depth_tensor = ir.convenience.get_const_tensor(depth)
     if depth_tensor is None and axis != rank - 1:
         return "the depth is not a constant and the new axis is not the last"
-    tape = ir.tape.Tape()
+    b = Emitter(model, node)
     if depth_tensor is None:
-        length = tape.op(
-            "Cast",
-            [tape.op("Reshape", [depth, _const(tape, np.zeros(0, np.int64))])],
-            {"to": ir.DataType.INT64},
-        )
-        positions = tape.op("Range", [_const(tape, np.array(0, np.int64)), length, _const(tape, np.array(1))])
+        scalar = b.op("Reshape", [depth, b.const(np.zeros(0, np.int64))])
+        length = b.op("Cast", [scalar], to=ir.DataType.INT64)
+        positions = b.op("Range", [b.const(np.array(0, np.int64)), length, b.const(np.array(1))])
     else:
-        length = _const(tape, np.array(int(depth_tensor.numpy().reshape(-1)[0]), np.int64))
-        positions = _positions(tape, int(depth_tensor.numpy().reshape(-1)[0]), axis, rank)
-    index = tape.op("Cast", [indices], {"to": ir.DataType.INT64})
-    wrapped = tape.op("Add", [index, length])
-    index = tape.op("Where", [tape.op("Less", [index, _const(tape, np.array(0, np.int64))]), wrapped, index])
-    if model.opset_imports.get("", 13) >= 13:
-        index = tape.op("Unsqueeze", [index, _const(tape, np.array([axis], np.int64))])
-    else:
-        index = tape.op("Unsqueeze", [index], {"axes": [axis]})
-    hot = tape.op("Equal", [index, positions])
-    off, on = (tape.op("Gather", [values, _const(tape, np.array(i, np.int64))]) for i in (0, 1))
-    result = tape.op("Where", [hot, on, off])
-    node.graph.insert_before(node, tape.nodes)
-    replace_node(node, [result])
+        count = int(depth_tensor.numpy().reshape(-1)[0])
+        length, positions = b.const(np.array(count, np.int64)), _positions(b, count, axis, rank)
+    index = b.op("Cast", [indices], to=ir.DataType.INT64)
+    wrapped = b.op("Add", [index, length])
+    index = b.op("Where", [b.op("Less", [index, b.const(np.array(0, np.int64))]), wrapped, index])
+    index = b.with_axes("Unsqueeze", index, [axis])
+    hot = b.op("Equal", [index, positions])
+    off, on = (b.op("Gather", [values, b.const(np.array(i, np.int64))]) for i in (0, 1))
+    result = b.op("Where", [hot, on, off])
+    b.replace([result])
     return None
 
 
 def hardmax_as_argmax(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = _node_of(model, finding, "Hardmax")
+    node = standard_node(model, finding, "Hardmax")
     if node is None:
         return "not a Hardmax node"
     x = node.inputs[0]
@@ -86,12 +70,11 @@ def hardmax_as_argmax(model: ir.Model, finding: Finding, context: RuleContext) -
     axis = axis + rank if axis < 0 else axis
     if not isinstance(x.shape[axis], int):
         return "the length of the axis is not static"
-    tape = ir.tape.Tape()
-    first = tape.op("ArgMax", [x], {"axis": axis, "keepdims": 1})
-    hot = tape.op("Equal", [first, _positions(tape, x.shape[axis], axis, rank)])
-    result = tape.op("Cast", [hot], {"to": x.dtype})
-    node.graph.insert_before(node, tape.nodes)
-    replace_node(node, [result])
+    b = Emitter(model, node)
+    first = b.op("ArgMax", [x], axis=axis, keepdims=1)
+    hot = b.op("Equal", [first, _positions(b, x.shape[axis], axis, rank)])
+    result = b.op("Cast", [hot], to=x.dtype)
+    b.replace([result])
     return None
 
 

@@ -24,14 +24,10 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import find_node, int64_constant, replace_node
+from convfix.rewriting import default_opset, find_node, int64_constant, replace_node
 from convfix.rules import Rule, RuleContext
 
 POOLS = ("AveragePool", "MaxPool", "LpPool")
-
-
-def _opset(model: ir.Model) -> int:
-    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 18))
 
 
 def _pool(model: ir.Model, finding: Finding, op_types: tuple[str, ...]) -> ir.Node | str:
@@ -70,7 +66,7 @@ def _pad_in_front(model: ir.Model, node: ir.Node, pads: list[int]) -> None:
     """A Pad of zeros before the node (pads given for the spatial dims only)."""
     rank = len(pads) // 2
     every_dim = [0, 0, *pads[:rank], 0, 0, *pads[rank:]]
-    if _opset(model) >= 11:
+    if default_opset(model) >= 11:
         amounts = int64_constant(every_dim, f"{node.name}_pads")
         pad = ir.node("Pad", [node.inputs[0], amounts.outputs[0]], name=f"{node.name}_pad")
         node.graph.insert_before(node, [amounts, pad])
@@ -194,7 +190,7 @@ def _channels(model: ir.Model, node: ir.Node) -> list[ir.Node]:
     channels = x.shape[1]
     if channels == 1:
         return []
-    if _opset(model) < 13:
+    if default_opset(model) < 13:
         attributes = {"axis": 1, "split": [1] * channels}
         return [ir.node("Split", [x], attributes=attributes, num_outputs=channels, name=f"{name}_channels")]
     sizes = int64_constant([1] * channels, f"{name}_split")

@@ -19,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import find_node, replace_node
+from convfix.rewriting import Emitter, find_node
 from convfix.rules import Rule, RuleContext
 
 # The op, the elementwise step before the base reduction, the base, and the step after.
@@ -46,43 +46,21 @@ def axes_at_run_time(node: ir.Node) -> bool:
     return axes is not None and ir.convenience.get_const_tensor(axes) is None
 
 
-class _Builder:
-    """Emits nodes before the node being replaced, for the model's opset."""
-
-    def __init__(self, node: ir.Node, opset: int) -> None:
-        self.tape = ir.tape.Tape()
-        self.opset = opset
-        self.prefix = node.name
-
-    def op(self, op_type: str, inputs: list[ir.Value], **attributes) -> ir.Value:
-        name = f"{self.prefix}_{op_type}_{len(self.tape.nodes)}"
-        return self.tape.op(op_type, inputs, attributes or None, name=name)
-
-    def const(self, array: np.ndarray) -> ir.Value:
-        return self.op("Constant", [], value=ir.tensor(array))
-
-    def reduce_axis(self, base: str, x: ir.Value, axis: int) -> ir.Value:
-        """base over one constant axis, keepdims=1 (axes an input from opset 18; ReduceSum from 13)."""
-        if (base == "ReduceSum" and self.opset >= 13) or self.opset >= 18:
-            return self.op(base, [x, self.const(np.array([axis], np.int64))], keepdims=1)
-        return self.op(base, [x], axes=[axis], keepdims=1)
-
-
-def _reduced_dims(b: _Builder, axes: ir.Value, rank: int) -> ir.Value:
+def _reduced_dims(b: Emitter, axes: ir.Value, rank: int) -> ir.Value:
     """A bool [rank] vector: is dim d among the (possibly negative) axes."""
     negative = b.op("Less", [axes, b.const(np.array(0, np.int64))])
     shifted = b.op("Add", [axes, b.const(np.array(rank, np.int64))])
     normal = b.op("Where", [negative, shifted, axes])
     column = b.op("Unsqueeze", [normal, b.const(np.array([1], np.int64))])
     hits = b.op("Equal", [column, b.const(np.arange(rank, dtype=np.int64))])
-    counts = b.reduce_axis("ReduceMax", b.op("Cast", [hits], to=ir.DataType.FLOAT), 0)
+    counts = b.with_axes("ReduceMax", b.op("Cast", [hits], to=ir.DataType.FLOAT), [0], keepdims=1)
     return b.op(
         "Greater",
         [b.op("Squeeze", [counts, b.const(np.array([0], np.int64))]), b.const(np.array(0.5, np.float32))],
     )
 
 
-def _masked_reduce(b: _Builder, base: str, x: ir.Value, mask: ir.Value, rank: int) -> ir.Value:
+def _masked_reduce(b: Emitter, base: str, x: ir.Value, mask: ir.Value, rank: int) -> ir.Value:
     """base over the dims the mask selects, the result broadcast back to x's (static) shape.
 
     Every value keeps a static shape, so onnx2tf can still tell its layouts apart; only the final
@@ -90,24 +68,24 @@ def _masked_reduce(b: _Builder, base: str, x: ir.Value, mask: ir.Value, rank: in
     y = x
     for d in range(rank):
         chosen = b.op("Gather", [mask, b.const(np.array(d, np.int64))])
-        y = b.op("Where", [chosen, b.reduce_axis(base, y, d), y])
+        y = b.op("Where", [chosen, b.with_axes(base, y, [d], keepdims=1), y])
     return y
 
 
-def _keep_first(b: _Builder, y: ir.Value, mask: ir.Value, dims: list[int]) -> ir.Value:
+def _keep_first(b: Emitter, y: ir.Value, mask: ir.Value, dims: list[int]) -> ir.Value:
     """keepdims=1: the first element along every reduced dim (they all hold the reduced value)."""
     ends = b.op("Where", [mask, b.const(np.ones(len(dims), np.int64)), b.const(np.array(dims, np.int64))])
     starts, axes = b.const(np.zeros(len(dims), np.int64)), b.const(np.arange(len(dims), dtype=np.int64))
     return b.op("Slice", [y, starts, ends, axes])
 
 
-def _count(b: _Builder, mask: ir.Value, dims: list[int], dtype: ir.DataType) -> ir.Value:
+def _count(b: Emitter, mask: ir.Value, dims: list[int], dtype: ir.DataType) -> ir.Value:
     """How many elements each reduced value summarizes (for the mean)."""
     sizes = b.op("Where", [mask, b.const(np.array(dims, np.int64)), b.const(np.ones(len(dims), np.int64))])
-    return b.op("Cast", [b.reduce_axis("ReduceProd", sizes, 0)], to=dtype)
+    return b.op("Cast", [b.with_axes("ReduceProd", sizes, [0], keepdims=1)], to=dtype)
 
 
-def _drop_reduced(b: _Builder, y: ir.Value, mask: ir.Value, dims: list[int], kept: int) -> ir.Value:
+def _drop_reduced(b: Emitter, y: ir.Value, mask: ir.Value, dims: list[int], kept: int) -> ir.Value:
     """keepdims=0: reshape to the dims not reduced, in order (reduced ones sorted to the end)."""
     rank = len(dims)
     as_int = b.op("Cast", [mask], to=ir.DataType.INT64)
@@ -121,7 +99,7 @@ def _drop_reduced(b: _Builder, y: ir.Value, mask: ir.Value, dims: list[int], kep
         [keys, b.const(np.array([rank], np.int64))],
         {"largest": 0, "sorted": 1},
         num_outputs=2,
-        name=f"{b.prefix}_TopK",
+        name=f"{b.node.name}_TopK",
     )
     first = b.op("Slice", [order, b.const(np.array([0], np.int64)), b.const(np.array([kept], np.int64))])
     shape = b.op("Gather", [b.const(np.array(dims, np.int64)), first])
@@ -129,7 +107,7 @@ def _drop_reduced(b: _Builder, y: ir.Value, mask: ir.Value, dims: list[int], kep
     return b.op("Reshape", [y, shape], **attributes)
 
 
-def _elementwise(b: _Builder, step: str | None, x: ir.Value) -> ir.Value:
+def _elementwise(b: Emitter, step: str | None, x: ir.Value) -> ir.Value:
     if step is None:
         return x
     if step == "Square":
@@ -137,7 +115,7 @@ def _elementwise(b: _Builder, step: str | None, x: ir.Value) -> ir.Value:
     return b.op(step, [x])
 
 
-def _reduce_values(b: _Builder, node: ir.Node, mask: ir.Value, dims: list[int]) -> ir.Value:
+def _reduce_values(b: Emitter, node: ir.Node, mask: ir.Value, dims: list[int]) -> ir.Value:
     """The reduced values, broadcast back to the data's shape."""
     data, rank = node.inputs[0], len(dims)
     pre, base, post = _FORMS[node.op_type]
@@ -156,7 +134,7 @@ _EMPTY = {"ReduceProd": 1.0, "ReduceMax": -np.inf, "ReduceMin": np.inf, "ReduceL
 _EMPTY |= {"ReduceLogSumExp": -np.inf, "ReduceMean": np.nan}
 
 
-def _over_empty_data(b: _Builder, node: ir.Node, mask: ir.Value, dims: list[int]) -> ir.Value:
+def _over_empty_data(b: Emitter, node: ir.Node, mask: ir.Value, dims: list[int]) -> ir.Value:
     """Data with a zero dim: the output holds the empty-set value, in the shape the axes give."""
     dtype = node.inputs[0].dtype.numpy()
     fill = b.const(np.full([1] * len(dims), _EMPTY.get(node.op_type, 0.0), dtype))
@@ -164,7 +142,7 @@ def _over_empty_data(b: _Builder, node: ir.Node, mask: ir.Value, dims: list[int]
     return b.op("Expand", [fill, shape])
 
 
-def _decompose(b: _Builder, node: ir.Node, dims: list[int], count: int) -> ir.Value:
+def _decompose(b: Emitter, node: ir.Node, dims: list[int], count: int) -> ir.Value:
     data, axes = node.inputs[0], node.inputs[1]
     mask = _reduced_dims(b, axes, len(dims))
     if 0 in dims:
@@ -179,24 +157,11 @@ def _decompose(b: _Builder, node: ir.Node, dims: list[int], count: int) -> ir.Va
     return y if keepdims else _drop_reduced(b, y, mask, dims, len(dims) - count)
 
 
-def _no_axes(model: ir.Model, node: ir.Node, rank: int) -> ir.Value | None:
-    """Axes known to be empty: every dim (the default), or with noop_with_empty_axes no reduction at
-    all, each element its own set (the elementwise steps alone). None when the node is just given
-    the constant axes."""
-    noop = node.attributes.get_int("noop_with_empty_axes", 0)
-    b = _Builder(node, _opset(model))
-    if not noop:
-        node.replace_input_with(1, b.const(np.arange(rank, dtype=np.int64)))
-        node.graph.insert_before(node, b.tape.nodes)
-        return None
-    pre, _, post = _FORMS[node.op_type]
-    each = _elementwise(b, post, _elementwise(b, pre, node.inputs[0]))
+def _every_dim(b: Emitter, node: ir.Node, rank: int) -> None:
+    """Axes known to be empty mean every dim (unless noop_with_empty_axes): that constant is what
+    the converter needs."""
+    node.replace_input_with(1, b.const(np.arange(rank, dtype=np.int64)))
     node.graph.insert_before(node, b.tape.nodes)
-    return each
-
-
-def _opset(model: ir.Model) -> int:
-    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 18))
 
 
 def reduce_runtime_axes(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
@@ -211,14 +176,15 @@ def reduce_runtime_axes(model: ir.Model, finding: Finding, context: RuleContext)
     if data.dtype == ir.DataType.BOOL and node.op_type not in ("ReduceMax", "ReduceMin"):
         return f"bool data in {node.op_type}"
     dims, count = list(data.shape.numpy()), axes.shape[0]
-    if count == 0:
-        result = _no_axes(model, node, len(dims))
-    else:
-        builder = _Builder(node, _opset(model))
-        result = _decompose(builder, node, dims, count)
-        node.graph.insert_before(node, builder.tape.nodes)
-    if result is not None:
-        replace_node(node, [result])
+    b = Emitter(model, node)
+    if count == 0 and not node.attributes.get_int("noop_with_empty_axes", 0):
+        _every_dim(b, node, len(dims))
+        return None
+    if count == 0:  # no reduction at all: each element is its own set, the elementwise steps alone
+        pre, _, post = _FORMS[node.op_type]
+        b.replace([_elementwise(b, post, _elementwise(b, pre, data))])
+        return None
+    b.replace([_decompose(b, node, dims, count)])
     return None
 
 

@@ -27,7 +27,7 @@ import onnx_ir as ir
 
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import int64_constant, replace_node
+from convfix.rewriting import Emitter
 from convfix.rules import Rule, RuleContext
 
 MAX_ONEHOT = 1 << 24
@@ -76,67 +76,44 @@ def _plan(node: ir.Node) -> _Plan | str:
     return _Plan(axis, dims, index_dims)
 
 
-class _Builder:
-    """Adds nodes named after the scatter, in order, for one insert_before."""
-
-    def __init__(self, node: ir.Node) -> None:
-        self.node, self.added = node, []
-
-    def op(self, op_type: str, inputs: list[ir.Value], **attributes: object) -> ir.Value:
-        name = f"{self.node.name}_{op_type.lower()}_{len(self.added)}"
-        self.added.append(ir.node(op_type, inputs, attributes=attributes, name=name))
-        return self.added[-1].outputs[0]
-
-    def constant(self, array: np.ndarray) -> ir.Value:
-        return self.op("Constant", [], value=ir.tensor(array))
-
-    def axes(self, axes: list[int]) -> ir.Value:
-        self.added.append(int64_constant(axes, f"{self.node.name}_axes_{len(self.added)}"))
-        return self.added[-1].outputs[0]
+def _ints(b: Emitter, values: list[int]) -> ir.Value:
+    return b.const(np.array(values, np.int64))
 
 
-def _normalized_indices(b: _Builder, indices: ir.Value, length: int, pads: list[int]) -> ir.Value:
+def _normalized_indices(b: Emitter, indices: ir.Value, length: int, pads: list[int]) -> ir.Value:
     """index + length where negative, padded with `length` (an index no position matches)."""
     dtype = indices.dtype.numpy()
-    negative = b.op("Less", [indices, b.constant(np.array(0, dtype))])
-    wrapped = b.op("Add", [indices, b.constant(np.array(length, dtype))])
+    negative = b.op("Less", [indices, b.const(np.array(0, dtype))])
+    wrapped = b.op("Add", [indices, b.const(np.array(length, dtype))])
     normalized = b.op("Where", [negative, wrapped, indices])
     if not any(pads):
         return normalized
-    return b.op("Pad", [normalized, b.axes(pads), b.constant(np.array(length, dtype))])
+    return b.op("Pad", [normalized, _ints(b, pads), b.const(np.array(length, dtype))])
 
 
-def _reduce(b: _Builder, op_type: str, value: ir.Value, axis: int, opset: int) -> ir.Value:
-    """Reduce over one axis, dropping it: axes as an input (ReduceSum from opset 13, all from 18)."""
-    if op_type == "ReduceSum" or opset >= 18:
-        return b.op(op_type, [value, b.axes([axis])], keepdims=0)
-    return b.op(op_type, [value], axes=[axis], keepdims=0)
-
-
-def _rewrite(node: ir.Node, plan: _Plan, opset: int) -> None:
+def _rewrite(model: ir.Model, node: ir.Node, plan: _Plan) -> None:
     data, indices, updates = node.inputs[:3]
     axis, dims, index_dims = plan
     reduction, dtype = _reduction(node), data.dtype.numpy()
-    b = _Builder(node)
+    b = Emitter(model, node)
     ends = [0 if k == axis else d - i for k, (d, i) in enumerate(zip(dims, index_dims, strict=True))]
     pads = [0] * len(dims) + ends
     if any(pads):
-        updates = b.op("Pad", [updates, b.axes(pads)])
+        updates = b.op("Pad", [updates, _ints(b, pads)])
     index = _normalized_indices(b, indices, dims[axis], pads)
     positions = np.arange(dims[axis], dtype=indices.dtype.numpy())
     positions = positions.reshape((1,) * (axis + 1) + (dims[axis],) + (1,) * (len(dims) - axis - 1))
-    onehot = b.op("Equal", [b.op("Unsqueeze", [index, b.axes([axis + 1])]), b.constant(positions)])
+    onehot = b.op("Equal", [b.op("Unsqueeze", [index, _ints(b, [axis + 1])]), b.const(positions)])
     spread = b.op(
         "Where",
-        [onehot, b.op("Unsqueeze", [updates, b.axes([axis + 1])]), b.constant(_identity(reduction, dtype))],
+        [onehot, b.op("Unsqueeze", [updates, _ints(b, [axis + 1])]), b.const(_identity(reduction, dtype))],
     )
-    reduced = _reduce(b, REDUCE[reduction], spread, axis, opset)
+    reduced = b.with_axes(REDUCE[reduction], spread, [axis], keepdims=0)
     result = b.op(COMBINE[reduction], [data, reduced])
     if reduction in ("max", "min"):
-        touched = _reduce(b, "ReduceMax", b.op("Cast", [onehot], to=ir.DataType.INT32), axis, opset)
+        touched = b.with_axes("ReduceMax", b.op("Cast", [onehot], to=ir.DataType.INT32), [axis], keepdims=0)
         result = b.op("Where", [b.op("Cast", [touched], to=ir.DataType.BOOL), result, data])
-    node.graph.insert_before(node, b.added)
-    replace_node(node, [result])
+    b.replace([result])
 
 
 def scatter_reduction_as_onehot(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
@@ -148,13 +125,12 @@ def scatter_reduction_as_onehot(model: ir.Model, finding: Finding, context: Rule
     problem = next((p for p in plans if isinstance(p, str)), None)
     if problem:
         return problem
-    opset = model.opset_imports[""]
     for node, plan in zip(nodes, plans, strict=True):
-        _rewrite(node, plan, opset)
+        _rewrite(model, node, plan)
     return None
 
 
-def _as_rows(node: ir.Node) -> str | None:
+def _as_rows(model: ir.Model, node: ir.Node) -> str | None:
     """ScatterND(data, indices, updates) as Reshape(ScatterElements over the rows of data as [M, R])."""
     data, indices, updates = node.inputs[:3]
     if any(v.shape is None or not v.shape.is_static() for v in (data, indices)):
@@ -164,32 +140,30 @@ def _as_rows(node: ir.Node) -> str | None:
     rows, row_size = int(np.prod(dims[:depth])), int(np.prod(dims[depth:]))
     count = int(np.prod(index_dims[:-1]))
     strides = np.array([int(np.prod(dims[j + 1 : depth])) for j in range(depth)], np.int64)
-    b = _Builder(node)
+    b = Emitter(model, node)
     index = b.op("Cast", [indices], to=ir.DataType.INT64)
     index = b.op(
         "Where",
         [
-            b.op("Less", [index, b.constant(np.array(0, np.int64))]),
-            b.op("Add", [index, b.constant(np.array(dims[:depth], np.int64))]),
+            b.op("Less", [index, b.const(np.array(0, np.int64))]),
+            b.op("Add", [index, b.const(np.array(dims[:depth], np.int64))]),
             index,
         ],
     )
-    row = b.op("ReduceSum", [b.op("Mul", [index, b.constant(strides)]), b.axes([-1])], keepdims=0)
-    row = b.op("Reshape", [row, b.axes([count, 1])])
-    row = b.op("Expand", [row, b.axes([count, row_size])])
+    row = b.op("ReduceSum", [b.op("Mul", [index, b.const(strides)]), _ints(b, [-1])], keepdims=0)
+    row = b.op("Reshape", [row, _ints(b, [count, 1])])
+    row = b.op("Expand", [row, _ints(b, [count, row_size])])
     scattered = b.op(
         "ScatterElements",
         [
-            b.op("Reshape", [data, b.axes([rows, row_size])]),
+            b.op("Reshape", [data, _ints(b, [rows, row_size])]),
             row,
-            b.op("Reshape", [updates, b.axes([count, row_size])]),
+            b.op("Reshape", [updates, _ints(b, [count, row_size])]),
         ],
         axis=0,
         reduction=_reduction(node),
     )
-    result = b.op("Reshape", [scattered, b.axes(dims)])
-    node.graph.insert_before(node, b.added)
-    replace_node(node, [result])
+    b.replace([b.op("Reshape", [scattered, _ints(b, dims)])])
     return None
 
 
@@ -198,7 +172,7 @@ def scatter_nd_reduction_as_rows(model: ir.Model, finding: Finding, context: Rul
     nodes = [n for n, _ in walk(model.graph) if _reducing_scatter(n, "ScatterND")]
     if not nodes:
         return "no ScatterND with a reduction"
-    return next((problem for problem in map(_as_rows, nodes) if problem), None)
+    return next((problem for problem in (_as_rows(model, n) for n in nodes) if problem), None)
 
 
 RULES = [

@@ -46,3 +46,45 @@ def replace_node(node: ir.Node, values: list[ir.Value]) -> None:
 def int64_constant(values: list[int] | int, name: str) -> ir.Node:
     """A Constant node holding int64 values (indices, axes, shapes)."""
     return ir.node("Constant", [], attributes={"value": ir.tensor(np.array(values, np.int64))}, name=name)
+
+
+def default_opset(model: ir.Model) -> int:
+    """The model's default-domain opset version (18 if it imports none)."""
+    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 18))
+
+
+def standard_node(model: ir.Model, finding: Finding, op_type: str) -> ir.Node | None:
+    """The finding's node if it is the default-domain op_type, else None."""
+    node = find_node(model, finding)
+    return node if node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx") else None
+
+
+# The opset from which these ops take their axes as an input rather than an attribute.
+_AXES_INPUT_FROM = {"ReduceSum": 13, "Squeeze": 13, "Unsqueeze": 13}
+
+
+class Emitter:
+    """Builds the nodes that replace one node: named after it, written for the model's opset."""
+
+    def __init__(self, model: ir.Model, node: ir.Node) -> None:
+        self.tape = ir.tape.Tape()
+        self.node = node
+        self.opset = default_opset(model)
+
+    def op(self, op_type: str, inputs: list[ir.Value | None], **attributes) -> ir.Value:
+        name = f"{self.node.name}_{op_type}_{len(self.tape.nodes)}"
+        return self.tape.op(op_type, inputs, attributes or None, name=name)
+
+    def const(self, array: np.ndarray) -> ir.Value:
+        return self.op("Constant", [], value=ir.tensor(np.asarray(array)))
+
+    def with_axes(self, op_type: str, x: ir.Value, axes: list[int], **attributes) -> ir.Value:
+        """Reduce*, Squeeze or Unsqueeze over constant axes: an input or an attribute, by opset."""
+        if self.opset >= _AXES_INPUT_FROM.get(op_type, 18):
+            return self.op(op_type, [x, self.const(np.array(axes, np.int64))], **attributes)
+        return self.op(op_type, [x], axes=axes, **attributes)
+
+    def replace(self, values: list[ir.Value]) -> None:
+        """Insert what was built before the node, then put values in its place."""
+        self.node.graph.insert_before(self.node, self.tape.nodes)
+        replace_node(self.node, values)
