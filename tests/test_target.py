@@ -148,6 +148,30 @@ def test_nchw_conv_keeps_nchw_at_both_ends_and_tflite_matches(target: Onnx2TfTar
 
 
 @pytest.mark.slow
+def test_a_grouped_conv_whose_kernels_keras_does_not_track_is_saved(
+    target: Onnx2TfTarget, tmp_path: Path
+) -> None:
+    """onnx2tf creates grouped-convolution kernels inside op lambdas, outside Keras's variables."""
+    rng = np.random.default_rng(4)
+    weight = rng.standard_normal((8, 2, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", group=2, pads=[1, 1, 1, 1])],
+        "grouped",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    path = _save(graph, tmp_path / "grouped.onnx")
+    probes = [{"x": rng.standard_normal((1, 4, 8, 8)).astype(np.float32)}]
+    reference = _onnxruntime(path, probes)
+
+    result = target.convert(path, tmp_path / "out", probes, reference, rtol=TOL.rtol, atol=TOL.atol)
+
+    assert result.converted, result.error
+    assert compare_outputs(reference, target.run(result.saved_model, probes), TOL).ok
+
+
+@pytest.mark.slow
 def test_unsupported_op_fails_naming_op_and_node_and_worker_survives(
     target: Onnx2TfTarget, tmp_path: Path
 ) -> None:

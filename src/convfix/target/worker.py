@@ -353,8 +353,10 @@ def _serving_module(keras_model: Any, request: dict, feeding: list[int], perms: 
 
     module = tf.Module()
     module.serve = tf.function(serve, input_signature=specs)
-    # The artifact is the signature, not a Keras model: track the weights only (Keras metadata unused).
-    module.model_variables = list(keras_model.variables)
+    # The artifact is the signature, not a Keras model: track the weights only (Keras metadata unused),
+    # every one the traced signature reads: onnx2tf creates some inside its op lambdas, where Keras
+    # does not see them (seen: depthwise Conv kernels), and saving fails on an untracked variable.
+    module.model_variables = list(module.serve.get_concrete_function().graph.variables)
     return module
 
 
