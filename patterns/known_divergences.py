@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import onnx_ir as ir
+from convfix.rewrites.slice_bounds import counts_from_end
 
 from convfix.findings import Finding
 from convfix.matcher import ScanContext, node_detector
@@ -24,4 +25,12 @@ def negative_slice_step(node: ir.Node, path: str, context: ScanContext) -> Itera
     steps = constant_steps(node)
     if steps is not None and (steps < 0).any():
         reason = "Slice with a negative step: onnx2tf converts it without reversing (a silent mismatch)"
+        yield Finding("divergence", reason, node=node.name, op="Slice", path=path)
+
+
+@node_detector("Slice")
+def slice_bound_from_the_end(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    no_axes = len(node.inputs) < 4 or node.inputs[3] is None
+    if no_axes and counts_from_end(node):
+        reason = "Slice without axes and a bound counting from the end: onnx2tf slices from 0 or to the end"
         yield Finding("divergence", reason, node=node.name, op="Slice", path=path)
