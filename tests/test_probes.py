@@ -69,3 +69,49 @@ def test_input_names_with_a_slash_and_scalar_inputs(tmp_path):
     assert set(probe) == {"gpu_0/data_0", "t"}
     made = probes.make_probes(specs)
     assert all(isinstance(p["t"], np.ndarray) and p["t"].shape == () for p in made)
+
+
+def test_dims_of_different_names_get_different_sizes_and_shared_names_the_same(tmp_path):
+    from onnx import TensorProto, helper
+
+    inputs = [
+        helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("mask", TensorProto.INT64, ["batch", "seq"]),
+    ]
+    node = helper.make_node("Add", ["ids", "mask"], ["y"])
+    graph = helper.make_graph(
+        [node], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.INT64, ["batch", "seq"])]
+    )
+    model = model_io.load(
+        save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    )
+    made = probes.make_probes(probes.input_specs(model))
+    assert all(p["ids"].shape == p["mask"].shape for p in made)
+    assert all(p["ids"].shape[0] != p["ids"].shape[1] for p in made)
+    assert sorted(p["ids"].shape[0] for p in made) == [1, 5, 10]
+    equal = probes.make_probes(probes.input_specs(model), independent=False)
+    assert all(p["ids"].shape[0] == p["ids"].shape[1] for p in equal)
+
+
+def test_a_model_that_needs_two_names_equal_is_probed_with_equal_sizes(tmp_path):
+    from onnx import TensorProto, helper
+
+    from convfix import engine
+
+    inputs = [
+        helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n"]),
+        helper.make_tensor_value_info("b", TensorProto.FLOAT, ["m"]),
+    ]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["y"])],
+        "g",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+    )
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    model = model_io.load(path)
+    made = probes.make_probes(probes.input_specs(model))
+    used, reference, note = engine.reference_of(model, made, {}, generated=True)
+    assert all(p["a"].shape == p["b"].shape for p in used)
+    assert "probed with equal sizes" in note
+    assert len(reference.outputs) == 3

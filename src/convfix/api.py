@@ -57,7 +57,7 @@ def check(
     pinned = probes.parse_input_shapes(input_shapes, specs)
     probe_set = probes.load_probes(inputs, specs) if inputs else probes.make_probes(specs, pinned)
     try:
-        reference = oracle.evaluate(model, probe_set)
+        probe_set, reference, _ = engine.reference_of(model, probe_set, pinned, generated=not inputs)
     except oracle.OracleError as exc:
         raise ConvfixError(f"no oracle can run {original}: {exc}") from None
     owns_target = target is None

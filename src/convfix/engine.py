@@ -204,6 +204,27 @@ def _prepare(model_path: Path, options: RepairOptions) -> tuple[ir.Model, list, 
     return original, probe_set, pinned
 
 
+def reference_of(
+    original: ir.Model, probe_list: list, pinned: Mapping, generated: bool
+) -> tuple[list, oracle.Reference, str | None]:
+    """The original's outputs on the probes. Generated probes give dims of different names different
+    sizes; a model that needs them equal cannot run those, and gets probes with equal sizes (noted)."""
+    try:
+        return probe_list, oracle.evaluate(original, probe_list), None
+    except oracle.OracleError as exc:
+        if not generated:
+            raise
+        equal = probes.make_probes(probes.input_specs(original), pinned, independent=False)
+        if probes.describe(equal) == probes.describe(probe_list):
+            raise
+        first_error = exc
+    note = (
+        "the original model cannot run with its differently named dynamic dims at different sizes "
+        f"({first_error}); probed with equal sizes"
+    )
+    return equal, oracle.evaluate(original, equal), note
+
+
 def repair(
     model_path: str | Path,
     options: RepairOptions | None = None,
@@ -227,8 +248,9 @@ def repair(
     report.notes.extend(f"rule not loaded: {p}" for p in rules.problems)
     clock.lap("load")
     if reference is None:
+        generated_used = probe_set is None and options.inputs is None
         try:
-            ref = oracle.evaluate(original, probe_list)
+            probe_list, ref, note = reference_of(original, probe_list, pinned, generated_used)
         except oracle.OracleError as exc:
             report.notes.append(f"no oracle can run the original model: {exc}")
             report.findings = scan(normalize.normalize(original), pinned, rules)
@@ -236,6 +258,8 @@ def repair(
             _write_report(report, options)
             return report
         reference, reference_oracle = ref.outputs, ref.oracle
+        report.probes = probes.describe(probe_list)
+        report.notes.extend([note] if note else [])
     report.oracle = reference_oracle
     report.branch_coverage = oracle.branch_coverage(original, probe_list)
     clock.lap("reference")

@@ -2,7 +2,10 @@
 
 Generated per dtype and shape unless the user gives an .npz. Every dynamic dim is tried at several sizes
 (one per probe), and float probes are shifted (0, +1, -1) so that sign-dependent branches are taken both
-ways. A probe that would need absurd memory is refused with a pointer to --input-shape.
+ways. Dims named differently get different sizes in the same probe (the sizes rotate by name), so that
+a rewrite or a converter that confuses two of them (batch for sequence) cannot pass; dims sharing a name,
+and unnamed ones, share a size. A probe that would need absurd memory is refused with a pointer to
+--input-shape.
 """
 
 from __future__ import annotations
@@ -82,12 +85,24 @@ def parse_input_shapes(items: Sequence[str], specs: Sequence[InputSpec]) -> dict
     return pinned
 
 
-def _concrete_shape(spec: InputSpec, pinned: Mapping[str, tuple[int, ...]], size: int) -> tuple[int, ...]:
+def _concrete_shape(
+    spec: InputSpec, pinned: Mapping[str, tuple[int, ...]], size_of: Mapping[str | None, int]
+) -> tuple[int, ...]:
     if spec.name in pinned:
         return pinned[spec.name]
     if spec.shape is None:
         raise ConvfixError(f"input {spec.name!r} has unknown rank: give its shape with --input-shape")
-    return tuple(d if isinstance(d, int) else size for d in spec.shape)
+    return tuple(d if isinstance(d, int) else size_of[d] for d in spec.shape)
+
+
+def _dim_names(specs: Sequence[InputSpec]) -> list[str | None]:
+    """The dynamic dims' names in order of first appearance; None (unnamed) first."""
+    names: list[str | None] = [None]
+    for spec in specs:
+        for dim in spec.shape or ():
+            if not isinstance(dim, int) and dim not in names:
+                names.append(dim)
+    return names
 
 
 def _random_tensor(
@@ -104,14 +119,25 @@ def _random_tensor(
 
 
 def make_probes(
-    specs: Sequence[InputSpec], pinned: Mapping[str, tuple[int, ...]] | None = None
+    specs: Sequence[InputSpec],
+    pinned: Mapping[str, tuple[int, ...]] | None = None,
+    *,
+    independent: bool = True,
 ) -> list[dict[str, np.ndarray]]:
-    """One probe per (dynamic size, shift) pair: every dynamic dim is tried at several sizes."""
+    """One probe per (dynamic size, shift) pair: every dynamic dim is tried at several sizes.
+
+    independent=False gives every dynamic dim of a probe the same size, for a model that needs dims
+    of different names to be equal."""
     pinned = pinned or {}
     rng = np.random.default_rng(SEED)
+    names = _dim_names(specs)
     probes = []
-    for size, shift in zip(DYNAMIC_SIZES, FLOAT_SHIFTS, strict=True):
-        shapes = {s.name: _concrete_shape(s, pinned, size) for s in specs}
+    for index, shift in enumerate(FLOAT_SHIFTS):
+        size_of = {
+            name: DYNAMIC_SIZES[(index + (k if independent else 0)) % len(DYNAMIC_SIZES)]
+            for k, name in enumerate(names)
+        }
+        shapes = {s.name: _concrete_shape(s, pinned, size_of) for s in specs}
         total = sum(int(np.prod(shapes[s.name], dtype=np.int64)) * s.dtype.itemsize for s in specs)
         if total > MAX_PROBE_BYTES:
             raise ConvfixError(

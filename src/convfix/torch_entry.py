@@ -136,7 +136,12 @@ def repair_torch(
     pinned = probes.parse_input_shapes(options.input_shapes, specs)
     example = {n: np.asarray(a.detach().numpy()) for n, a in zip(input_names, example_args, strict=True)}
     probe_set = [example, *probes.make_probes(specs, pinned)]
-    reference = _eager_outputs(module, probe_set, input_names, output_names)
+    try:
+        reference = _eager_outputs(module, probe_set, input_names, output_names)
+    except RuntimeError as exc:  # the module needs dims of different names equal
+        probe_set = [example, *probes.make_probes(specs, pinned, independent=False)]
+        reference = _eager_outputs(module, probe_set, input_names, output_names)
+        notes.append(f"the module cannot run its dynamic dims at different sizes ({exc}); probed equal")
     try:
         exported_outputs = oracle.evaluate(exported, probe_set).outputs
         fidelity = compare_outputs(reference, exported_outputs, options.tolerance)
