@@ -17,7 +17,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, standard_node
+from convfix.rewriting import Emitter, computed_at_run_time, standard_node
 from convfix.rules import Rule, RuleContext
 
 _INT64_MAX = np.iinfo(np.int64).max
@@ -26,7 +26,7 @@ _INT64_MAX = np.iinfo(np.int64).max
 def runtime_slice_axes(node: ir.Node) -> bool:
     """A Slice (opset 10+ form) whose axes input exists and is not a constant."""
     axes = node.inputs[3] if len(node.inputs) > 3 else None
-    return axes is not None and ir.convenience.get_const_tensor(axes) is None
+    return axes is not None and computed_at_run_time(axes)
 
 
 def _full_rank(b: Emitter, axes: ir.Value, values: ir.Value | None, default: int, rank: int):

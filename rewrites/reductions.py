@@ -19,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, find_node
+from convfix.rewriting import Emitter, computed_at_run_time, find_node
 from convfix.rules import Rule, RuleContext
 
 # The op, the elementwise step before the base reduction, the base, and the step after.
@@ -43,7 +43,7 @@ def axes_at_run_time(node: ir.Node) -> bool:
     if node.domain not in ("", "ai.onnx") or node.op_type not in _FORMS or len(node.inputs) < 2:
         return False
     axes = node.inputs[1]
-    return axes is not None and ir.convenience.get_const_tensor(axes) is None
+    return axes is not None and computed_at_run_time(axes)
 
 
 def _reduced_dims(b: Emitter, axes: ir.Value, rank: int) -> ir.Value:

@@ -127,3 +127,24 @@ def test_runtime_axes_convert_once_rewritten(target, tmp_path):
     fresh = _probe([2], 7)
     (outputs,) = target.run(tmp_path / "tf", [fresh])
     np.testing.assert_allclose(outputs["y"], fresh["x"].mean(axis=2), rtol=1e-5)
+
+
+def test_axes_computed_from_constants_alone_are_left_to_simplify(tmp_path):
+    """Constant -> Unsqueeze axes (as an unrolled loop leaves them) fold before conversion."""
+    nodes = [
+        helper.make_node("Constant", [], ["one"], value=helper.make_tensor("v", TensorProto.INT64, [], [1])),
+        helper.make_node("Unsqueeze", ["one", "zero"], ["axes"]),
+        helper.make_node("ReduceSum", ["x", "axes"], ["y"], name="reduce", keepdims=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(SHAPE))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 1, 4])],
+        [helper.make_tensor("zero", TensorProto.INT64, [1], [0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    path = save(model, tmp_path / "folded.onnx")
+    assert not [f for f in convfix.scan(path) if f.op == "ReduceSum"]
+    runtime = save(_model("ReduceSum", 1), tmp_path / "runtime.onnx")
+    assert [f.kind for f in convfix.scan(runtime) if f.op == "ReduceSum"] == ["unsupported-op"]

@@ -88,3 +88,24 @@ class Emitter:
         """Insert what was built before the node, then put values in its place."""
         self.node.graph.insert_before(self.node, self.tape.nodes)
         replace_node(self.node, values)
+
+
+def computed_at_run_time(value: ir.Value, limit: int = 32) -> bool:
+    """Whether value depends on a graph input (or on a subgraph's own inputs), looking at most
+    `limit` nodes upstream; past that it counts as run time. Values computed from constants alone are
+    folded by `simplify` before any conversion, so they are not run-time parameters."""
+    pending, seen = [value], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        producer = current.producer()
+        if producer is None:
+            if current.const_value is None:
+                return True
+            continue
+        if len(seen) > limit:
+            return True
+        pending.extend(v for v in producer.inputs if v is not None)
+    return False
