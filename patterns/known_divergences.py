@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import onnx_ir as ir
+from convfix.rewrites.shape_of import symbolic_shape_of_intermediate
 from convfix.rewrites.slice_bounds import counts_from_end
 
 from convfix.findings import Finding
@@ -34,3 +35,10 @@ def slice_bound_from_the_end(node: ir.Node, path: str, context: ScanContext) -> 
     if no_axes and counts_from_end(node):
         reason = "Slice without axes and a bound counting from the end: onnx2tf slices from 0 or to the end"
         yield Finding("divergence", reason, node=node.name, op="Slice", path=path)
+
+
+@node_detector("Shape")
+def shape_of_a_channels_last_candidate(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    if not path and symbolic_shape_of_intermediate(node):
+        reason = "Shape of a computed rank-3+ tensor with dynamic dims: onnx2tf may return its own dim order"
+        yield Finding("divergence", reason, node=node.name, op="Shape", path=path)
