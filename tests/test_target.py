@@ -380,3 +380,27 @@ def test_a_keras_layer_error_is_reported_by_its_cause():
         "Exception encountered when calling layer 'conv' (type Conv2D).\n\nNegative dimension size\n"
     )
     assert _one_line(wrapped).startswith("ValueError: Negative dimension size")
+
+
+def test_a_run_time_layer_error_names_its_onnx_node_and_maps_to_it():
+    """TF's eager error lists the layer's call arguments; onnx2tf names the op after the ONNX node."""
+    from convfix.target.errors_map import error_nodes
+    from convfix.target.worker import _one_line
+
+    eager = ValueError(
+        "Exception encountered when calling layer 'tf.math.add_4' (type TFOpLambda).\n\n"
+        "{{function_node __wrapped__AddV2_device_/job:localhost}} Incompatible shapes: [5,10,8,8] vs. "
+        "[5,1,10,10] [Op:AddV2] name: \n\n"
+        "Call arguments received by layer 'tf.math.add_4' (type TFOpLambda):\n"
+        "  • x=tf.Tensor(shape=(5, 10, 8, 8), dtype=float32)\n  • name='node_Add_86'\n"
+    )
+    line = _one_line(eager)
+    assert line.startswith("ValueError: Incompatible shapes: [5,10,8,8]")
+    assert line.endswith("[at ONNX node node_Add_86]")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["y"], name="node_Add_86")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    assert error_nodes(helper.make_model(graph), f"probe 0: {line}", "", None) == ["node_Add_86"]

@@ -17,6 +17,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MISSING_OP = re.compile(r"No module named 'onnx2tf\.ops\.([^'.]+)'|(\S+) OP is not yet implemented")
 _KEY_ERROR = re.compile(r"^KeyError: '(.+)'$")
 _OP_NAME = re.compile(r"onnx_op_name: (.+?)\s*$")
+_RUN_NODE = re.compile(r"\[at ONNX node (.+?)\]")  # the worker's mark on a run-time layer error
 # print_node_info's fixed advice around every op failure: never the essential error.
 _BOILERPLATE = (
     "The trace log is below",
@@ -65,6 +66,7 @@ def error_nodes(model: onnx.ModelProto, error: str, log: str, op_name: str | Non
     cleaned = clean_log(log, max_lines=10_000)
     reported = [op_name] if op_name else []
     reported += [m.group(1) for m in map(_OP_NAME.search, cleaned.splitlines()) if m]
+    reported += _RUN_NODE.findall(error)
     for name in reported:
         add(node for node in nodes if name in (node.name, _onnx2tf_name(node.name)))
     for match in _MISSING_OP.finditer(f"{error}\n{cleaned}"):

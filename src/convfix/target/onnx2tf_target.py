@@ -233,12 +233,14 @@ class Onnx2TfTarget:
         }
         reply = self._request(request, "conversion")
         error = essential_error(reply["error"], reply["log"]) if reply.get("error") else None
+        # onnx2tf's own failures name nodes in its log; a run-time failure carries its layer's node.
         in_onnx2tf = error is not None and reply.get("stage") == "convert"
+        log = reply["log"] if in_onnx2tf else ""
         return ConversionResult(
             converted=reply.get("converted", False),
             error=error,
             log=clean_log(reply["log"]),
-            error_nodes=error_nodes(model, error, reply["log"], reply.get("op_name")) if in_onnx2tf else [],
+            error_nodes=error_nodes(model, error, log, reply.get("op_name")) if error else [],
             saved_model=Path(reply["saved_model"]) if reply.get("saved_model") else None,
             tflite=Path(reply["tflite"]) if reply.get("tflite") else None,
             tflite_ops=reply.get("tflite_ops"),

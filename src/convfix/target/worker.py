@@ -9,6 +9,7 @@ Requests and replies are plain dicts (see Onnx2TfTarget for the fields).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -44,6 +45,14 @@ _QUIET_ENV = {
 Probe = Mapping[str, np.ndarray]
 # Keras wraps a failing layer's error in this line; the real cause follows it.
 _KERAS_WRAPPER = "Exception encountered when calling layer"
+# In an eager layer error, the call arguments end with the op's name: onnx2tf's is the ONNX node's.
+_LAYER_NODE = re.compile(r"^• name='(.+)'$")
+_TF_FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
+
+
+def _cause(line: str) -> str:
+    """A TF kernel error without its `{{function_node ...}}` prefix."""
+    return _TF_FUNCTION_NODE.sub("", line)
 
 
 class _Failure(Exception):
@@ -175,7 +184,9 @@ def _one_line(exc: BaseException) -> str:
         return f"SystemExit: {exc.code}"
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if len(lines) > 1 and lines[0].startswith(_KERAS_WRAPPER):
-        return f"{type(exc).__name__}: {lines[1]} ({lines[0]})"  # the cause is on the next line
+        node = next((m.group(1) for m in map(_LAYER_NODE.search, lines) if m), None)
+        at = f" [at ONNX node {node}]" if node else ""
+        return f"{type(exc).__name__}: {_cause(lines[1])} ({lines[0]}){at}"  # the cause is on the next line
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
@@ -243,7 +254,9 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
     reply["stage"] = "layout"
     start = time.perf_counter()
     raw_fn = _serving_module(keras_model, request, feeding, {}).serve
-    raw = _each_probe(probes, lambda probe: _numpy(raw_fn(*(probe[spec["name"]] for spec in inputs))))
+    raw = _each_probe(
+        probes, lambda probe: _numpy(_traced_or_eager(raw_fn, [probe[s["name"]] for s in inputs]))
+    )
     decision = decide_layouts(raw, reference, outputs, Tolerance(request["rtol"], request["atol"]))
     reply["layout"], reply["layout_problems"] = decision.described, decision.problems
     seconds["layout"] = time.perf_counter() - start
@@ -429,6 +442,17 @@ def _each_probe(probes: list[Probe], run_one: Callable[[Probe], dict]) -> list[d
         except Exception as exc:
             raise _Failure(f"probe {index}: {_one_line(exc)}") from exc
     return results
+
+
+def _traced_or_eager(fn: Any, args: list[np.ndarray]) -> Any:
+    """Run a tf.function; if it fails, run its Python body eagerly for the error: a graph-mode error
+    names only TF ops, an eager one the failing layer and its ONNX node (`name='node_Add_86'`)."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001 - replaced by the eager error when that one fails too
+        import tensorflow as tf
+
+        return fn.python_function(*(tf.constant(a) for a in args))
 
 
 def _run_signature(signature: Any, probes: list[Probe]) -> list[dict[str, np.ndarray]]:
