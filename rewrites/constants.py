@@ -1,19 +1,25 @@
-"""Constants onnx2tf cannot see through: a ConstantOfShape with a constant shape becomes a weight.
+"""Constants onnx2tf cannot see through, written out as weights.
 
-Exporters (and older model zoos) build weights with ConstantOfShape; onnx2tf then meets a computed
-tensor where it expects a weight (seen: `ValueError: axes don't match array` in its Conv), and the
-onnxscript optimizer does not fold outputs above its size limit. The rule is exact: it writes the very
-tensor ConstantOfShape would produce.
+- Exporters (and older model zoos) build weights with ConstantOfShape; onnx2tf then meets a computed
+  tensor where it expects a weight (seen: `ValueError: axes don't match array` in its Conv), and the
+  onnxscript optimizer does not fold outputs above its size limit.
+- A node computed from constants alone that the optimizer could not fold (seen: BERT's position ids,
+  a GatherElements of a buffer, then Expand) becomes a numpy constant inside onnx2tf where a Keras
+  layer's output is expected (`Output tensors of a Functional model must be the output of a TensorFlow
+  Layer`). onnxruntime computes it once, on the constant subgraph alone, and it becomes a weight.
+Both are exact: the weight is the very tensor the node would produce.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes.common import RemoveUnusedNodesPass
 
+from convfix import model_io, oracle
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import replace_node
+from convfix.rewriting import computed_at_run_time, find_node, replace_node
 from convfix.rules import Rule, RuleContext
 
 MAX_BYTES = 512 * 1024 * 1024
@@ -51,11 +57,47 @@ def materialize_constant_of_shape(model: ir.Model, finding: Finding, context: Ru
     return None if done else "no ConstantOfShape with a constant shape (or all too large)"
 
 
+def _computed_once(model: ir.Model, node: ir.Node) -> dict[str, np.ndarray]:
+    """The node's outputs, computed by onnxruntime on a copy holding only the node's constant ancestry."""
+    alone = model_io.clone(model)
+    outputs = {v.name for v in node.outputs}
+    alone.graph.outputs[:] = [v for n in alone.graph for v in n.outputs if v.name in outputs]
+    RemoveUnusedNodesPass()(alone)
+    alone.graph.inputs[:] = [v for v in alone.graph.inputs if v.uses()]
+    with model_io.runnable(alone) as source:
+        return oracle.run_onnxruntime(source, [{}])[0]
+
+
+def fold_constant_node(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    """The finding's node, when it depends on constants only, becomes the weights it computes."""
+    node = find_node(model, finding)
+    if node is None or node.graph is not model.graph or node.op_type == "Constant":
+        return "no computed node of the main graph at the finding"
+    if any(v is not None and computed_at_run_time(v) for v in node.inputs):
+        return "the node depends on a graph input"
+    values = _computed_once(model, node)
+    if sum(a.nbytes for a in values.values()) > MAX_BYTES:
+        return "its outputs are too large to hold as weights"
+    weights = []
+    for output in node.outputs:
+        weight = ir.Value(name=f"{output.name}_value", const_value=ir.tensor(values[output.name]))
+        model.graph.register_initializer(weight)
+        weights.append(weight)
+    replace_node(node, weights)
+    return None
+
+
 RULES = [
     Rule(
         "materialize-constant-of-shape",
         ("conversion-error", "divergence"),
         materialize_constant_of_shape,
         "ConstantOfShape with a constant shape becomes a weight (onnx2tf expects weights there)",
-    )
+    ),
+    Rule(
+        "fold-constant-node",
+        ("conversion-error", "divergence"),
+        fold_constant_node,
+        "a node computed from constants alone becomes the weights onnxruntime computes for it",
+    ),
 ]

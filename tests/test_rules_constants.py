@@ -47,3 +47,47 @@ def test_constant_of_shape_weights_become_initializers_and_convert(target, tmp_p
     assert report.tf.parity.ok
     fixed = onnx.load(str(tmp_path / "fixed.onnx"))
     assert "ConstantOfShape" not in {n.op_type for n in fixed.graph.node}
+
+
+def _position_ids_model() -> onnx.ModelProto:
+    """BERT's pattern: constant position ids (a GatherElements of a buffer), expanded, embedded."""
+    initializers = [
+        numpy_helper.from_array(np.arange(10, dtype=np.int64).reshape(1, 10), "buffer"),
+        numpy_helper.from_array(np.arange(7, dtype=np.int64).reshape(1, 7), "idx"),
+        numpy_helper.from_array(np.array([2, 7], np.int64), "shape"),
+        numpy_helper.from_array(np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32), "table"),
+    ]
+    nodes = [
+        helper.make_node("GatherElements", ["buffer", "idx"], ["pos"], axis=1, name="positions"),
+        helper.make_node("Expand", ["pos", "shape"], ["ids"], name="expand"),
+        helper.make_node("Gather", ["table", "ids"], ["emb"], name="embed"),
+        helper.make_node("Add", ["x", "emb"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 7, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 7, 4])],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_a_node_of_constants_becomes_the_weight_onnxruntime_computes(tmp_path):
+    from convfix import model_io, normalize, oracle
+    from convfix.findings import Finding
+    from convfix.rules import RuleContext, discover
+
+    rule = next(r for r in discover().rules if r.name == "fold-constant-node")
+    model = normalize.normalize(model_io.load(save(_position_ids_model(), tmp_path / "m.onnx")))
+    probe = {"x": np.random.default_rng(1).normal(size=(2, 7, 4)).astype(np.float32)}
+    (expected,) = oracle.evaluate(model, [probe]).outputs
+    assert (
+        rule.apply(model, Finding("conversion-error", "", node="expand", op="Expand"), RuleContext()) is None
+    )
+    normalize.tidy(model)
+    assert [n.op_type for n in model.graph] == ["Gather", "Add"]
+    (actual,) = oracle.evaluate(model, [probe]).outputs
+    np.testing.assert_array_equal(actual["y"], expected["y"])
+    refused = rule.apply(model, Finding("conversion-error", "", node="add", op="Add"), RuleContext())
+    assert refused == "the node depends on a graph input"
