@@ -175,22 +175,35 @@ def _axis_map(node: ir.Node, axis: int, length: int, geometry: _Geometry, weight
     return _AxisMap(axis, matrix, bias)
 
 
+_STAND_IN = 2  # the length a dynamic, unresized dim is given while the maps are worked out
+
+
 def _maps(node: ir.Node) -> list[_AxisMap] | str:
     """The non-identity per-axis maps, or why the node is not rewritten."""
     x = node.inputs[0]
-    if x.dtype is None or x.shape is None or not x.shape.is_static():
-        return "the input's dtype or shape is not static"
-    shape = [int(d) for d in x.shape]
+    if x.dtype is None or x.shape is None:
+        return "the input's dtype or rank is unknown"
+    # A dynamic dim (a batch) may stay dynamic where the Resize keeps it: scale 1, no crop. Its map is
+    # the identity at any length; the geometry is worked out at a stand-in length.
+    dynamic = [a for a, d in enumerate(x.shape) if not isinstance(d, int)]
+    shape = [d if isinstance(d, int) else _STAND_IN for d in x.shape]
     geometry = _geometry(node, shape)
     if isinstance(geometry, str):
         return geometry
+    crop = node.attributes.get_string("coordinate_transformation_mode", "") == "tf_crop_and_resize"
+    if any(crop or geometry.scales[a] != 1.0 or geometry.lengths[a] != _STAND_IN for a in dynamic):
+        return "a dynamic dim is resized: its map cannot be written out"
     if max(shape + geometry.lengths) > MAX_LENGTH:
         return f"an axis is longer than {MAX_LENGTH}: its map would be too large"
     weights = _coefficients(node)
     if isinstance(weights, str):
         return weights
     try:
-        maps = [_axis_map(node, axis, length, geometry, weights) for axis, length in enumerate(shape)]
+        maps = [
+            _axis_map(node, axis, length, geometry, weights)
+            for axis, length in enumerate(shape)
+            if axis not in dynamic
+        ]
     except (ValueError, TypeError, RuntimeError) as exc:
         return f"onnx.reference cannot interpolate this Resize: {exc}"
     maps = [m for m in maps if not m.is_identity()]
@@ -221,7 +234,11 @@ def _alone(node: ir.Node, opset: int) -> onnx.ModelProto:
     graph = helper.make_graph(
         [ir.serde.serialize_node(node)],
         "resize",
-        [helper.make_tensor_value_info(x.name, x.dtype.value, list(x.shape))],
+        [
+            helper.make_tensor_value_info(
+                x.name, x.dtype.value, [d if isinstance(d, int) else None for d in x.shape]
+            )
+        ],
         [helper.make_tensor_value_info(y.name, x.dtype.value, None)],
         initializer=weights,
     )
@@ -233,10 +250,11 @@ def _separability_problem(node: ir.Node, opset: int, maps: list[_AxisMap]) -> st
     x = node.inputs[0]
     rng = np.random.default_rng(0)
     dtype = x.dtype.numpy()
+    size = [d if isinstance(d, int) else _STAND_IN for d in x.shape]
     if x.dtype in FLOATS:
-        data = rng.uniform(-1, 1, size=list(x.shape)).astype(dtype)
+        data = rng.uniform(-1, 1, size=size).astype(dtype)
     else:
-        data = rng.integers(0, 100, size=list(x.shape)).astype(dtype)
+        data = rng.integers(0, 100, size=size).astype(dtype)
     try:
         reference = oracle.evaluate(ir.serde.deserialize_model(_alone(node, opset)), [{x.name: data}])
     except oracle.OracleError as exc:

@@ -128,15 +128,26 @@ def test_nearest_is_a_gather_and_exact(tmp_path):
     np.testing.assert_array_equal(outputs["y"], _onnxruntime(model, probe))
 
 
+def test_a_dynamic_batch_the_resize_keeps_stays_dynamic(tmp_path):
+    model = _model(
+        ("n", 2, 4, 4), scales=[1, 1, 2, 1.5], mode="linear", coordinate_transformation_mode="align_corners"
+    )
+    rewritten = _rewritten(tmp_path, model)
+    for batch in (1, 3):
+        probe = _probe((batch, 2, 4, 4), seed=batch)
+        (outputs,) = oracle.evaluate(rewritten, [probe]).outputs
+        np.testing.assert_allclose(outputs["y"], _onnxruntime(model, probe), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("model", "reason"),
     [
         (_model((1, 1, 4, 4), scales=[1, 1, 2, 2], runtime=True, mode="linear"), "run-time value"),
         (_model((1, 1, 4, 4), scales=[1, 1, 2, 2], dtype=TensorProto.INT32, mode="linear"), "round"),
-        (_model(("n", 1, 4, 4), scales=[1, 1, 2, 2], mode="nearest"), "not static"),
+        (_model((1, 1, "h", 4), scales=[1, 1, 2, 2], mode="nearest"), "a dynamic dim is resized"),
         (_model((1, 1, 4, 5000), scales=[1, 1, 1, 0.5], mode="linear"), "longer than 4096"),
     ],
-    ids=["run-time scales", "int32 linear", "dynamic shape", "axis too long"],
+    ids=["run-time scales", "int32 linear", "dynamic resized dim", "axis too long"],
 )
 def test_what_cannot_be_spelled_out_is_refused(tmp_path, model, reason):
     loaded = normalize.normalize(model_io.load(save(model, tmp_path / "m.onnx")))
