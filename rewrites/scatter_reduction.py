@@ -37,8 +37,8 @@ COMBINE = {"add": "Add", "mul": "Mul", "max": "Max", "min": "Min"}
 
 class _Plan(NamedTuple):
     axis: int
-    dims: tuple[int, ...]
-    index_dims: tuple[int, ...]
+    length: int
+    shortfall: list[int]
 
 
 def _reduction(node: ir.Node) -> str:
@@ -61,19 +61,28 @@ def _identity(reduction: str, dtype: np.dtype) -> np.ndarray:
 
 
 def _plan(node: ir.Node) -> _Plan | str:
-    """The axis and the static dims of data and indices, or why the node cannot be rewritten."""
+    """The axis, the length of data along it, and how far indices fall short of data on every other
+    dim, or why the node cannot be rewritten. A dim may be dynamic where data and indices share it
+    (a batch): nothing is padded there."""
     data, indices = node.inputs[0], node.inputs[1]
-    shapes = [data.shape, indices.shape]
-    if any(s is None or not all(isinstance(d, int) for d in s) for s in shapes):
-        return f"{node.name}: the shapes of data and indices are not static"
+    if data.shape is None or indices.shape is None or len(data.shape) != len(indices.shape):
+        return f"{node.name}: the ranks of data and indices are unknown"
     if data.dtype is None or indices.dtype is None or data.dtype.numpy().kind not in "fiu":
         return f"{node.name}: data is not numeric (or a dtype is unknown)"
-    dims, index_dims = tuple(data.shape), tuple(indices.shape)
     axis = node.attributes.get_int("axis", 0)
-    axis = axis + len(dims) if axis < 0 else axis
-    if int(np.prod(index_dims, dtype=np.int64)) * dims[axis] > MAX_ONEHOT:
+    axis = axis + len(data.shape) if axis < 0 else axis
+    shortfall = []
+    for k, (d, i) in enumerate(zip(data.shape, indices.shape, strict=True)):
+        if isinstance(d, int) and isinstance(i, int):
+            shortfall.append(0 if k == axis else d - i)
+        elif k != axis and d == i and str(d):
+            shortfall.append(0)
+        else:
+            return f"{node.name}: a dim of data or indices is dynamic and not shared by both"
+    static = [i for i in indices.shape if isinstance(i, int)]
+    if int(np.prod(static, dtype=np.int64)) * data.shape[axis] > MAX_ONEHOT:
         return f"{node.name}: the one-hot tensor would exceed {MAX_ONEHOT} elements"
-    return _Plan(axis, dims, index_dims)
+    return _Plan(axis, data.shape[axis], shortfall)
 
 
 def _ints(b: Emitter, values: list[int]) -> ir.Value:
@@ -93,16 +102,16 @@ def _normalized_indices(b: Emitter, indices: ir.Value, length: int, pads: list[i
 
 def _rewrite(model: ir.Model, node: ir.Node, plan: _Plan) -> None:
     data, indices, updates = node.inputs[:3]
-    axis, dims, index_dims = plan
+    axis, length, shortfall = plan
+    rank = len(shortfall)
     reduction, dtype = _reduction(node), data.dtype.numpy()
     b = Emitter(model, node)
-    ends = [0 if k == axis else d - i for k, (d, i) in enumerate(zip(dims, index_dims, strict=True))]
-    pads = [0] * len(dims) + ends
+    pads = [0] * rank + shortfall
     if any(pads):
         updates = b.op("Pad", [updates, _ints(b, pads)])
-    index = _normalized_indices(b, indices, dims[axis], pads)
-    positions = np.arange(dims[axis], dtype=indices.dtype.numpy())
-    positions = positions.reshape((1,) * (axis + 1) + (dims[axis],) + (1,) * (len(dims) - axis - 1))
+    index = _normalized_indices(b, indices, length, pads)
+    positions = np.arange(length, dtype=indices.dtype.numpy())
+    positions = positions.reshape((1,) * (axis + 1) + (length,) + (1,) * (rank - axis - 1))
     onehot = b.op("Equal", [b.op("Unsqueeze", [index, _ints(b, [axis + 1])]), b.const(positions)])
     spread = b.op(
         "Where",

@@ -105,13 +105,28 @@ def test_untouched_elements_keep_data_even_nan_and_inf(tmp_path):
     np.testing.assert_array_equal(outputs["y"], [[np.nan, 2, np.inf, -np.inf], [5, np.nan, -np.inf, 2]])
 
 
-def test_dynamic_shapes_are_refused(tmp_path):
-    model = normalize.normalize(
-        model_io.load(save(_model(TensorProto.FLOAT, ("n", 4), ("n", 4), 1, "add"), tmp_path / "m.onnx"))
-    )
-    reason = RULE.apply(model, FINDING, RuleContext())
-    assert reason is not None and "static" in reason
-    assert "ScatterElements" in {n.op_type for n in model.graph}
+def test_a_shared_dynamic_batch_stays_dynamic_and_a_dynamic_axis_is_refused(tmp_path):
+    path = save(_model(TensorProto.FLOAT, ("n", 4), ("n", 5), 1, "add"), tmp_path / "batch.onnx")
+    model = normalize.normalize(model_io.load(path))
+    rng = np.random.default_rng(2)
+    probes = [
+        {
+            "data": _values(rng, np.float32, (batch, 4)),
+            "indices": rng.integers(-4, 4, size=(batch, 5)).astype(np.int64),
+            "updates": _values(rng, np.float32, (batch, 5)),
+        }
+        for batch in (1, 3)
+    ]
+    expected = oracle.evaluate(model, probes).outputs
+    assert RULE.apply(model, FINDING, RuleContext()) is None
+    for want, got in zip(expected, oracle.evaluate(model, probes).outputs, strict=True):
+        np.testing.assert_array_equal(got["y"], want["y"])
+
+    along = _model(TensorProto.FLOAT, (2, "m"), (2, "m"), 1, "add")
+    refused = normalize.normalize(model_io.load(save(along, tmp_path / "axis.onnx")))
+    reason = RULE.apply(refused, FINDING, RuleContext())
+    assert reason is not None and "dynamic" in reason
+    assert "ScatterElements" in {n.op_type for n in refused.graph}
 
 
 def _add_then_max_model() -> onnx.ModelProto:
