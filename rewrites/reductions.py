@@ -188,12 +188,65 @@ def reduce_runtime_axes(model: ir.Model, finding: Finding, context: RuleContext)
     return None
 
 
+def _constant_axes(node: ir.Node, rank: int) -> list[int] | None:
+    """The node's axes made non-negative, from the attribute or a constant input; None if computed."""
+    if "axes" in node.attributes:
+        given = list(node.attributes.get_ints("axes", []))
+    elif len(node.inputs) > 1 and node.inputs[1] is not None:
+        tensor = ir.convenience.get_const_tensor(node.inputs[1])
+        if tensor is None:
+            return None
+        given = [int(a) for a in tensor.numpy().reshape(-1)]
+    else:
+        given = []
+    return sorted({a + rank if a < 0 else a for a in given} or set(range(rank)))
+
+
+def reduce_as_einsum(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    """ReduceSum/ReduceMean over constant axes of a tensor with dynamic dims as an Einsum.
+
+    onnx2tf moves the axes of a rank-3+ intermediate as if it held it channels-last, which it cannot
+    check when dims are dynamic (seen: a sum over the sequence taken over the features instead).
+    Einsum's equation names every dim, and onnx2tf hands it to TF as written. A mean divides by the
+    (static) count of the reduced elements. Exact up to the order of the additions.
+    """
+    node = find_node(model, finding)
+    if node is None or node.op_type not in ("ReduceSum", "ReduceMean") or node.domain not in ("", "ai.onnx"):
+        return "not a ReduceSum or ReduceMean node"
+    x = node.inputs[0]
+    if x.shape is None or len(x.shape) > 26 or x.dtype is None:
+        return "the input's rank or dtype is unknown"
+    axes = _constant_axes(node, len(x.shape))
+    if axes is None:
+        return "the axes are computed (reduce-runtime-axes takes those)"
+    if node.op_type == "ReduceMean" and not all(isinstance(x.shape[a], int) for a in axes):
+        return "a mean over a dynamic dim: its count is not a constant"
+    letters = "abcdefghijklmnopqrstuvwxyz"[: len(x.shape)]
+    kept = "".join(c for i, c in enumerate(letters) if i not in axes)
+    b = Emitter(model, node)
+    y = b.op("Einsum", [x], equation=f"{letters}->{kept}")
+    if node.op_type == "ReduceMean":
+        count = int(np.prod([x.shape[a] for a in axes]))
+        y = b.op("Div", [y, b.const(np.array(count, x.dtype.numpy()))])
+    if node.attributes.get_int("keepdims", 1):
+        y = b.with_axes("Unsqueeze", y, axes)
+    b.replace([y])
+    return None
+
+
 RULES = [
+    Rule(
+        "reduce-as-einsum",
+        ("conversion-error", "divergence"),
+        reduce_as_einsum,
+        "ReduceSum/ReduceMean over constant axes as an Einsum (onnx2tf moves the axes of dynamic tensors)",
+        ops=("ReduceSum", "ReduceMean"),
+    ),
     Rule(
         "reduce-runtime-axes",
         ("unsupported-op", "conversion-error", "divergence"),
         reduce_runtime_axes,
         "Reduce* with run-time axes as one-axis reductions selected per dim by Slice (axes stay an input)",
         ops=OPS,
-    )
+    ),
 ]

@@ -148,3 +148,52 @@ def test_axes_computed_from_constants_alone_are_left_to_simplify(tmp_path):
     assert not [f for f in convfix.scan(path) if f.op == "ReduceSum"]
     runtime = save(_model("ReduceSum", 1), tmp_path / "runtime.onnx")
     assert [f.kind for f in convfix.scan(runtime) if f.op == "ReduceSum"] == ["unsupported-op"]
+
+
+def _sum_over_sequence(op_type: str = "ReduceSum", keepdims: int = 0) -> onnx.ModelProto:
+    """y = Reduce(einsum(x, w)) over the sequence: a rank-3 intermediate with dynamic batch and sequence
+    (the zoo's einsum model; after a MatMul onnx2tf happens to get the axis right)."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [8, 6], np.linspace(-1, 1, 48).tolist())
+    nodes = [
+        helper.make_node("Einsum", ["x", "w"], ["h"], name="project", equation="bsd,de->bse"),
+        helper.make_node(op_type, ["h", "axes"], ["y"], name="reduce", keepdims=keepdims),
+    ]
+    out = ["batch", 1, 6] if keepdims else ["batch", 6]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+        [weight, helper.make_tensor("axes", TensorProto.INT64, [1], [1])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+
+
+@pytest.mark.parametrize(("op_type", "keepdims"), [("ReduceSum", 0), ("ReduceSum", 1)])
+def test_a_reduction_as_einsum_sums_the_same_dims(tmp_path, op_type, keepdims):
+    einsum = next(r for r in discover().rules if r.name == "reduce-as-einsum")
+    model = normalize.normalize(
+        model_io.load(save(_sum_over_sequence(op_type, keepdims), tmp_path / "m.onnx"))
+    )
+    probes = [
+        {"x": np.random.default_rng(s).normal(size=(b, q, 8)).astype(np.float32)}
+        for s, (b, q) in enumerate([(2, 5), (3, 1)])
+    ]
+    expected = oracle.evaluate(model, probes).outputs
+    assert einsum.apply(model, Finding("divergence", "", node="reduce", op=op_type), RuleContext()) is None
+    normalize.tidy(model)
+    assert "Einsum" in {n.op_type for n in model.graph}
+    for want, got in zip(expected, oracle.evaluate(model, probes).outputs, strict=True):
+        np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_sum_over_a_dynamic_sequence_reduces_the_right_dim_once_an_einsum(target, tmp_path):
+    path = save(_sum_over_sequence(), tmp_path / "seq.onnx")
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    assert report.status == "repaired", report.to_json()
+    assert "reduce-as-einsum" in [s.rule for s in report.accepted_steps]
+    x = np.random.default_rng(9).normal(size=(4, 7, 8)).astype(np.float32)
+    (outputs,) = target.run(tmp_path / "tf", [{"x": x}])
+    w = np.linspace(-1, 1, 48, dtype=np.float32).reshape(8, 6)
+    np.testing.assert_allclose(outputs["y"], (x @ w).sum(axis=1), rtol=1e-4, atol=1e-5)
