@@ -1,6 +1,6 @@
 """ONNX backend conformance: plain onnx2tf against convfix on the test cases the `onnx` package ships.
 
-    .venv/bin/python benchmarks/conformance.py [--limit N] [--ops Abs,Resize] [--out DIR]
+    .venv/bin/python benchmarks/conformance.py [--limit N] [--ops Abs,Resize] [--out DIR] [--render JSON]
 
 Cases: every `onnx/backend/test/data/node/*` case (its `test_data_set_*` inputs and outputs) and the
 `onnx/backend/test/data/light/*.onnx` models (only their outputs are shipped; the inputs are made exactly
@@ -476,12 +476,22 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="cases run in this many processes at once")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where the .md and .json go")
     parser.add_argument("--child", nargs=2, metavar=("NAMES", "LOG"), help=argparse.SUPPRESS)
+    parser.add_argument("--render", type=Path, help="only rewrite conformance.md from this conformance.json")
     args = parser.parse_args()
     if args.child:
         child(Path(args.child[0]).read_text().split(), Path(args.child[1]))
         return
     from conformance_report import write_results
 
+    if args.render:
+        data = json.loads(args.render.read_text())
+        meta = data["meta"]
+        print(
+            write_results(
+                data["rows"], meta["wall_seconds"], meta["selection"], args.render.parent, meta["date"]
+            )
+        )
+        return
     cases = collect(args.limit, set(args.ops.split(",")) if args.ops else None)
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,17 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
+def _false_repair(row: dict) -> str:
+    """A false repair's name, with what the run says of it."""
+    if row.get("ort_differs"):
+        return f"{row['name']} (onnxruntime, convfix's oracle, differs from the suite here; TF follows it)"
+    if row["convfix"]["status"] == "run-error":
+        return (
+            f"{row['name']} (its SavedModel failed when the benchmark ran it again; convfix's own run passed)"
+        )
+    return row["name"]
+
+
 def _summary_lines(rows: list[dict], summary: dict) -> list[str]:
     runnable = [r for r in rows if r["plain"]["status"] not in ("ort-unsupported", "excluded")]
     deployment = [r for r in runnable if r["deployment"]]
@@ -104,7 +115,11 @@ def _summary_lines(rows: list[dict], summary: dict) -> list[str]:
         "",
         f"**False repairs** (convfix says repaired/clean, TF differs from the suite): "
         f"**{len(summary['false_repairs'])}**"
-        + (f": {', '.join(summary['false_repairs'])}" if summary["false_repairs"] else ""),
+        + (
+            f": {'; '.join(_false_repair(r) for r in rows if r['convfix']['false_repair'])}"
+            if summary["false_repairs"]
+            else ""
+        ),
         "",
         f"onnxruntime (convfix's oracle) runs {len(summary['ort_differs'])} cases but disagrees with the "
         "suite on them (listed at the end); convfix cannot verify those against its oracle.",
@@ -198,11 +213,14 @@ def _excluded_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def write_results(rows: list[dict], wall_s: float, selection: dict, out: Path) -> Path:
-    """Write conformance.json (meta + rows) and conformance.md; return the .md path."""
+def write_results(
+    rows: list[dict], wall_s: float, selection: dict, out: Path, date: str | None = None
+) -> Path:
+    """Write conformance.json (meta + rows) and conformance.md; return the .md path. `date`: the run's,
+    when a finished run is rendered again."""
     summary = summarize(rows)
     meta = {
-        "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "date": date or f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_cpu()}",
         "versions": _versions(),
         "wall_seconds": round(wall_s, 1),
