@@ -1,0 +1,117 @@
+"""Quantization ops whose onnx2tf conversion returns other values than ONNX defines.
+
+onnx2tf converts QuantizeLinear to a fake quantization: it returns the DEquantized float, not the
+integer ONNX defines (seen: DynamicQuantizeLinear's uint8 output off by up to 253 once cast back), and
+its QLinearMatMul likewise. The ops are spelled out as their definitions with plain ops:
+- QuantizeLinear: saturate(round(x / scale) + zero_point) as Div, Round (half to even, as ONNX),
+  Add, Clip to the integer type's range and Cast; per-axis scales reshaped to broadcast along the axis.
+- QLinearMatMul: the integer product of (a - a_zero_point) and (b - b_zero_point) in int32, scaled by
+  a_scale * b_scale / y_scale in float32, then quantized as above.
+Exact for 8-bit and 16-bit integer types (blocked quantization and float8 outputs are refused).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from convfix.findings import Finding
+from convfix.rewriting import Emitter, standard_node
+from convfix.rules import Rule, RuleContext
+
+_INTEGERS = {ir.DataType.UINT8, ir.DataType.INT8, ir.DataType.UINT16, ir.DataType.INT16}
+
+
+def _zero_point_type(node: ir.Node, index: int) -> ir.DataType | None:
+    """The output's integer type: the zero point's, or the output_dtype attribute's, or uint8."""
+    point = node.inputs[index] if len(node.inputs) > index else None
+    if point is not None:
+        return point.dtype
+    return ir.DataType(node.attributes.get_int("output_dtype", 0) or ir.DataType.UINT8)
+
+
+def _per_axis(b: Emitter, value: ir.Value, axis: int, rank: int) -> ir.Value:
+    """A 1-D scale or zero point reshaped to broadcast along `axis` of a rank-`rank` tensor."""
+    if value.shape is None or len(value.shape) == 0:
+        return value
+    shape = [1] * rank
+    shape[axis] = -1
+    return b.op("Reshape", [value, b.const(np.array(shape, np.int64))])
+
+
+def _quantized(
+    b: Emitter, x: ir.Value, dtype: ir.DataType, scale: ir.Value, point: ir.Value | None, to: ir.DataType
+) -> ir.Value:
+    """saturate(round(x / scale) + zero_point) in `to` (x and scale of the float `dtype`)."""
+    y = b.op("Round", [b.op("Div", [x, scale])])
+    if point is not None:
+        y = b.op("Add", [y, b.op("Cast", [point], to=dtype)])
+    info = np.iinfo(to.numpy())
+    low, high = (b.const(np.array(v, dtype.numpy())) for v in (info.min, info.max))
+    return b.op("Cast", [b.op("Clip", [y, low, high])], to=to)
+
+
+def quantize_linear_spelled_out(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = standard_node(model, finding, "QuantizeLinear")
+    if node is None:
+        return "not a QuantizeLinear node"
+    x, scale = node.inputs[0], node.inputs[1]
+    point = node.inputs[2] if len(node.inputs) > 2 else None
+    to = _zero_point_type(node, 2)
+    if to not in _INTEGERS or node.attributes.get_int("block_size", 0):
+        return "a blocked or non-integer quantization"
+    if x.dtype is None or x.shape is None or scale.dtype != x.dtype:
+        return "the input's dtype or rank is unknown, or the scale has another dtype"
+    rank = len(x.shape)
+    axis = node.attributes.get_int("axis", 1)
+    axis = axis + rank if axis < 0 else axis
+    b = Emitter(model, node)
+    scale = _per_axis(b, scale, axis, rank)
+    point = None if point is None else _per_axis(b, point, axis, rank)
+    b.replace([_quantized(b, x, x.dtype, scale, point, to)])
+    return None
+
+
+def qlinear_matmul_spelled_out(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = standard_node(model, finding, "QLinearMatMul")
+    if node is None:
+        return "not a QLinearMatMul node"
+    a, a_scale, a_point, b_in, b_scale, b_point, y_scale, y_point = node.inputs
+    if any(
+        v.shape is None or not v.shape.is_static() or np.prod(v.shape.numpy()) != 1
+        for v in (a_scale, b_scale, y_scale)
+    ):
+        return "per-axis scales (only per-tensor ones are spelled out)"
+    if y_point.dtype not in _INTEGERS or a_scale.dtype is None:
+        return "a non-integer or unknown output type"
+    b = Emitter(model, node)
+    centered = [
+        b.op("Sub", [b.op("Cast", [v], to=ir.DataType.INT32), b.op("Cast", [p], to=ir.DataType.INT32)])
+        for v, p in ((a, a_point), (b_in, b_point))
+    ]
+    product = b.op("Cast", [b.op("MatMul", centered)], to=ir.DataType.FLOAT)
+    scales = [b.op("Cast", [s], to=ir.DataType.FLOAT) for s in (a_scale, b_scale, y_scale)]
+    multiplier = b.op("Div", [b.op("Mul", scales[:2]), scales[2]])
+    one = b.const(np.array(1.0, np.float32))
+    rescaled = b.op("Mul", [product, multiplier])
+    b.replace([_quantized(b, rescaled, ir.DataType.FLOAT, one, y_point, y_point.dtype)])
+    return None
+
+
+_KINDS = ("conversion-error", "divergence")
+RULES = [
+    Rule(
+        "quantize-linear-spelled-out",
+        _KINDS,
+        quantize_linear_spelled_out,
+        "QuantizeLinear (onnx2tf returns the dequantized float) as Div, Round, Add, Clip and Cast",
+        ops=("QuantizeLinear",),
+    ),
+    Rule(
+        "qlinear-matmul-spelled-out",
+        _KINDS,
+        qlinear_matmul_spelled_out,
+        "QLinearMatMul as an int32 MatMul of the centered inputs, rescaled and quantized",
+        ops=("QLinearMatMul",),
+    ),
+]

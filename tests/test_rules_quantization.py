@@ -1,0 +1,113 @@
+"""quantize-linear-spelled-out, qlinear-matmul-spelled-out: onnx2tf returns dequantized floats."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from conftest import save
+from onnx import TensorProto, helper, numpy_helper
+
+import convfix
+from convfix import RepairOptions, model_io, normalize, oracle
+from convfix.findings import Finding
+from convfix.rules import RuleContext, discover
+
+RULES = {r.name: r for r in discover().rules}
+
+
+def _quantize_model(scale: np.ndarray, point: np.ndarray, axis: int = 1) -> onnx.ModelProto:
+    node = helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["y"], name="op", axis=axis)
+    elem = helper.np_dtype_to_tensor_dtype(point.dtype)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+        [helper.make_tensor_value_info("y", elem, [2, 3, 4])],
+        [numpy_helper.from_array(scale, "s"), numpy_helper.from_array(point, "zp")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+
+
+def _qlinear_matmul_model() -> onnx.ModelProto:
+    names = ["a", "a_scale", "a_zp", "b", "b_scale", "b_zp", "y_scale", "y_zp"]
+    node = helper.make_node("QLinearMatMul", names, ["y"], name="op")
+    constants = [
+        numpy_helper.from_array(np.array(0.05, np.float32), "a_scale"),
+        numpy_helper.from_array(np.array(113, np.uint8), "a_zp"),
+        numpy_helper.from_array(np.array(0.04, np.float32), "b_scale"),
+        numpy_helper.from_array(np.array(114, np.uint8), "b_zp"),
+        numpy_helper.from_array(np.array(0.3, np.float32), "y_scale"),
+        numpy_helper.from_array(np.array(118, np.uint8), "y_zp"),
+    ]
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("a", TensorProto.UINT8, [2, 4]),
+            helper.make_tensor_value_info("b", TensorProto.UINT8, [4, 3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [2, 3])],
+        constants,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def _same_after(tmp_path, model: onnx.ModelProto, rule: str, op: str, probes: list[dict]) -> None:
+    original = normalize.normalize(model_io.load(save(model, tmp_path / "m.onnx")))
+    rewritten = model_io.clone(original)
+    assert RULES[rule].apply(rewritten, Finding("divergence", "", node="op", op=op), RuleContext()) is None
+    normalize.tidy(rewritten)
+    assert op not in {n.op_type for n in rewritten.graph}
+    expected, actual = (oracle.evaluate(m, probes).outputs for m in (original, rewritten))
+    for want, got in zip(expected, actual, strict=True):
+        np.testing.assert_array_equal(got["y"], want["y"])
+
+
+@pytest.mark.parametrize(
+    ("scale", "point"),
+    [
+        (np.array(0.1, np.float32), np.array(128, np.uint8)),
+        (np.array([0.05, 0.1, 0.5], np.float32), np.array([0, -5, 7], np.int8)),
+    ],
+    ids=["per-tensor uint8", "per-axis int8"],
+)
+def test_quantize_linear_gives_onnxruntime_integers_ties_and_saturation_included(tmp_path, scale, point):
+    x = np.linspace(-40, 40, 24, dtype=np.float32).reshape(2, 3, 4)
+    ties = np.full((2, 3, 4), 0.25, np.float32)  # 0.25 / 0.1 and / 0.5: halves, rounded to even
+    _same_after(
+        tmp_path,
+        _quantize_model(scale, point),
+        "quantize-linear-spelled-out",
+        "QuantizeLinear",
+        [{"x": x}, {"x": ties}],
+    )
+
+
+def test_qlinear_matmul_is_an_integer_product_requantized(tmp_path):
+    rng = np.random.default_rng(0)
+    probes = [
+        {
+            "a": rng.integers(0, 256, (2, 4)).astype(np.uint8),
+            "b": rng.integers(0, 256, (4, 3)).astype(np.uint8),
+        }
+        for _ in range(3)
+    ]
+    _same_after(tmp_path, _qlinear_matmul_model(), "qlinear-matmul-spelled-out", "QLinearMatMul", probes)
+
+
+@pytest.mark.slow
+def test_a_quantized_output_is_wrong_plain_and_repaired(target, tmp_path):
+    path = save(_quantize_model(np.array(0.1, np.float32), np.array(128, np.uint8)), tmp_path / "q.onnx")
+    x = np.linspace(-10, 10, 24, dtype=np.float32).reshape(2, 3, 4)
+    (expected,) = oracle.evaluate(model_io.load(path), [{"x": x}]).outputs
+    plain = target.convert(path, tmp_path / "plain", [{"x": x}], [expected], rtol=0, atol=0)
+    assert not plain.converted or (plain.tf_outputs[0]["y"] != expected["y"]).any()
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[{"x": x}])
+    assert report.status == "repaired", report.to_json()
+    assert "quantize-linear-spelled-out" in [s.rule for s in report.accepted_steps]
+    fresh = {"x": np.linspace(-13, 7, 24, dtype=np.float32).reshape(2, 3, 4)}
+    (outputs,) = target.run(tmp_path / "tf", [fresh])
+    want = np.clip(np.rint(fresh["x"] / np.float32(0.1)) + 128, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(outputs["y"], want)
