@@ -124,5 +124,6 @@ RULES = [
         expand_function,
         "a standard op with an ONNX function body (Gelu, Mish, GroupNormalization, ...) becomes that body",
         ops=function_ops(),
+        last_resort=True,
     )
 ]

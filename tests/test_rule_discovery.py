@@ -65,3 +65,16 @@ def test_a_broken_builtin_module_is_reported_and_the_others_still_load(tmp_path,
     assert any("zz_broken: RuntimeError: half-written" in p for p in found.problems)
     assert "if-to-where" in [r.name for r in found.rules]
     sys.modules.pop("convfix.rewrites.zz_broken", None)
+
+
+def test_last_resort_rules_are_tried_after_the_others_that_claim_a_finding():
+    from convfix.findings import Finding
+    from convfix.rules import Rule, RuleSet
+
+    def apply(model, finding, context):
+        return "never applies"
+
+    generic = Rule("generic", ("conversion-error",), apply, "inline", last_resort=True)
+    targeted = Rule("targeted", ("conversion-error",), apply, "rewrite", ops=("Range",))
+    found = RuleSet([generic, targeted], []).claiming(Finding("conversion-error", "", node="r", op="Range"))
+    assert [r.name for r in found] == ["targeted", "generic"]

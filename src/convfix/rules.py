@@ -42,6 +42,8 @@ class Rule:
 
     `ops` holds op ids ("If", "org.pytorch.aten::special_entr"); empty means any op of the claimed kinds.
     An approximate rule states the tolerance it needs (rtol, atol); the engine checks it against that.
+    A `last_resort` rule (a generic rewrite, such as inlining an op's function body) is tried on a
+    finding only after the other rules that claim it.
     """
 
     name: str
@@ -52,6 +54,7 @@ class Rule:
     exact: bool = True
     tolerance: tuple[float, float] | None = None
     source: str = "builtin"
+    last_resort: bool = False
 
     def claims(self, finding: Finding) -> bool:
         return finding.kind in self.kinds and (not self.ops or finding.op in self.ops)
@@ -64,6 +67,7 @@ class Rule:
             "exact": self.exact,
             "tolerance": self.tolerance,
             "source": self.source,
+            "last_resort": self.last_resort,
             "description": self.description,
         }
 
@@ -76,7 +80,8 @@ class RuleSet:
     problems: list[str]
 
     def claiming(self, finding: Finding) -> list[Rule]:
-        return [r for r in self.rules if r.claims(finding)]
+        """The rules that claim the finding, in discovery order, last-resort rules after the others."""
+        return sorted((r for r in self.rules if r.claims(finding)), key=lambda r: r.last_resort)
 
 
 def _rules_of(module: object, origin: str) -> list[Rule]:
