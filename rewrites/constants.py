@@ -7,7 +7,9 @@
   a GatherElements of a buffer, then Expand) becomes a numpy constant inside onnx2tf where a Keras
   layer's output is expected (`Output tensors of a Functional model must be the output of a TensorFlow
   Layer`). onnxruntime computes it once, on the constant subgraph alone, and it becomes a weight.
-Both are exact: the weight is the very tensor the node would produce.
+- EyeLike reads only its input's shape; onnx2tf takes `len()` of the symbolic input and fails. With a
+  static shape its output is np.eye of it.
+All are exact: the weight is the very tensor the node would produce.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 from convfix import model_io, oracle
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import computed_at_run_time, find_node, replace_node
+from convfix.rewriting import computed_at_run_time, find_node, replace_node, standard_node
 from convfix.rules import Rule, RuleContext
 
 MAX_BYTES = 512 * 1024 * 1024
@@ -87,12 +89,35 @@ def fold_constant_node(model: ir.Model, finding: Finding, context: RuleContext) 
     return None
 
 
+def eyelike_as_constant(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = standard_node(model, finding, "EyeLike")
+    if node is None:
+        return "not an EyeLike node"
+    x = node.inputs[0]
+    if x.shape is None or not x.shape.is_static() or len(x.shape) != 2 or x.dtype is None:
+        return "the input's shape is not a static 2-D shape"
+    dtype = ir.DataType(node.attributes.get_int("dtype", x.dtype.value))
+    rows, cols = (int(d) for d in x.shape)
+    eye = np.eye(rows, cols, k=node.attributes.get_int("k", 0), dtype=dtype.numpy())
+    weight = ir.Value(name=f"{node.outputs[0].name}_value", const_value=ir.tensor(eye))
+    model.graph.register_initializer(weight)
+    replace_node(node, [weight])
+    return None
+
+
 RULES = [
     Rule(
         "materialize-constant-of-shape",
         ("conversion-error", "divergence"),
         materialize_constant_of_shape,
         "ConstantOfShape with a constant shape becomes a weight (onnx2tf expects weights there)",
+    ),
+    Rule(
+        "eyelike-as-constant",
+        ("conversion-error", "divergence"),
+        eyelike_as_constant,
+        "EyeLike of a static shape as the identity-like weight it produces",
+        ops=("EyeLike",),
     ),
     Rule(
         "fold-constant-node",

@@ -91,3 +91,31 @@ def test_a_node_of_constants_becomes_the_weight_onnxruntime_computes(tmp_path):
     np.testing.assert_array_equal(actual["y"], expected["y"])
     refused = rule.apply(model, Finding("conversion-error", "", node="add", op="Add"), RuleContext())
     assert refused == "the node depends on a graph input"
+
+
+def _eyelike_model(k: int) -> onnx.ModelProto:
+    """y = x + EyeLike(x, k): the eye of x's shape, added so that the output depends on x."""
+    nodes = [
+        helper.make_node("EyeLike", ["x"], ["eye"], name="eye", k=k),
+        helper.make_node("Add", ["x", "eye"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 5])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_an_eyelike_of_a_static_shape_converts_as_its_weight(target, tmp_path):
+    path = save(_eyelike_model(1), tmp_path / "eye.onnx")
+    x = np.random.default_rng(2).normal(size=(3, 5)).astype(np.float32)
+    plain = target.convert(path, tmp_path / "plain", [{"x": x}], [{}], rtol=1e-4, atol=1e-4)
+    assert not plain.converted and "__len__" in plain.error
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    assert report.status == "repaired", report.to_json()
+    assert "eyelike-as-constant" in [s.rule for s in report.accepted_steps]
+    (outputs,) = target.run(tmp_path / "tf", [{"x": x}])
+    np.testing.assert_allclose(outputs["y"], x + np.eye(3, 5, k=1, dtype=np.float32), rtol=1e-6)
