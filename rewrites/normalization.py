@@ -1,10 +1,16 @@
-"""InstanceNormalization spelled out as the arithmetic that defines it.
+"""InstanceNormalization and training-mode BatchNormalization spelled out as the arithmetic that
+defines them.
 
 onnx2tf 1.29 hands a scale or bias that is not a constant (a graph input, a computed value) to TF as
 its graph-surgeon variable, and the conversion fails (`unsupported type ... Variable`). The op is
 (x - mean) / sqrt(var + epsilon) * scale + bias, mean and (biased) variance over every dim after the
 channels: ReduceMean, Sub, Mul, Add, Sqrt and Div with constant axes, scale and bias reshaped to
 [C, 1, ...] so that they broadcast over the channels.
+
+BatchNormalization with training_mode=1 normalizes with the batch's own statistics and also returns
+the updated running mean and variance; onnx2tf builds only the first output (`onnx2tf's model has 1
+outputs for 3 ONNX outputs`). Spelled out: mean and biased variance over every dim but the channels,
+then running = input * momentum + batch statistic * (1 - momentum).
 """
 
 from __future__ import annotations
@@ -17,6 +23,17 @@ from convfix.rewriting import Emitter, standard_node
 from convfix.rules import Rule, RuleContext
 
 
+def _normalized(b: Emitter, x: ir.Value, axes: list[int], epsilon: float, scale, bias):
+    """(x - mean) / sqrt(var + epsilon) * scale + bias over `axes`; also the mean and variance."""
+    mean = b.with_axes("ReduceMean", x, axes)
+    centered = b.op("Sub", [x, mean])
+    variance = b.with_axes("ReduceMean", b.op("Mul", [centered, centered]), axes)
+    spread = b.op("Sqrt", [b.op("Add", [variance, b.const(np.array(epsilon, x.dtype.numpy()))])])
+    per_channel = b.const(np.array([-1] + [1] * (len(x.shape) - 2), np.int64))
+    scaled = b.op("Mul", [b.op("Div", [centered, spread]), b.op("Reshape", [scale, per_channel])])
+    return b.op("Add", [scaled, b.op("Reshape", [bias, per_channel])]), mean, variance
+
+
 def instance_norm_decomposed(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
     node = standard_node(model, finding, "InstanceNormalization")
     if node is None:
@@ -24,17 +41,29 @@ def instance_norm_decomposed(model: ir.Model, finding: Finding, context: RuleCon
     x, scale, bias = node.inputs
     if x.shape is None or len(x.shape) < 3 or x.dtype is None:
         return f"{node.name}: the input's rank or dtype is unknown"
-    rank = len(x.shape)
     b = Emitter(model, node)
-    centered = b.op("Sub", [x, b.with_axes("ReduceMean", x, list(range(2, rank)))])
-    variance = b.with_axes("ReduceMean", b.op("Mul", [centered, centered]), list(range(2, rank)))
-    epsilon = np.array(node.attributes.get_float("epsilon", 1e-5), x.dtype.numpy())
-    spread = b.op("Sqrt", [b.op("Add", [variance, b.const(epsilon)])])
-    normalized = b.op("Div", [centered, spread])
-    per_channel = b.const(np.array([-1] + [1] * (rank - 2), np.int64))
-    scaled = b.op("Mul", [normalized, b.op("Reshape", [scale, per_channel])])
-    result = b.op("Add", [scaled, b.op("Reshape", [bias, per_channel])])
-    b.replace([result])
+    epsilon = node.attributes.get_float("epsilon", 1e-5)
+    b.replace([_normalized(b, x, list(range(2, len(x.shape))), epsilon, scale, bias)[0]])
+    return None
+
+
+def batch_norm_training_decomposed(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = standard_node(model, finding, "BatchNormalization")
+    if node is None or not node.attributes.get_int("training_mode", 0):
+        return "no training-mode BatchNormalization at the finding"
+    x, scale, bias, running_mean, running_var = node.inputs
+    if x.shape is None or len(x.shape) < 2 or x.dtype is None:
+        return f"{node.name}: the input's rank or dtype is unknown"
+    b = Emitter(model, node)
+    axes = [0, *range(2, len(x.shape))]
+    y, mean, variance = _normalized(b, x, axes, node.attributes.get_float("epsilon", 1e-5), scale, bias)
+    momentum = node.attributes.get_float("momentum", 0.9)
+    keep, take = (b.const(np.array(v, x.dtype.numpy())) for v in (momentum, 1 - momentum))
+    updated = [
+        b.op("Add", [b.op("Mul", [running, keep]), b.op("Mul", [b.with_axes("Squeeze", stat, axes), take])])
+        for running, stat in ((running_mean, mean), (running_var, variance))
+    ]
+    b.replace([y, *updated][: len(node.outputs)])
     return None
 
 
@@ -45,5 +74,12 @@ RULES = [
         instance_norm_decomposed,
         "InstanceNormalization as ReduceMean/Sub/Mul/Sqrt/Div over the spatial dims, scale and bias reshaped",
         ops=("InstanceNormalization",),
+    ),
+    Rule(
+        "batch-norm-training-decomposed",
+        ("conversion-error", "divergence"),
+        batch_norm_training_decomposed,
+        "training-mode BatchNormalization (onnx2tf builds one of its three outputs) spelled out",
+        ops=("BatchNormalization",),
     ),
 ]

@@ -78,3 +78,65 @@ def test_scale_and_bias_inputs_convert_once_decomposed(target, tmp_path):
     fresh = _probe((2, 3, 4, 5), seed=7)
     (outputs,) = target.run(tmp_path / "tf", [fresh])
     np.testing.assert_allclose(outputs["y"], _onnxruntime(path, fresh), rtol=1e-4, atol=1e-4)
+
+
+def _training_model() -> onnx.ModelProto:
+    """BatchNormalization in training mode: Y, and the running mean and variance updated."""
+    node = helper.make_node(
+        "BatchNormalization",
+        ["x", "s", "b", "m", "v"],
+        ["y", "rm", "rv"],
+        name="bn",
+        training_mode=1,
+        momentum=0.8,
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 5]),
+            *(helper.make_tensor_value_info(n, TensorProto.FLOAT, [3]) for n in ("s", "b", "m", "v")),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 5]),
+            helper.make_tensor_value_info("rm", TensorProto.FLOAT, [3]),
+            helper.make_tensor_value_info("rv", TensorProto.FLOAT, [3]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+
+
+def _training_probe(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    vectors = {n: rng.uniform(0.5, 1.5, size=3).astype(np.float32) for n in ("s", "b", "m", "v")}
+    return {"x": rng.normal(size=(2, 3, 4, 5)).astype(np.float32), **vectors}
+
+
+def test_training_batch_norm_gives_every_output_onnxruntime_gives(tmp_path):
+    rule = next(r for r in discover().rules if r.name == "batch-norm-training-decomposed")
+    model = normalize.normalize(model_io.load(save(_training_model(), tmp_path / "bn.onnx")))
+    probes = [_training_probe(s) for s in range(2)]
+    expected = oracle.evaluate(model, probes).outputs
+    assert (
+        rule.apply(model, Finding("conversion-error", "", node="bn", op="BatchNormalization"), RuleContext())
+        is None
+    )
+    for want, got in zip(expected, oracle.evaluate(model, probes).outputs, strict=True):
+        for name in ("y", "rm", "rv"):
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_training_batch_norm_converts_all_three_outputs_once_decomposed(target, tmp_path):
+    path = save(_training_model(), tmp_path / "bn.onnx")
+    plain = target.convert(path, tmp_path / "plain", [_training_probe(0)], [{}], rtol=1e-4, atol=1e-4)
+    assert not plain.converted and plain.error_nodes == ["bn"]
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    assert report.status == "repaired", report.to_json()
+    assert "batch-norm-training-decomposed" in [s.rule for s in report.accepted_steps]
+    fresh = _training_probe(5)
+    (expected,) = oracle.evaluate(model_io.load(path), [fresh]).outputs
+    (outputs,) = target.run(tmp_path / "tf", [fresh])
+    for name in ("y", "rm", "rv"):
+        np.testing.assert_allclose(outputs[name], expected[name], rtol=1e-4, atol=1e-5)

@@ -18,6 +18,7 @@ _MISSING_OP = re.compile(r"No module named 'onnx2tf\.ops\.([^'.]+)'|(\S+) OP is 
 _KEY_ERROR = re.compile(r"^KeyError: '(.+)'$")
 _OP_NAME = re.compile(r"onnx_op_name: (.+?)\s*$")
 _RUN_NODE = re.compile(r"\[at ONNX node (.+?)\]")  # the worker's mark on a run-time layer error
+_DROPPED_OUTPUTS = re.compile(r"onnx2tf's model has \d+ outputs for \d+ ONNX outputs")
 # print_node_info's fixed advice around every op failure: never the essential error.
 _BOILERPLATE = (
     "The trace log is below",
@@ -72,6 +73,9 @@ def error_nodes(model: onnx.ModelProto, error: str, log: str, op_name: str | Non
     for match in _MISSING_OP.finditer(f"{error}\n{cleaned}"):
         op_type = match.group(1) or match.group(2)
         add(node for node in nodes if node.op_type == op_type)
+    if _DROPPED_OUTPUTS.search(error):  # onnx2tf built one output of a node that has several
+        outputs = {value.name for value in model.graph.output}
+        add(node for node in model.graph.node if sum(name in outputs for name in node.output) > 1)
     key = _KEY_ERROR.match(error)
     if key:
         value = key.group(1)
