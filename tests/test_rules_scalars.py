@@ -1,4 +1,4 @@
-"""scalar-inputs-kept-scalar: 0-D graph inputs, which onnx2tf turns into 1-D tensors."""
+"""scalars-kept-scalar: 0-D graph inputs, which onnx2tf turns into 1-D tensors."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from convfix import RepairOptions, model_io, normalize, oracle
 from convfix.findings import Finding
 from convfix.rules import RuleContext, discover
 
-RULE = next(r for r in discover().rules if r.name == "scalar-inputs-kept-scalar")
+RULE = next(r for r in discover().rules if r.name == "scalars-kept-scalar")
 RANGE_CASE = Path(onnx.__file__).parent / "backend/test/data/node/test_range_float_type_positive_delta"
 
 
@@ -65,7 +65,7 @@ def test_a_range_over_a_scalar_input_converts_once_kept_scalar(target, tmp_path)
 
     report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[inputs])
     assert report.status == "repaired", report.to_json()
-    assert "scalar-inputs-kept-scalar" in [s.rule for s in report.accepted_steps]
+    assert "scalars-kept-scalar" in [s.rule for s in report.accepted_steps]
     fresh = {
         "start": np.array(1.0, np.float32),
         "limit": np.array(4.0, np.float32),
@@ -73,3 +73,37 @@ def test_a_range_over_a_scalar_input_converts_once_kept_scalar(target, tmp_path)
     }
     (outputs,) = target.run(tmp_path / "tf", [fresh])
     np.testing.assert_allclose(next(iter(outputs.values())), np.arange(1.0, 4.0, 0.5, dtype=np.float32))
+
+
+def test_a_computed_range_bound_is_wrapped_too(tmp_path):
+    """limit = Shape(x)[1] as a float, as AffineGrid's function body computes its Range bounds."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "one_index"], ["length"], axis=0),
+        helper.make_node("Cast", ["length"], ["limit"], to=TensorProto.FLOAT),
+        helper.make_node("Range", ["zero", "limit", "one"], ["y"], name="range"),
+    ]
+    constants = [
+        numpy_helper.from_array(np.array(1, np.int64), "one_index"),
+        numpy_helper.from_array(np.array(0, np.float32), "zero"),
+        numpy_helper.from_array(np.array(1, np.float32), "one"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+        constants,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    loaded = normalize.normalize(model_io.load(save(model, tmp_path / "m.onnx")))
+    probes = [{"x": np.zeros((2, n), np.float32)} for n in (3, 6)]
+    expected = oracle.evaluate(loaded, probes).outputs
+    assert (
+        RULE.apply(loaded, Finding("conversion-error", "", node="range", op="Range"), RuleContext()) is None
+    )
+    range_node = next(n for n in loaded.graph if n.op_type == "Range")
+    assert range_node.inputs[1].producer().op_type == "ReduceMax"
+    assert range_node.inputs[0].producer() is None  # a constant bound stays as it is
+    for want, got in zip(expected, oracle.evaluate(loaded, probes).outputs, strict=True):
+        np.testing.assert_array_equal(got["y"], want["y"])
