@@ -77,3 +77,28 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def examples() -> Path:
     return EXAMPLES
+
+
+def outputs_before_and_after(
+    tmp_path: Path,
+    model: onnx.ModelProto,
+    rule: str,
+    op: str,
+    probes: list[dict],
+    node: str = "op",
+    op_stays: bool = False,
+) -> tuple[list[dict], list[dict]]:
+    """The model's outputs on the probes, and those of a copy the named rule rewrote at `node`.
+
+    The rule must apply, and (unless op_stays) leave no `op` behind; a rule test compares the two."""
+    from convfix import model_io, normalize, oracle
+    from convfix.findings import Finding
+    from convfix.rules import RuleContext, discover
+
+    original = normalize.normalize(model_io.load(save(model, tmp_path / "before.onnx")))
+    rewritten = model_io.clone(original)
+    found = next(r for r in discover().rules if r.name == rule)
+    assert found.apply(rewritten, Finding("divergence", "", node=node, op=op), RuleContext()) is None
+    normalize.tidy(rewritten)
+    assert op_stays or op not in {n.op_type for n in rewritten.graph}
+    return oracle.evaluate(original, probes).outputs, oracle.evaluate(rewritten, probes).outputs

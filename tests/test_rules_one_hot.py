@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from conftest import save
+from conftest import outputs_before_and_after, save
 from onnx import TensorProto, helper
 
 import convfix
-from convfix import RepairOptions, model_io, normalize, oracle
-from convfix.findings import Finding
-from convfix.rules import RuleContext, discover
+from convfix import RepairOptions, model_io, oracle
+from convfix.rules import discover
 
 RULES = {r.name: r for r in discover().rules}
 
@@ -42,14 +41,6 @@ def _hardmax_model(axis: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
-def _original_and_rewritten(tmp_path, model: onnx.ModelProto, rule: str, op: str, probes: list[dict]):
-    original = normalize.normalize(model_io.load(save(model, tmp_path / "m.onnx")))
-    rewritten = model_io.clone(original)
-    assert RULES[rule].apply(rewritten, Finding("divergence", "", node="op", op=op), RuleContext()) is None
-    normalize.tidy(rewritten)
-    return oracle.evaluate(original, probes).outputs, oracle.evaluate(rewritten, probes).outputs
-
-
 INDICES = np.array([[0, 3, -1], [-5, 2, 1]], np.int64)
 
 
@@ -57,14 +48,14 @@ INDICES = np.array([[0, 3, -1], [-5, 2, 1]], np.int64)
 def test_onehot_places_the_new_axis_like_onnxruntime(tmp_path, axis, opset, depth):
     probe = {"indices": INDICES} | ({"depth": np.array(5.0, np.float32)} if depth is None else {})
     model = _onehot_model(axis, opset, depth)
-    (expected,), (actual,) = _original_and_rewritten(tmp_path, model, "onehot-as-equal", "OneHot", [probe])
+    (expected,), (actual,) = outputs_before_and_after(tmp_path, model, "onehot-as-equal", "OneHot", [probe])
     np.testing.assert_array_equal(actual["y"], expected["y"])
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_hardmax_keeps_only_the_first_maximum(tmp_path, axis):
     x = np.random.default_rng(axis % 3).integers(0, 3, size=(3, 4, 5)).astype(np.float32)  # ties everywhere
-    (expected,), (actual,) = _original_and_rewritten(
+    (expected,), (actual,) = outputs_before_and_after(
         tmp_path, _hardmax_model(axis), "hardmax-as-argmax", "Hardmax", [{"x": x}]
     )
     np.testing.assert_array_equal(actual["y"], expected["y"])

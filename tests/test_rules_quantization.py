@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from conftest import save
+from conftest import outputs_before_and_after, save
 from onnx import TensorProto, helper, numpy_helper
 
 import convfix
-from convfix import RepairOptions, model_io, normalize, oracle
-from convfix.findings import Finding
-from convfix.rules import RuleContext, discover
+from convfix import RepairOptions, model_io, oracle
+from convfix.rules import discover
 
 RULES = {r.name: r for r in discover().rules}
 
@@ -54,12 +53,7 @@ def _qlinear_matmul_model() -> onnx.ModelProto:
 
 
 def _same_after(tmp_path, model: onnx.ModelProto, rule: str, op: str, probes: list[dict]) -> None:
-    original = normalize.normalize(model_io.load(save(model, tmp_path / "m.onnx")))
-    rewritten = model_io.clone(original)
-    assert RULES[rule].apply(rewritten, Finding("divergence", "", node="op", op=op), RuleContext()) is None
-    normalize.tidy(rewritten)
-    assert op not in {n.op_type for n in rewritten.graph}
-    expected, actual = (oracle.evaluate(m, probes).outputs for m in (original, rewritten))
+    expected, actual = outputs_before_and_after(tmp_path, model, rule, op, probes)
     for want, got in zip(expected, actual, strict=True):
         np.testing.assert_array_equal(got["y"], want["y"])
 
