@@ -5,6 +5,8 @@ integer ONNX defines (seen: DynamicQuantizeLinear's uint8 output off by up to 25
 its QLinearMatMul likewise. The ops are spelled out as their definitions with plain ops:
 - QuantizeLinear: saturate(round(x / scale) + zero_point) as Div, Round (half to even, as ONNX),
   Add, Clip to the integer type's range and Cast; per-axis scales reshaped to broadcast along the axis.
+- DequantizeLinear: (x - zero_point) * scale, the integers cast to the scale's float type (onnx2tf
+  lays a per-channel scale along the wrong axis of a folded int8 weight: errors of 1e-2).
 - QLinearMatMul: the integer product of (a - a_zero_point) and (b - b_zero_point) in int32, scaled by
   a_scale * b_scale / y_scale in float32, then quantized as above.
 Exact for 8-bit and 16-bit integer types (blocked quantization and float8 outputs are refused).
@@ -72,6 +74,27 @@ def quantize_linear_spelled_out(model: ir.Model, finding: Finding, context: Rule
     return None
 
 
+def dequantize_linear_spelled_out(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = standard_node(model, finding, "DequantizeLinear")
+    if node is None:
+        return "not a DequantizeLinear node"
+    x, scale = node.inputs[0], node.inputs[1]
+    point = node.inputs[2] if len(node.inputs) > 2 else None
+    if x.dtype not in {*_INTEGERS, ir.DataType.INT32} or node.attributes.get_int("block_size", 0):
+        return "a blocked or non-integer dequantization"
+    if x.shape is None or scale.dtype is None:
+        return "the input's rank or the scale's dtype is unknown"
+    rank = len(x.shape)
+    axis = node.attributes.get_int("axis", 1)
+    axis = axis + rank if axis < 0 else axis
+    b = Emitter(model, node)
+    y = b.op("Cast", [x], to=scale.dtype)
+    if point is not None:
+        y = b.op("Sub", [y, b.op("Cast", [_per_axis(b, point, axis, rank)], to=scale.dtype)])
+    b.replace([b.op("Mul", [y, _per_axis(b, scale, axis, rank)])])
+    return None
+
+
 def qlinear_matmul_spelled_out(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
     node = standard_node(model, finding, "QLinearMatMul")
     if node is None:
@@ -106,6 +129,13 @@ RULES = [
         quantize_linear_spelled_out,
         "QuantizeLinear (onnx2tf returns the dequantized float) as Div, Round, Add, Clip and Cast",
         ops=("QuantizeLinear",),
+    ),
+    Rule(
+        "dequantize-linear-spelled-out",
+        _KINDS,
+        dequantize_linear_spelled_out,
+        "DequantizeLinear as (Cast(x) - zero_point) * scale, per-axis scales reshaped along the axis",
+        ops=("DequantizeLinear",),
     ),
     Rule(
         "qlinear-matmul-spelled-out",

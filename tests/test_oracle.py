@@ -41,3 +41,60 @@ def test_onnxruntime_speaks_where_it_agrees_or_is_not_suspected(name):
     reference = oracle.evaluate(model_io.load(path), [inputs])
     assert reference.oracle == "onnxruntime"
     np.testing.assert_allclose(next(iter(reference.outputs[0].values())), expected, rtol=1e-4, atol=1e-5)
+
+
+def _qdq_conv_model() -> onnx.ModelProto:
+    """A fake-quantized Conv as the TorchScript exporter writes one: the input quantized per tensor,
+    the weight per channel with its scale computed (max |w| / 127), the ReLU output quantized."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(3)
+    constants = {
+        "w": rng.normal(size=(8, 3, 3, 3)).astype(np.float32),
+        "bias": rng.normal(size=8).astype(np.float32),
+        "axes": np.array([1, 2, 3], np.int64),
+        "levels": np.array(127, np.float32),
+        "w_zero": np.zeros(8, np.int8),
+        "x_scale": np.array(0.02, np.float32),
+        "x_zero": np.array(128, np.uint8),
+        "y_scale": np.array(0.05, np.float32),
+        "y_zero": np.array(0, np.uint8),
+    }
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"]),
+        helper.make_node("Abs", ["w"], ["w_abs"]),
+        helper.make_node("ReduceMax", ["w_abs", "axes"], ["w_max"], keepdims=0),
+        helper.make_node("Div", ["w_max", "levels"], ["w_scale"]),
+        helper.make_node("QuantizeLinear", ["w", "w_scale", "w_zero"], ["wq"], axis=0),
+        helper.make_node("DequantizeLinear", ["wq", "w_scale", "w_zero"], ["wd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd", "bias"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "y_scale", "y_zero"], ["rq"]),
+        helper.make_node("DequantizeLinear", ["rq", "y_scale", "y_zero"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8, 16, 16])],
+        [numpy_helper.from_array(v, k) for k, v in constants.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+
+
+def test_the_reference_is_the_graph_s_own_arithmetic_not_onnxruntime_s_optimized_one(tmp_path):
+    """onnxruntime's graph optimizations change what a QDQ model computes; the oracle turns them off."""
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    model = _qdq_conv_model()
+    probe = {"x": np.random.default_rng(4).normal(size=(2, 3, 16, 16)).astype(np.float32)}
+    (spec,) = ReferenceEvaluator(model).run(None, probe)
+    optimized = ort.InferenceSession(model.SerializeToString()).run(None, probe)[0]
+    path = tmp_path / "qdq.onnx"
+    onnx.save(model, path)
+    reference = oracle.evaluate(model_io.load(path), [probe])
+    assert reference.oracle == "onnxruntime"
+    np.testing.assert_allclose(reference.outputs[0]["y"], spec, rtol=1e-5, atol=1e-5)
+    assert np.abs(optimized - spec).max() > np.abs(reference.outputs[0]["y"] - spec).max()

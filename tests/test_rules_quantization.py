@@ -105,3 +105,20 @@ def test_a_quantized_output_is_wrong_plain_and_repaired(target, tmp_path):
     (outputs,) = target.run(tmp_path / "tf", [fresh])
     want = np.clip(np.rint(fresh["x"] / np.float32(0.1)) + 128, 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(outputs["y"], want)
+
+
+def test_dequantize_linear_per_channel_is_the_graph_s_arithmetic(tmp_path):
+    node = helper.make_node("DequantizeLinear", ["x", "s", "zp"], ["y"], name="op", axis=0)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.INT8, [3, 2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2, 4])],
+        [
+            numpy_helper.from_array(np.array([0.1, 0.25, 0.02], np.float32), "s"),
+            numpy_helper.from_array(np.array([0, -3, 5], np.int8), "zp"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    x = np.random.default_rng(1).integers(-128, 128, size=(3, 2, 4)).astype(np.int8)
+    _same_after(tmp_path, model, "dequantize-linear-spelled-out", "DequantizeLinear", [{"x": x}])

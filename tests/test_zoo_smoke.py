@@ -34,6 +34,8 @@ VARIANTS = [
     ("scan_loop", "torchscript", False),
     # position ids computed from constants the optimizer cannot fold: onnx2tf wants a layer output there
     ("bert", "dynamo", False),
+    # fake quantization: QuantizeLinear/DequantizeLinear spelled out, checked against eager PyTorch
+    ("qdq", "torchscript", False),
 ]
 EXPECTED_RULES = {"scan_loop": ["unroll-loop", "stack-sequence"], "bert": ["fold-constant-node"]}
 

@@ -42,6 +42,10 @@ def run_onnxruntime(model: bytes | str, probes: Sequence[Mapping[str, np.ndarray
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    # No graph optimizations: even the basic ones change what a QDQ model computes (seen: 3e-4 on a
+    # Conv with per-channel quantized weights, against onnx.reference and the unoptimized graph);
+    # the reference is what the ONNX graph itself computes.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
