@@ -99,3 +99,41 @@ def test_float_fmod_converts_right_once_rewritten(target, tmp_path):
     assert "mod-truncated" in [s.rule for s in report.accepted_steps]
     (outputs,) = target.run(tmp_path / "tf", [probe])
     np.testing.assert_allclose(outputs["z"], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_one_sided_isinf_and_mixed_dtype_pow_convert_once_rewritten(target, tmp_path):
+    nodes = [
+        helper.make_node("IsInf", ["x"], ["inf"], name="isinf", detect_negative=0),
+        helper.make_node("Pow", ["x", "e"], ["power"], name="pow"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("e", TensorProto.INT64, [2, 3]),
+        ],
+        [
+            helper.make_tensor_value_info("inf", TensorProto.BOOL, [2, 3]),
+            helper.make_tensor_value_info("power", TensorProto.FLOAT, [2, 3]),
+        ],
+    )
+    path = save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8),
+        tmp_path / "m.onnx",
+    )
+    probe = {
+        "x": np.array([[np.inf, -np.inf, 2.0], [1.5, -3.0, 0.5]], np.float32),
+        "e": np.array([[1, 2, 3], [2, 3, 0]], np.int64),
+    }
+    plain = target.convert(path, tmp_path / "plain", [probe], [{}], rtol=1e-4, atol=1e-4)
+    assert not plain.converted
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    assert report.status == "repaired", report.to_json()
+    accepted = [s.rule for s in report.accepted_steps]
+    assert "isinf-one-sign" in accepted and "pow-one-dtype" in accepted
+    (outputs,) = target.run(tmp_path / "tf", [probe])
+    np.testing.assert_array_equal(outputs["inf"], np.isposinf(probe["x"]))
+    np.testing.assert_allclose(outputs["power"], probe["x"] ** probe["e"].astype(np.float32), rtol=1e-6)

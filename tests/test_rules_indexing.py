@@ -104,3 +104,42 @@ def test_runtime_slice_axes_are_caught_before_conversion_and_repaired(target, tm
     fresh = _slice_probe([1, 0], [4, 3], [2, 1], [2, 1], seed=9)
     (outputs,) = target.run(tmp_path / "tf", [fresh])
     np.testing.assert_array_equal(outputs["y"], fresh["x"][:, 0:3, 1:4:2])
+
+
+@pytest.mark.slow
+def test_an_uneven_split_and_a_compress_convert_once_respelled(target, tmp_path):
+    nodes = [
+        helper.make_node("Split", ["x"], ["a", "b", "c"], name="split", axis=1, num_outputs=3),
+        helper.make_node("Compress", ["x", "keep"], ["kept"], name="compress", axis=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 7]),
+            helper.make_tensor_value_info("keep", TensorProto.BOOL, [3]),
+        ],
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [3, 3]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [3, 3]),
+            helper.make_tensor_value_info("c", TensorProto.FLOAT, [3, 1]),
+            helper.make_tensor_value_info("kept", TensorProto.FLOAT, [None, 7]),
+        ],
+    )
+    path = save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9),
+        tmp_path / "m.onnx",
+    )
+    x = np.arange(21, dtype=np.float32).reshape(3, 7)
+    probe = {"x": x, "keep": np.array([True, False, True])}
+    plain = target.convert(path, tmp_path / "plain", [probe], [{}], rtol=1e-4, atol=1e-4)
+    assert not plain.converted
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    assert report.status == "repaired", report.to_json()
+    accepted = [s.rule for s in report.accepted_steps]
+    assert "split-uneven" in accepted and "compress-as-gather" in accepted
+    fresh = {"x": -x, "keep": np.array([False, True, True])}
+    (outputs,) = target.run(tmp_path / "tf", [fresh])
+    np.testing.assert_array_equal(outputs["c"], -x[:, 6:])
+    np.testing.assert_array_equal(outputs["kept"], -x[1:])

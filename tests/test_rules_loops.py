@@ -281,3 +281,27 @@ def test_a_static_loop_converts_once_unrolled(target, tmp_path):
     (outputs,) = target.run(tmp_path / "tf", [probe])
     for name, value in _expected(probe["x"]).items():
         np.testing.assert_allclose(outputs[name], value, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_static_scan_converts_once_unrolled(target, tmp_path):
+    path = save(_scan_model(), tmp_path / "scan.onnx")
+    rng = np.random.default_rng(2)
+    probe = {
+        "init": rng.standard_normal(2).astype(np.float32),
+        "x": rng.standard_normal((2, 4)).astype(np.float32),
+    }
+    (expected,) = oracle.evaluate(_load(_scan_model(), tmp_path / "reference.onnx"), [probe]).outputs
+    plain = target.convert(path, tmp_path / "plain", [probe], [expected], rtol=1e-4, atol=1e-4)
+    assert not plain.converted or any(
+        not np.allclose(plain.tf_outputs[0][name], expected[name], atol=1e-4) for name in ("y", "s")
+    )
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    assert report.status == "repaired", report.to_json()
+    assert "unroll-scan" in [s.rule for s in report.accepted_steps]
+    fresh = {"init": np.ones(2, np.float32), "x": np.arange(8, dtype=np.float32).reshape(2, 4)}
+    (want,) = oracle.evaluate(_load(_scan_model(), tmp_path / "fresh.onnx"), [fresh]).outputs
+    (outputs,) = target.run(tmp_path / "tf", [fresh])
+    for name in ("y", "s"):
+        np.testing.assert_allclose(outputs[name], want[name], rtol=1e-5, atol=1e-5)

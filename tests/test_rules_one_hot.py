@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 from conftest import outputs_before_and_after, save
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import convfix
 from convfix import RepairOptions, model_io, oracle
@@ -75,3 +77,29 @@ def test_hardmax_over_the_first_axis_is_wrong_plain_and_repaired(target, tmp_pat
     fresh = {"x": np.random.default_rng(1).normal(size=(3, 4, 5)).astype(np.float32)}
     (outputs,) = target.run(tmp_path / "tf", [fresh])
     np.testing.assert_array_equal(outputs["y"], (fresh["x"] == fresh["x"].max(axis=0)).astype(np.float32))
+
+
+@pytest.mark.slow
+def test_a_onehot_without_axis_is_wrong_plain_and_repaired(target, tmp_path):
+    """The ONNX suite's own case (depth 12 as a graph input), on its own data."""
+    suite = Path(onnx.__file__).parent / "backend/test/data/node/test_onehot_without_axis"
+    path = suite / "model.onnx"
+    names = [value.name for value in onnx.load(path).graph.input]
+    probe = {
+        name: numpy_helper.to_array(onnx.load_tensor(str(suite / "test_data_set_0" / f"input_{i}.pb")))
+        for i, name in enumerate(names)
+    }
+    (expected,) = oracle.evaluate(model_io.load(path), [probe]).outputs
+    plain = target.convert(path, tmp_path / "plain", [probe], [expected], rtol=0, atol=0)
+    output = next(iter(expected))
+    assert (
+        not plain.converted
+        or plain.layout_problems
+        or plain.tf_outputs[0][output].shape != expected[output].shape
+    )
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    assert report.status == "repaired", report.to_json()
+    assert "onehot-as-equal" in [s.rule for s in report.accepted_steps]
+    (outputs,) = target.run(tmp_path / "tf", [probe])
+    np.testing.assert_array_equal(outputs[output], expected[output])

@@ -122,3 +122,27 @@ def test_dequantize_linear_per_channel_is_the_graph_s_arithmetic(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
     x = np.random.default_rng(1).integers(-128, 128, size=(3, 2, 4)).astype(np.int8)
     _same_after(tmp_path, model, "dequantize-linear-spelled-out", "DequantizeLinear", [{"x": x}])
+
+
+@pytest.mark.slow
+def test_qlinear_matmul_gives_onnxruntime_integers_once_spelled_out(target, tmp_path):
+    path = save(_qlinear_matmul_model(), tmp_path / "qmm.onnx")
+    rng = np.random.default_rng(4)
+    probes = [
+        {
+            "a": rng.integers(0, 256, (2, 4)).astype(np.uint8),
+            "b": rng.integers(0, 256, (4, 3)).astype(np.uint8),
+        }
+        for _ in range(2)
+    ]
+    expected = oracle.evaluate(model_io.load(path), probes).outputs
+    plain = target.convert(path, tmp_path / "plain", probes, expected, rtol=0, atol=0)
+    assert not plain.converted or any(
+        (got["y"] != want["y"]).any() for got, want in zip(plain.tf_outputs, expected, strict=True)
+    )
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    assert report.status == "repaired", report.to_json()
+    assert "qlinear-matmul-spelled-out" in [s.rule for s in report.accepted_steps]
+    (outputs,) = target.run(tmp_path / "tf", probes[:1])
+    np.testing.assert_array_equal(outputs["y"], expected[0]["y"])
