@@ -39,7 +39,7 @@ from onnx.reference.ops import op_resize
 from convfix import oracle
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import default_opset, find_node, replace_node
+from convfix.rewriting import Emitter, default_opset, find_node
 from convfix.rules import Rule, RuleContext
 
 MAX_LENGTH = 4096  # the longest input or output axis a map may have: matrices of at most 4096 x 4096
@@ -267,25 +267,21 @@ def _separability_problem(node: ir.Node, opset: int, maps: list[_AxisMap]) -> st
     return None
 
 
-class _Emitter:
-    """Emits the per-axis maps before the node, each value with its static shape declared."""
+class _Emitter(Emitter):
+    """An Emitter for the per-axis maps that declares each value's static shape."""
 
-    def __init__(self, node: ir.Node) -> None:
-        self.tape = ir.tape.Tape()
-        self.prefix = node.name
+    def __init__(self, model: ir.Model, node: ir.Node) -> None:
+        super().__init__(model, node)
         self.dtype = node.inputs[0].dtype
 
-    def op(self, op_type: str, inputs: list[ir.Value], dims: list[int], **attributes) -> ir.Value:
-        name = f"{self.prefix}_{op_type}_{len(self.tape.nodes)}"
-        value = self.tape.op(op_type, inputs, attributes or None, name=name)
+    def shaped(self, op_type: str, inputs: list[ir.Value], dims: list, **attributes) -> ir.Value:
+        value = self.op(op_type, inputs, **attributes)
         value.dtype, value.shape = self.dtype, ir.Shape(dims)
         return value
 
     def const(self, array: np.ndarray) -> ir.Value:
-        name = f"{self.prefix}_Constant_{len(self.tape.nodes)}"
-        tensor = ir.tensor(array)
-        value = self.tape.op("Constant", [], {"value": tensor}, name=name)
-        value.dtype, value.shape = tensor.dtype, ir.Shape(array.shape)
+        value = super().const(array)
+        value.dtype, value.shape = ir.tensor(array).dtype, ir.Shape(array.shape)
         return value
 
     def apply(self, y: ir.Value, m: _AxisMap) -> ir.Value:
@@ -293,33 +289,32 @@ class _Emitter:
         dims[m.axis] = len(m.matrix)
         if m.selects():
             indices = self.const(m.matrix.argmax(axis=1).astype(np.int64))
-            return self.op("Gather", [y, indices], dims, axis=m.axis)
+            return self.shaped("Gather", [y, indices], dims, axis=m.axis)
         matrix = m.matrix.astype(self.dtype.numpy())
         rank = len(dims)
         if m.axis == rank - 2:
-            y = self.op("MatMul", [self.const(matrix), y], dims)
+            y = self.shaped("MatMul", [self.const(matrix), y], dims)
         elif m.axis == rank - 1:
-            y = self.op("MatMul", [y, self.const(matrix.T)], dims)
+            y = self.shaped("MatMul", [y, self.const(matrix.T)], dims)
         else:
             perm = [d for d in range(rank) if d != m.axis] + [m.axis]
-            last = self.op("Transpose", [y], [y.shape[d] for d in perm], perm=perm)
-            moved = self.op("MatMul", [last, self.const(matrix.T)], [dims[d] for d in perm])
-            y = self.op("Transpose", [moved], dims, perm=[int(d) for d in np.argsort(perm)])
+            last = self.shaped("Transpose", [y], [y.shape[d] for d in perm], perm=perm)
+            moved = self.shaped("MatMul", [last, self.const(matrix.T)], [dims[d] for d in perm])
+            y = self.shaped("Transpose", [moved], dims, perm=[int(d) for d in np.argsort(perm)])
         if m.bias.any():
             bias = m.bias.astype(self.dtype.numpy()).reshape([-1] + [1] * (rank - 1 - m.axis))
-            y = self.op("Add", [y, self.const(bias)], dims)
+            y = self.shaped("Add", [y, self.const(bias)], dims)
         return y
 
 
-def _rewrite(node: ir.Node, maps: list[_AxisMap]) -> None:
-    emitter = _Emitter(node)
+def _rewrite(model: ir.Model, node: ir.Node, maps: list[_AxisMap]) -> None:
+    emitter = _Emitter(model, node)
     y = node.inputs[0]
     for m in reversed(maps):
         y = emitter.apply(y, m)
     if y is node.inputs[0]:
-        y = emitter.op("Identity", [y], list(y.shape))
-    node.graph.insert_before(node, emitter.tape.nodes)
-    replace_node(node, [y])
+        y = emitter.shaped("Identity", [y], list(y.shape))
+    emitter.replace([y])
 
 
 def _plan(node: ir.Node, opset: int) -> list[_AxisMap] | str:
@@ -345,7 +340,7 @@ def _every_resize(model: ir.Model, finding: Finding, plan: Callable, rewrite: Ca
     plans = [(target, first)] + [(n, plan(n, opset)) for n in others if n is not target]
     for node, planned in plans:
         if not isinstance(planned, str):
-            rewrite(node, planned)
+            rewrite(model, node, planned)
     return None
 
 
@@ -472,20 +467,15 @@ def _runtime_plan(node: ir.Node, opset: int) -> _Runtime | str:
     return _Runtime(x, axes, resized, scales, sizes, roi)
 
 
-class _Graph:
-    """Emits float32 arithmetic on run-time values before the node (shapes are the runtime's business)."""
-
-    def __init__(self, node: ir.Node) -> None:
-        self.tape = ir.tape.Tape()
-        self.node = node
+class _Graph(Emitter):
+    """An Emitter for float32 arithmetic on run-time values, called as g(op_type, *inputs, **attributes)
+    (shapes are the runtime's business)."""
 
     def __call__(self, op_type: str, *inputs: ir.Value, **attributes) -> ir.Value:
-        name = f"{self.node.name}_{op_type}_{len(self.tape.nodes)}"
-        return self.tape.op(op_type, list(inputs), attributes or None, name=name)
+        return self.op(op_type, list(inputs), **attributes)
 
     def const(self, value, dtype=F32) -> ir.Value:
-        name = f"{self.node.name}_Constant_{len(self.tape.nodes)}"
-        return self.tape.op("Constant", [], {"value": ir.tensor(np.asarray(value, dtype))}, name=name)
+        return super().const(np.asarray(value, dtype))
 
     def element(self, vector: ir.Value, k: int, to: ir.DataType = ir.DataType.FLOAT) -> ir.Value:
         """vector[k] as a [1] tensor of dtype `to`."""
@@ -649,10 +639,10 @@ def _dim(g: _Graph, x: ir.Value, d: int) -> ir.Value:
     return g("Gather", g("Shape", x), g.const([d], np.int64), axis=0)
 
 
-def _runtime_rewrite(node: ir.Node, plan: _Runtime) -> None:
+def _runtime_rewrite(model: ir.Model, node: ir.Node, plan: _Runtime) -> None:
     """Axis by axis, last first, on rank-2 and rank-3 views (onnx2tf mislays values of higher rank whose
     dims it cannot see); at the end, one Reshape to the output's shape."""
-    g = _Graph(node)
+    g = _Graph(model, node)
     x = plan.x
     dims = [_dim(g, x, d) for d in range(len(x.shape))]
     y = x
@@ -661,9 +651,7 @@ def _runtime_rewrite(node: ir.Node, plan: _Runtime) -> None:
         for d in dims[axis + 1 :]:
             tail = g("Mul", tail, d)
         y, dims[axis] = _along(g, plan, y, axis, tail)
-    y = g("Reshape", y, g("Concat", *dims, axis=0))
-    node.graph.insert_before(node, g.tape.nodes)
-    replace_node(node, [y])
+    g.replace([g("Reshape", y, g("Concat", *dims, axis=0))])
 
 
 def resize_runtime_parameters(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
