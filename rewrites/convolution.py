@@ -27,7 +27,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, find_node
+from convfix.rewriting import Emitter, find_node, int_list
 from convfix.rules import Rule, RuleContext
 
 CONVOLUTIONS = ("Conv", "ConvInteger")
@@ -35,9 +35,6 @@ CONVOLUTIONS = ("Conv", "ConvInteger")
 
 class _Builder(Emitter):
     """An Emitter with the padding and slicing a correlation needs."""
-
-    def ints(self, values: list[int]) -> ir.Value:
-        return self.const(np.array(values, np.int64))
 
     def pad(self, x: ir.Value, pads: list[int]) -> ir.Value:
         """Zeros around x (pads for every dim, begins then ends; pads an input from opset 11)."""
@@ -83,18 +80,14 @@ def _node(model: ir.Model, finding: Finding, op_types: tuple[str, ...]) -> ir.No
     return node
 
 
-def _ints(node: ir.Node, name: str, default: int, rank: int) -> list[int]:
-    return list(node.attributes.get_ints(name, [default] * rank))
-
-
 def _conv_axes(node: ir.Node) -> list[_Axis]:
     """Conv's geometry; SAME pads as the spec computes them (output ceil(size / stride), the odd element
     at the end for SAME_UPPER, at the start for SAME_LOWER)."""
     spatial, kernel = list(node.inputs[0].shape[2:]), list(node.inputs[1].shape[2:])
     rank = len(spatial)
-    strides, dilations = _ints(node, "strides", 1, rank), _ints(node, "dilations", 1, rank)
+    strides, dilations = int_list(node, "strides", 1, rank), int_list(node, "dilations", 1, rank)
     auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
-    pads = _ints(node, "pads", 0, 2 * rank) if auto_pad == "NOTSET" else [0] * (2 * rank)
+    pads = int_list(node, "pads", 0, 2 * rank) if auto_pad == "NOTSET" else [0] * (2 * rank)
     axes = []
     for i, (size, k, s, d) in enumerate(zip(spatial, kernel, strides, dilations, strict=True)):
         begin, end = pads[i], pads[rank + i]
@@ -112,12 +105,12 @@ def _transposed_pads(node: ir.Node, output_padding: list[int]) -> list[int] | st
     output (by less than a stride) extended at the end."""
     spatial, kernel = list(node.inputs[0].shape[2:]), list(node.inputs[1].shape[2:])
     rank = len(spatial)
-    strides, dilations = _ints(node, "strides", 1, rank), _ints(node, "dilations", 1, rank)
+    strides, dilations = int_list(node, "strides", 1, rank), int_list(node, "dilations", 1, rank)
     auto_pad = node.attributes.get_string("auto_pad", "NOTSET")
     given = list(node.attributes.get_ints("output_shape", ()))[-rank:]
     wanted = given or [size * s for size, s in zip(spatial, strides, strict=True)]
     if not given and auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
-        return _ints(node, "pads", 0, 2 * rank) if auto_pad == "NOTSET" else [0] * (2 * rank)
+        return int_list(node, "pads", 0, 2 * rank) if auto_pad == "NOTSET" else [0] * (2 * rank)
     begins, ends = [], []
     for size, k, s, d, extra, out in zip(
         spatial, kernel, strides, dilations, output_padding, wanted, strict=True
@@ -137,8 +130,8 @@ def _transposed_axes(node: ir.Node) -> list[_Axis] | str:
     """The stride-1 correlation a ConvTranspose is, over its input with stride-1 zeros after each element."""
     spatial, kernel = list(node.inputs[0].shape[2:]), list(node.inputs[1].shape[2:])
     rank = len(spatial)
-    strides, dilations = _ints(node, "strides", 1, rank), _ints(node, "dilations", 1, rank)
-    output_padding = _ints(node, "output_padding", 0, rank)
+    strides, dilations = int_list(node, "strides", 1, rank), int_list(node, "dilations", 1, rank)
+    output_padding = int_list(node, "output_padding", 0, rank)
     pads = _transposed_pads(node, output_padding)
     if isinstance(pads, str):
         return pads
@@ -298,7 +291,7 @@ def transpose_as_conv(model: ir.Model, finding: Finding, context: RuleContext) -
         return axes
     x, w = node.inputs[0], node.inputs[1]
     rank, groups = len(x.shape) - 2, node.attributes.get_int("group", 1)
-    strides = _ints(node, "strides", 1, rank)
+    strides = int_list(node, "strides", 1, rank)
     b = _Builder(model, node)
     spread = x
     if any(s > 1 for s in strides) or any(a.begin < 0 or a.end < 0 for a in axes):

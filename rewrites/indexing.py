@@ -49,8 +49,7 @@ def slice_runtime_axes(model: ir.Model, finding: Finding, context: RuleContext) 
     rank = len(data.shape)
     b = Emitter(model, node)
     axes = b.op("Cast", [axes], to=ir.DataType.INT64)
-    negative = b.op("Less", [axes, b.const(np.array(0, np.int64))])
-    axes = b.op("Where", [negative, b.op("Add", [axes, b.const(np.array(rank, np.int64))]), axes])
+    axes = b.from_the_end(axes, rank)
     inputs = [
         data,
         _full_rank(b, axes, starts, 0, rank),

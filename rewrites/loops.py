@@ -21,7 +21,7 @@ import onnx_ir as ir
 
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import find_node, int64_constant, replace_node
+from convfix.rewriting import find_node, int64_constant, int_list, replace_node
 from convfix.rules import Rule, RuleContext
 
 MAX_TRIPS = 64
@@ -164,11 +164,6 @@ def unroll_loop(model: ir.Model, finding: Finding, context: RuleContext) -> str 
     return None
 
 
-def _ints(node: ir.Node, name: str, count: int) -> list[int]:
-    attr = node.attributes.get(name)
-    return list(attr.as_ints()) if attr is not None else [0] * count
-
-
 def _axis(axis: int, shape: ir.Shape | None, extra: int = 0) -> int | None:
     """The axis made non-negative against rank(shape) + extra, or None if that rank is unknown."""
     if axis >= 0:
@@ -213,7 +208,7 @@ def unroll_scan(model: ir.Model, finding: Finding, context: RuleContext) -> str 
     count = node.attributes["num_scan_inputs"].as_int()
     states, sequences = list(node.inputs[:-count]), list(node.inputs[-count:])
     in_axes = [
-        _axis(a, x.shape) for a, x in zip(_ints(node, "scan_input_axes", count), sequences, strict=True)
+        _axis(a, x.shape) for a, x in zip(int_list(node, "scan_input_axes", 0, count), sequences, strict=True)
     ]
     length = _scan_length(sequences, in_axes)
     if length is None:
@@ -221,7 +216,7 @@ def unroll_scan(model: ir.Model, finding: Finding, context: RuleContext) -> str 
     outputs = body.outputs[len(states) :]
     out_axes = [
         _axis(a, v.shape, 1)
-        for a, v in zip(_ints(node, "scan_output_axes", len(outputs)), outputs, strict=True)
+        for a, v in zip(int_list(node, "scan_output_axes", 0, len(outputs)), outputs, strict=True)
     ]
     if None in out_axes:
         return "a scan output's axis is negative and its rank unknown"
@@ -229,7 +224,7 @@ def unroll_scan(model: ir.Model, finding: Finding, context: RuleContext) -> str 
     if reason is not None:
         return reason
     _own_outputs(body)
-    reverse_in = _ints(node, "scan_input_directions", count)
+    reverse_in = int_list(node, "scan_input_directions", 0, count)
     scans: list[list[ir.Value]] = [[] for _ in outputs]
     for step in range(length):
         slices = _slices(node, sequences, in_axes, reverse_in, step, length)
@@ -237,7 +232,7 @@ def unroll_scan(model: ir.Model, finding: Finding, context: RuleContext) -> str 
         states = values[: len(states)]
         for parts, value in zip(scans, values[len(states) :], strict=True):
             parts.append(value)
-    reverse_out = _ints(node, "scan_output_directions", len(outputs))
+    reverse_out = int_list(node, "scan_output_directions", 0, len(outputs))
     stacked = [
         _stack(model, node, parts[::-1] if backwards else parts, axis, f"{node.name}_scan_{k}")
         for k, (parts, axis, backwards) in enumerate(zip(scans, out_axes, reverse_out, strict=True))

@@ -47,9 +47,7 @@ def onehot_as_equal(model: ir.Model, finding: Finding, context: RuleContext) -> 
     else:
         count = int(depth_tensor.numpy().reshape(-1)[0])
         length, positions = b.const(np.array(count, np.int64)), _positions(b, count, axis, rank)
-    index = b.op("Cast", [indices], to=ir.DataType.INT64)
-    wrapped = b.op("Add", [index, length])
-    index = b.op("Where", [b.op("Less", [index, b.const(np.array(0, np.int64))]), wrapped, index])
+    index = b.from_the_end(b.op("Cast", [indices], to=ir.DataType.INT64), length)
     index = b.with_axes("Unsqueeze", index, [axis])
     hot = b.op("Equal", [index, positions])
     off, on = (b.op("Gather", [values, b.const(np.array(i, np.int64))]) for i in (0, 1))

@@ -24,7 +24,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import default_opset, find_node, int64_constant, replace_node
+from convfix.rewriting import default_opset, find_node, int64_constant, int_list, replace_node
 from convfix.rules import Rule, RuleContext
 
 POOLS = ("AveragePool", "MaxPool", "LpPool")
@@ -41,17 +41,13 @@ def _pool(model: ir.Model, finding: Finding, op_types: tuple[str, ...]) -> ir.No
     return node
 
 
-def _ints(node: ir.Node, name: str, default: int, rank: int) -> list[int]:
-    return list(node.attributes.get_ints(name, [default] * rank))
-
-
 def _same_pads(node: ir.Node) -> list[int]:
     """ONNX's SAME_UPPER/SAME_LOWER pads: output ceil(L / stride), the odd element at the end (upper)
     or at the start (lower)."""
     spatial = list(node.inputs[0].shape[2:])
     rank = len(spatial)
-    kernel = _ints(node, "kernel_shape", 1, rank)
-    strides, dilations = _ints(node, "strides", 1, rank), _ints(node, "dilations", 1, rank)
+    kernel = int_list(node, "kernel_shape", 1, rank)
+    strides, dilations = int_list(node, "strides", 1, rank), int_list(node, "dilations", 1, rank)
     lower = node.attributes.get_string("auto_pad") == "SAME_LOWER"
     begins, ends = [], []
     for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
@@ -125,9 +121,9 @@ class _Window:
 def _windows(node: ir.Node) -> list[_Window]:
     spatial = list(node.inputs[0].shape[2:])
     rank = len(spatial)
-    kernel = _ints(node, "kernel_shape", 1, rank)
-    strides, dilations = _ints(node, "strides", 1, rank), _ints(node, "dilations", 1, rank)
-    pads = _ints(node, "pads", 0, 2 * rank)
+    kernel = int_list(node, "kernel_shape", 1, rank)
+    strides, dilations = int_list(node, "strides", 1, rank), int_list(node, "dilations", 1, rank)
+    pads = int_list(node, "pads", 0, 2 * rank)
     return [
         _Window(size, k, s, d, b, e)
         for size, k, s, d, b, e in zip(
@@ -140,7 +136,7 @@ def _refusal(node: ir.Node) -> str | None:
     """Why the rewrite of this dilated pool does not apply, or None."""
     if node.attributes.get_string("auto_pad", "NOTSET") != "NOTSET":
         return f"{node.name}: auto_pad is set (explicit pads first)"
-    if all(d == 1 for d in _ints(node, "dilations", 1, len(node.inputs[0].shape) - 2)):
+    if all(d == 1 for d in int_list(node, "dilations", 1, len(node.inputs[0].shape) - 2)):
         return f"{node.name}: no dilation"
     return None
 

@@ -48,10 +48,7 @@ def axes_at_run_time(node: ir.Node) -> bool:
 
 def _reduced_dims(b: Emitter, axes: ir.Value, rank: int) -> ir.Value:
     """A bool [rank] vector: is dim d among the (possibly negative) axes."""
-    negative = b.op("Less", [axes, b.const(np.array(0, np.int64))])
-    shifted = b.op("Add", [axes, b.const(np.array(rank, np.int64))])
-    normal = b.op("Where", [negative, shifted, axes])
-    column = b.op("Unsqueeze", [normal, b.const(np.array([1], np.int64))])
+    column = b.op("Unsqueeze", [b.from_the_end(axes, rank), b.const(np.array([1], np.int64))])
     hits = b.op("Equal", [column, b.const(np.arange(rank, dtype=np.int64))])
     counts = b.with_axes("ReduceMax", b.op("Cast", [hits], to=ir.DataType.FLOAT), [0], keepdims=1)
     return b.op(

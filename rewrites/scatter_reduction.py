@@ -85,19 +85,13 @@ def _plan(node: ir.Node) -> _Plan | str:
     return _Plan(axis, data.shape[axis], shortfall)
 
 
-def _ints(b: Emitter, values: list[int]) -> ir.Value:
-    return b.const(np.array(values, np.int64))
-
-
 def _normalized_indices(b: Emitter, indices: ir.Value, length: int, pads: list[int]) -> ir.Value:
     """index + length where negative, padded with `length` (an index no position matches)."""
     dtype = indices.dtype.numpy()
-    negative = b.op("Less", [indices, b.const(np.array(0, dtype))])
-    wrapped = b.op("Add", [indices, b.const(np.array(length, dtype))])
-    normalized = b.op("Where", [negative, wrapped, indices])
+    normalized = b.from_the_end(indices, length, dtype)
     if not any(pads):
         return normalized
-    return b.op("Pad", [normalized, _ints(b, pads), b.const(np.array(length, dtype))])
+    return b.op("Pad", [normalized, b.ints(pads), b.const(np.array(length, dtype))])
 
 
 def _rewrite(model: ir.Model, node: ir.Node, plan: _Plan) -> None:
@@ -108,14 +102,14 @@ def _rewrite(model: ir.Model, node: ir.Node, plan: _Plan) -> None:
     b = Emitter(model, node)
     pads = [0] * rank + shortfall
     if any(pads):
-        updates = b.op("Pad", [updates, _ints(b, pads)])
+        updates = b.op("Pad", [updates, b.ints(pads)])
     index = _normalized_indices(b, indices, length, pads)
     positions = np.arange(length, dtype=indices.dtype.numpy())
     positions = positions.reshape((1,) * (axis + 1) + (length,) + (1,) * (rank - axis - 1))
-    onehot = b.op("Equal", [b.op("Unsqueeze", [index, _ints(b, [axis + 1])]), b.const(positions)])
+    onehot = b.op("Equal", [b.op("Unsqueeze", [index, b.ints([axis + 1])]), b.const(positions)])
     spread = b.op(
         "Where",
-        [onehot, b.op("Unsqueeze", [updates, _ints(b, [axis + 1])]), b.const(_identity(reduction, dtype))],
+        [onehot, b.op("Unsqueeze", [updates, b.ints([axis + 1])]), b.const(_identity(reduction, dtype))],
     )
     reduced = b.with_axes(REDUCE[reduction], spread, [axis], keepdims=0)
     result = b.op(COMBINE[reduction], [data, reduced])
@@ -150,29 +144,21 @@ def _as_rows(model: ir.Model, node: ir.Node) -> str | None:
     count = int(np.prod(index_dims[:-1]))
     strides = np.array([int(np.prod(dims[j + 1 : depth])) for j in range(depth)], np.int64)
     b = Emitter(model, node)
-    index = b.op("Cast", [indices], to=ir.DataType.INT64)
-    index = b.op(
-        "Where",
-        [
-            b.op("Less", [index, b.const(np.array(0, np.int64))]),
-            b.op("Add", [index, b.const(np.array(dims[:depth], np.int64))]),
-            index,
-        ],
-    )
-    row = b.op("ReduceSum", [b.op("Mul", [index, b.const(strides)]), _ints(b, [-1])], keepdims=0)
-    row = b.op("Reshape", [row, _ints(b, [count, 1])])
-    row = b.op("Expand", [row, _ints(b, [count, row_size])])
+    index = b.from_the_end(b.op("Cast", [indices], to=ir.DataType.INT64), dims[:depth])
+    row = b.op("ReduceSum", [b.op("Mul", [index, b.const(strides)]), b.ints([-1])], keepdims=0)
+    row = b.op("Reshape", [row, b.ints([count, 1])])
+    row = b.op("Expand", [row, b.ints([count, row_size])])
     scattered = b.op(
         "ScatterElements",
         [
-            b.op("Reshape", [data, _ints(b, [rows, row_size])]),
+            b.op("Reshape", [data, b.ints([rows, row_size])]),
             row,
-            b.op("Reshape", [updates, _ints(b, [count, row_size])]),
+            b.op("Reshape", [updates, b.ints([count, row_size])]),
         ],
         axis=0,
         reduction=_reduction(node),
     )
-    b.replace([b.op("Reshape", [scattered, _ints(b, dims)])])
+    b.replace([b.op("Reshape", [scattered, b.ints(dims)])])
     return None
 
 

@@ -17,23 +17,17 @@ import onnx_ir as ir
 
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import int64_constant
+from convfix.rewriting import constant_input_ints, int64_constant
 from convfix.rules import Rule, RuleContext
 
 _BOUNDS = (1, 2)  # the starts and ends inputs
-
-
-def _const_ints(node: ir.Node, index: int) -> list[int] | None:
-    value = node.inputs[index] if len(node.inputs) > index else None
-    tensor = None if value is None else ir.convenience.get_const_tensor(value)
-    return None if tensor is None else [int(v) for v in tensor.numpy().reshape(-1)]
 
 
 def counts_from_end(node: ir.Node) -> bool:
     """A Slice (opset 10+) with a constant bound below zero."""
     if node.op_type != "Slice" or node.domain not in ("", "ai.onnx") or len(node.inputs) < 3:
         return False
-    return any(any(v < 0 for v in _const_ints(node, i) or ()) for i in _BOUNDS)
+    return any(any(v < 0 for v in constant_input_ints(node, i) or ()) for i in _BOUNDS)
 
 
 def _from_start(value: int, dim: int) -> int:
@@ -43,11 +37,11 @@ def _from_start(value: int, dim: int) -> int:
 
 def _axes(node: ir.Node, rank: int) -> list[int] | None:
     """The sliced axes, non-negative (the default: one per start), or None when they are computed."""
-    given = _const_ints(node, 3)
+    given = constant_input_ints(node, 3)
     if given is not None:
         return [a % rank for a in given]
     computed = len(node.inputs) > 3 and node.inputs[3] is not None
-    return None if computed else list(range(len(_const_ints(node, 1) or ())))
+    return None if computed else list(range(len(constant_input_ints(node, 1) or ())))
 
 
 def _plan(node: ir.Node) -> tuple[list[int], list[list[int]]] | str:
@@ -56,10 +50,10 @@ def _plan(node: ir.Node) -> tuple[list[int], list[list[int]]] | str:
     if shape is None:
         return f"{node.name}: the input's rank is unknown"
     axes = _axes(node, len(shape))
-    bounds = [_const_ints(node, i) for i in _BOUNDS]
+    bounds = [constant_input_ints(node, i) for i in _BOUNDS]
     if axes is None or None in bounds:
         return f"{node.name}: the starts, ends or axes are computed"
-    if any(s < 0 for s in _const_ints(node, 4) or ()):
+    if any(s < 0 for s in constant_input_ints(node, 4) or ()):
         return f"{node.name}: a negative step (slice-negative-step handles it)"
     if any(v < 0 and not isinstance(shape[a], int) for b in bounds for a, v in zip(axes, b, strict=True)):
         return f"{node.name}: a bound counts from the end of a dim that is not static"

@@ -11,13 +11,8 @@ import onnx_ir as ir
 
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import int64_constant, replace_node
+from convfix.rewriting import constant_input_ints, int64_constant, replace_node
 from convfix.rules import Rule, RuleContext
-
-
-def _const_ints(value: ir.Value | None) -> list[int] | None:
-    tensor = None if value is None else ir.convenience.get_const_tensor(value)
-    return None if tensor is None else [int(v) for v in tensor.numpy().reshape(-1)]
 
 
 def _input(node: ir.Node, index: int) -> ir.Value | None:
@@ -25,7 +20,7 @@ def _input(node: ir.Node, index: int) -> ir.Value | None:
 
 
 def _negative_steps(node: ir.Node) -> bool:
-    steps = _const_ints(_input(node, 4))
+    steps = constant_input_ints(node, 4)
     return steps is not None and any(s < 0 for s in steps)
 
 
@@ -43,8 +38,8 @@ def onnx_slice_indices(start: int, end: int, step: int, dim: int) -> list[int]:
 def _plan(node: ir.Node) -> tuple[list[tuple[int, list[int]]], list[tuple[int, int, int, int]]] | str:
     """(axis, indices) per negative step and (start, end, axis, step) per positive one, or why not."""
     x = node.inputs[0]
-    starts, ends, steps = (_const_ints(_input(node, i)) for i in (1, 2, 4))
-    axes = _const_ints(_input(node, 3)) if _input(node, 3) is not None else list(range(len(starts or ())))
+    starts, ends, steps = (constant_input_ints(node, i) for i in (1, 2, 4))
+    axes = constant_input_ints(node, 3) if _input(node, 3) is not None else list(range(len(starts or ())))
     if starts is None or ends is None or axes is None or x.shape is None:
         return "starts/ends/axes are not constant or the input's rank is unknown"
     axes = [a + len(x.shape) if a < 0 else a for a in axes]

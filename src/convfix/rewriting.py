@@ -59,6 +59,18 @@ def standard_node(model: ir.Model, finding: Finding, op_type: str) -> ir.Node | 
     return node if node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx") else None
 
 
+def constant_input_ints(node: ir.Node, index: int) -> list[int] | None:
+    """The node's input `index` as a list of ints if it is a constant; None if absent or computed."""
+    value = node.inputs[index] if len(node.inputs) > index else None
+    tensor = None if value is None else ir.convenience.get_const_tensor(value)
+    return None if tensor is None else [int(v) for v in tensor.numpy().reshape(-1)]
+
+
+def int_list(node: ir.Node, name: str, default: int, count: int) -> list[int]:
+    """An ints attribute (kernel_shape, strides, pads, axes...), or `count` times the default."""
+    return list(node.attributes.get_ints(name, [default] * count))
+
+
 # The opset from which these ops take their axes as an input rather than an attribute.
 _AXES_INPUT_FROM = {"ReduceSum": 13, "Squeeze": 13, "Unsqueeze": 13}
 
@@ -78,11 +90,23 @@ class Emitter:
     def const(self, array: np.ndarray) -> ir.Value:
         return self.op("Constant", [], value=ir.tensor(np.asarray(array)))
 
+    def ints(self, values: list[int]) -> ir.Value:
+        """An int64 constant (shapes, indices, axes)."""
+        return self.const(np.array(values, np.int64))
+
     def with_axes(self, op_type: str, x: ir.Value, axes: list[int], **attributes) -> ir.Value:
         """Reduce*, Squeeze or Unsqueeze over constant axes: an input or an attribute, by opset."""
         if self.opset >= _AXES_INPUT_FROM.get(op_type, 18):
             return self.op(op_type, [x, self.const(np.array(axes, np.int64))], **attributes)
         return self.op(op_type, [x], axes=axes, **attributes)
+
+    def from_the_end(self, index: ir.Value, length, dtype=np.int64) -> ir.Value:
+        """index + length where index is negative: ONNX's counting from the end of a dim. `length` is
+        a value, or numbers (one per element of index, broadcast) made a constant of `dtype`."""
+        if not isinstance(length, ir.Value):
+            length = self.const(np.array(length, dtype))
+        negative = self.op("Less", [index, self.const(np.array(0, dtype))])
+        return self.op("Where", [negative, self.op("Add", [index, length]), index])
 
     def replace(self, values: list[ir.Value]) -> None:
         """Insert what was built before the node, then put values in its place."""
