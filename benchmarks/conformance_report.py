@@ -11,7 +11,16 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-STATUSES = ("pass", "rejected", "mismatch", "convert-error", "run-error", "ort-unsupported", "excluded")
+STATUSES = (
+    "pass",
+    "suite-erratum",
+    "rejected",
+    "mismatch",
+    "convert-error",
+    "run-error",
+    "ort-unsupported",
+    "excluded",
+)
 PACKAGES = ("onnx2tf", "tensorflow", "onnx", "onnxruntime", "onnxscript", "onnx-ir", "numpy")
 MAX_ERROR = 160
 
@@ -253,7 +262,9 @@ def write_results(
         "Statuses: `ort-unsupported` onnxruntime cannot run the original; `excluded` not runnable here "
         "(non-tensor graph inputs/outputs); `convert-error`; `run-error` (the SavedModel fails at run time, "
         "or the benchmark child crashed on it); `mismatch`; `rejected` (convfix only: the TF output "
-        "matches the suite but convfix does not claim it, e.g. because onnxruntime disagrees); `pass`. "
+        "matches the suite but convfix does not claim it, e.g. because onnxruntime disagrees); "
+        "`suite-erratum` (convfix only: TF differs from the suite where the suite is proven to contradict "
+        "the op's spec, see `suite_erratum` in conformance.py; not counted as a pass); `pass`. "
         "The deployment-relevant subset drops "
         "the op types, domains and dtypes in `EXCLUDED_OPS`/`EXCLUDED_DOMAINS`/`EXCLUDED_DTYPES` of "
         "`benchmarks/conformance.py`.",

@@ -35,7 +35,18 @@ def test_grouped_query_attention_is_taken_from_the_reference_implementation():
     np.testing.assert_allclose(reference.outputs[0]["Y"], expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["test_attention_3d", "test_relu"])
+def test_resize_align_corners_downsample_is_taken_from_the_reference_implementation():
+    """onnxruntime divides by the integer output length; the spec's reference by input length x scale."""
+    path, inputs, (expected,) = _suite_case("test_resize_downsample_scales_linear_align_corners")
+    assert not np.allclose(oracle.run_onnxruntime(str(path), [inputs])[0]["Y"], expected, atol=1e-3)
+    reference = oracle.evaluate(model_io.load(path), [inputs])
+    assert reference.oracle == "onnx.reference (onnxruntime disagrees; it deviates on Resize)"
+    np.testing.assert_allclose(reference.outputs[0]["Y"], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name", ["test_attention_3d", "test_relu", "test_resize_upsample_scales_linear_align_corners"]
+)
 def test_onnxruntime_speaks_where_it_agrees_or_is_not_suspected(name):
     path, inputs, (expected,) = _suite_case(name)
     reference = oracle.evaluate(model_io.load(path), [inputs])
