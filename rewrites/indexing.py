@@ -5,6 +5,9 @@
   the dims not named keep [0, INT64_MAX) step 1), the Slice takes the constant axes 0..r-1. Exact.
 - Split into `num_outputs` parts that do not divide the dim (opset 18: the last part is smaller):
   onnx2tf asks for an even split. The sizes are written out as the `split` input. Exact.
+- Pad with an axes input (opset 18): onnx2tf reshapes the pads to [2, rank] as if every dim were
+  named (`Cannot reshape a tensor with 4 elements to shape [2,3]`). The pads are gathered into
+  full-rank pads, zeros for the dims not named; the axes must be constants. Exact.
 - Compress: onnx2tf fails on it (`'KerasTensor' object has no attribute 'ndim'`). A Gather of the
   indices NonZero finds in the condition (over the flattened data when there is no axis). Exact.
 """
@@ -17,7 +20,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, computed_at_run_time, standard_node
+from convfix.rewriting import Emitter, computed_at_run_time, constant_input_ints, standard_node
 from convfix.rules import Rule, RuleContext
 
 _INT64_MAX = np.iinfo(np.int64).max
@@ -83,6 +86,27 @@ def split_uneven(model: ir.Model, finding: Finding, context: RuleContext) -> str
     return None
 
 
+def pad_axes_full_rank(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = standard_node(model, finding, "Pad")
+    if node is None or len(node.inputs) < 4 or node.inputs[3] is None:
+        return "not a Pad with an axes input"
+    data, pads, constant_value = node.inputs[:3]
+    axes = constant_input_ints(node, 3)
+    if axes is None or data.shape is None:
+        return "the axes are computed at run time, or the data's rank is unknown"
+    rank = len(data.shape)
+    named = [axis + rank if axis < 0 else axis for axis in axes]
+    # Position 0 of the gathered vector is a zero; position 1 + j is pads[j].
+    where = [1 + named.index(dim) if dim in named else 0 for dim in range(rank)]
+    index = where + [0 if w == 0 else w + len(named) for w in where]
+    b = Emitter(model, node)
+    padded = b.op("Concat", [b.ints([0]), b.op("Cast", [pads], to=ir.DataType.INT64)], axis=0)
+    full = b.op("Gather", [padded, b.ints(index)], axis=0)
+    mode = node.attributes.get_string("mode", "constant")
+    b.replace([b.op("Pad", [data, full, constant_value], mode=mode)])
+    return None
+
+
 def compress_as_gather(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
     node = standard_node(model, finding, "Compress")
     if node is None:
@@ -114,6 +138,13 @@ RULES = [
         split_uneven,
         "Split into num_outputs parts that do not divide the dim, with the sizes written out",
         ops=("Split",),
+    ),
+    Rule(
+        "pad-axes-full-rank",
+        _KINDS,
+        pad_axes_full_rank,
+        "Pad with constant axes as a Pad over every dim (pads gathered into place, zeros elsewhere)",
+        ops=("Pad",),
     ),
     Rule(
         "compress-as-gather",

@@ -1,4 +1,4 @@
-"""slice-runtime-axes, split-uneven, compress-as-gather: indexing forms onnx2tf mis-converts."""
+"""slice-runtime-axes, split-uneven, pad-axes-full-rank, compress-as-gather: indexing forms onnx2tf mis-converts."""
 
 from __future__ import annotations
 
@@ -68,6 +68,37 @@ def test_uneven_split_sizes_are_written_out(tmp_path, dim, parts):
         np.testing.assert_array_equal(actual[name], expected[name])
 
 
+def _pad_model(axes: list[int], mode: str) -> onnx.ModelProto:
+    """A Pad over some dims of a rank-3 tensor, pads a run-time input (CenterCropPad's body)."""
+    return _model(
+        [
+            helper.make_node("Constant", [], ["axes"], value_ints=axes),
+            helper.make_node("Pad", ["x", "pads", "", "axes"], ["y"], name="op", mode=mode),
+        ],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5, 4]),
+            helper.make_tensor_value_info("pads", TensorProto.INT64, [2 * len(axes)]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None, None])],
+    )
+
+
+@pytest.mark.parametrize(
+    ("axes", "mode", "pads"),
+    [([1, 2], "constant", [1, 0, 2, 3]), ([-1], "reflect", [2, 1]), ([2, 0], "edge", [1, 2, 0, 1])],
+)
+def test_pads_over_named_axes_are_gathered_into_full_rank_pads(tmp_path, axes, mode, pads):
+    probe = {
+        "x": np.arange(60, dtype=np.float32).reshape(3, 5, 4),
+        "pads": np.array(pads, np.int64),
+    }
+    model = _pad_model(axes, mode)
+    (expected,), (actual,) = outputs_before_and_after(
+        tmp_path, model, "pad-axes-full-rank", "Pad", [probe], op_stays=True
+    )
+    np.testing.assert_array_equal(actual["y"], expected["y"])
+
+
 @pytest.mark.parametrize("axis", [None, 0, -1])
 def test_compress_gathers_what_the_condition_keeps(tmp_path, axis):
     attrs = {} if axis is None else {"axis": axis}
@@ -104,6 +135,22 @@ def test_runtime_slice_axes_are_caught_before_conversion_and_repaired(target, tm
     fresh = _slice_probe([1, 0], [4, 3], [2, 1], [2, 1], seed=9)
     (outputs,) = target.run(tmp_path / "tf", [fresh])
     np.testing.assert_array_equal(outputs["y"], fresh["x"][:, 0:3, 1:4:2])
+
+
+@pytest.mark.slow
+def test_a_pad_over_named_axes_fails_plain_and_is_repaired(target, tmp_path):
+    path = save(_pad_model([1, 2], "constant"), tmp_path / "pad.onnx")
+    x = np.random.default_rng(0).normal(size=(3, 5, 4)).astype(np.float32)
+    probe = {"x": x, "pads": np.array([1, 0, 2, 3], np.int64)}
+    plain = target.convert(path, tmp_path / "plain", [probe], [{}], rtol=1e-4, atol=1e-4)
+    assert not plain.converted
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    assert report.status == "repaired", report.to_json()
+    assert "pad-axes-full-rank" in [s.rule for s in report.accepted_steps]
+    fresh = {"x": x, "pads": np.array([0, 2, 1, 0], np.int64)}
+    (outputs,) = target.run(tmp_path / "tf", [fresh])
+    np.testing.assert_array_equal(outputs["y"], np.pad(x, [(0, 0), (0, 1), (2, 0)]))
 
 
 @pytest.mark.slow
