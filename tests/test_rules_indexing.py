@@ -1,4 +1,4 @@
-"""slice-runtime-axes, split-uneven, pad-axes-full-rank, compress-as-gather: indexing forms onnx2tf mis-converts."""
+"""slice-runtime-axes, split-uneven, pad-axes-full-rank, compress-as-gather: misconverted indexing."""
 
 from __future__ import annotations
 
