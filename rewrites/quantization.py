@@ -9,6 +9,13 @@ its QLinearMatMul likewise. The ops are spelled out as their definitions with pl
   lays a per-channel scale along the wrong axis of a folded int8 weight: errors of 1e-2).
 - QLinearMatMul: the integer product of (a - a_zero_point) and (b - b_zero_point) in int32, scaled by
   a_scale * b_scale / y_scale in float32, then quantized as above.
+- QLinearConv (onnx2tf fails on it): the Conv of (x - x_zero_point) and (w - w_zero_point) in
+  float32 with the int32 bias as its bias (ONNX's Conv takes no integers; exact while every sum stays
+  below 2**24, which a kernel of up to 256 taps of 8-bit values guarantees, and |bias| under 2**23;
+  a separate Add of the bias laid along the channels came back wrong from onnx2tf), scaled by
+  x_scale * w_scale / y_scale (w_scale per output channel or per tensor), then quantized as above;
+  the zero points must be per tensor. A model below opset 11 (no Round) is first moved to opset 11
+  by onnx's version converter.
 Exact for 8-bit and 16-bit integer types (blocked quantization and float8 outputs are refused).
 """
 
@@ -18,7 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, standard_node
+from convfix.rewriting import Emitter, default_opset, standard_node, upgrade_opset
 from convfix.rules import Rule, RuleContext
 
 _INTEGERS = {ir.DataType.UINT8, ir.DataType.INT8, ir.DataType.UINT16, ir.DataType.INT16}
@@ -121,6 +128,52 @@ def qlinear_matmul_spelled_out(model: ir.Model, finding: Finding, context: RuleC
     return None
 
 
+_ROUND_SINCE = 11  # Round, and Clip with bounds as inputs
+_CONV_ATTRIBUTES = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+_EXACT_TAPS = 256  # 255 * 255 * 256 < 2**24: the float32 sums of 8-bit products stay exact
+
+
+def qlinear_conv_spelled_out(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    if standard_node(model, finding, "QLinearConv") is None:
+        return "not a QLinearConv node"
+    if default_opset(model) < _ROUND_SINCE and (reason := upgrade_opset(model, _ROUND_SINCE)):
+        return reason
+    node = standard_node(model, finding, "QLinearConv")
+    if node is None:
+        return f"the node is lost moving the model to opset {_ROUND_SINCE}"
+    x, x_scale, x_point, w, w_scale, w_point, y_scale, y_point = node.inputs[:8]
+    bias = node.inputs[8] if len(node.inputs) > 8 else None
+    if y_point is None or y_point.dtype not in _INTEGERS or x.dtype not in _INTEGERS:
+        return "a non-integer or unknown input or output type"
+    if w.shape is None or not w.shape.is_static() or x.shape is None:
+        return "the weight's shape is not static or the input's rank is unknown"
+    taps = int(np.prod(w.shape.numpy()[1:]))
+    if x.dtype.itemsize > 1 or taps > _EXACT_TAPS:
+        return f"16-bit inputs or a kernel of more than {_EXACT_TAPS} taps: float32 sums would round"
+    bias_tensor = None if bias is None else ir.convenience.get_const_tensor(bias)
+    if bias is not None and (bias_tensor is None or np.abs(bias_tensor.numpy()).max() >= 2**23):
+        return "a run-time bias, or one of 2**23 or more: float32 sums would round"
+    if any(p is not None and (p.shape is None or np.prod(p.shape.numpy()) != 1) for p in (x_point, w_point)):
+        return "per-channel zero points"
+    b = Emitter(model, node)
+    centered = [
+        b.op("Sub", [b.op("Cast", [v], to=ir.DataType.FLOAT), b.op("Cast", [p], to=ir.DataType.FLOAT)])
+        for v, p in ((x, x_point), (w, w_point))
+    ]
+    attributes = {name: node.attributes[name].value for name in _CONV_ATTRIBUTES if name in node.attributes}
+    rank = len(x.shape)
+    if bias is not None:
+        centered.append(b.op("Cast", [bias], to=ir.DataType.FLOAT))
+    product = b.op("Conv", centered, **attributes)
+    w_scale = _per_axis(b, w_scale, 1, rank)
+    scales = [b.op("Cast", [s], to=ir.DataType.FLOAT) for s in (x_scale, w_scale, y_scale)]
+    multiplier = b.op("Div", [b.op("Mul", scales[:2]), scales[2]])
+    one = b.const(np.array(1.0, np.float32))
+    rescaled = b.op("Mul", [product, multiplier])
+    b.replace([_quantized(b, rescaled, ir.DataType.FLOAT, one, y_point, y_point.dtype)])
+    return None
+
+
 _KINDS = ("conversion-error", "divergence")
 RULES = [
     Rule(
@@ -143,5 +196,12 @@ RULES = [
         qlinear_matmul_spelled_out,
         "QLinearMatMul as an int32 MatMul of the centered inputs, rescaled and quantized",
         ops=("QLinearMatMul",),
+    ),
+    Rule(
+        "qlinear-conv-spelled-out",
+        _KINDS,
+        qlinear_conv_spelled_out,
+        "QLinearConv as a float Conv of the centered integers plus bias, rescaled and quantized",
+        ops=("QLinearConv",),
     ),
 ]

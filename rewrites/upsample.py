@@ -12,11 +12,10 @@ for nearest) are written on each Resize. Opset 11, not 10: convfix's Resize rule
 
 from __future__ import annotations
 
-import onnx.version_converter
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import default_opset, standard_node
+from convfix.rewriting import default_opset, standard_node, upgrade_opset
 from convfix.rules import Rule, RuleContext
 
 _RESIZE_SINCE = 10
@@ -28,20 +27,16 @@ def upsample_as_resize(model: ir.Model, finding: Finding, context: RuleContext) 
         return "not an Upsample node"
     if default_opset(model) >= _RESIZE_SINCE:
         return f"Upsample is deprecated from opset {_RESIZE_SINCE}: the model is not valid ONNX"
-    try:
-        proto = onnx.version_converter.convert_version(ir.to_proto(model), _TARGET_OPSET)
-    except Exception as exc:  # noqa: BLE001 - the converter raises anything; its message is the reason
-        return f"onnx's version converter cannot move the model to opset {_TARGET_OPSET}: {exc}"
-    converted = ir.from_proto(proto)
-    for node in converted.graph.all_nodes():
+    reason = upgrade_opset(model, _TARGET_OPSET)
+    if reason:
+        return reason
+    for node in model.graph.all_nodes():
         if node.op_type == "Resize":  # none existed below opset 10: each one is an Upsample
             node.attributes["coordinate_transformation_mode"] = ir.AttrString(
                 "coordinate_transformation_mode", "asymmetric"
             )
             if node.attributes.get_string("mode", "nearest") == "nearest":
                 node.attributes["nearest_mode"] = ir.AttrString("nearest_mode", "floor")
-    model.graph = converted.graph
-    model.ir_version = converted.ir_version
     return None
 
 

@@ -1,4 +1,4 @@
-"""quantize-linear-spelled-out, qlinear-matmul-spelled-out: onnx2tf returns dequantized floats."""
+"""quantize-linear-, qlinear-matmul-, qlinear-conv-spelled-out: onnx2tf returns dequantized floats."""
 
 from __future__ import annotations
 
@@ -50,6 +50,44 @@ def _qlinear_matmul_model() -> onnx.ModelProto:
         constants,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def _qlinear_conv_model(opset: int, per_channel: bool, group: int = 2) -> onnx.ModelProto:
+    """A strided, padded (grouped) uint8 QLinearConv with an int32 bias, as a quantizer writes one."""
+    names = ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "bias"]
+    attributes = {"pads": [1, 0, 1, 2], "strides": [2, 1], "group": group, "kernel_shape": [3, 3]}
+    node = helper.make_node("QLinearConv", names, ["y"], name="op", **attributes)
+    rng = np.random.default_rng(7)
+    w_scale = np.array([0.02, 0.03, 0.025, 0.04] if per_channel else [0.03], np.float32)
+    constants = [
+        numpy_helper.from_array(np.array(0.05, np.float32), "x_scale"),
+        numpy_helper.from_array(np.array(120, np.uint8), "x_zp"),
+        numpy_helper.from_array(rng.integers(0, 256, (4, 6 // group, 3, 3)).astype(np.uint8), "w"),
+        numpy_helper.from_array(w_scale, "w_scale"),
+        numpy_helper.from_array(np.array(128, np.uint8), "w_zp"),
+        numpy_helper.from_array(np.array(2.5, np.float32), "y_scale"),
+        numpy_helper.from_array(np.array(100, np.uint8), "y_zp"),
+        numpy_helper.from_array(rng.integers(-2000, 2000, 4).astype(np.int32), "bias"),
+    ]
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [2, 6, 7, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [2, 4, 4, 5])],
+        constants,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)
+
+
+def _conv_probes(count: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(11)
+    return [{"x": rng.integers(0, 256, (2, 6, 7, 5)).astype(np.uint8)} for _ in range(count)]
+
+
+@pytest.mark.parametrize(("opset", "per_channel"), [(10, True), (13, False), (19, True)])
+def test_qlinear_conv_is_a_centered_conv_requantized(tmp_path, opset, per_channel):
+    model = _qlinear_conv_model(opset, per_channel)
+    _same_after(tmp_path, model, "qlinear-conv-spelled-out", "QLinearConv", _conv_probes(3))
 
 
 def _same_after(tmp_path, model: onnx.ModelProto, rule: str, op: str, probes: list[dict]) -> None:
@@ -146,3 +184,18 @@ def test_qlinear_matmul_gives_onnxruntime_integers_once_spelled_out(target, tmp_
     assert "qlinear-matmul-spelled-out" in [s.rule for s in report.accepted_steps]
     (outputs,) = target.run(tmp_path / "tf", probes[:1])
     np.testing.assert_array_equal(outputs["y"], expected[0]["y"])
+
+
+@pytest.mark.slow
+def test_a_qlinear_conv_fails_plain_and_is_repaired(target, tmp_path):
+    path = save(_qlinear_conv_model(10, per_channel=True), tmp_path / "qconv.onnx")
+    probes = _conv_probes(2)
+    plain = target.convert(path, tmp_path / "plain", probes[:1], [{}], rtol=0, atol=0)
+    assert not plain.converted
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes[:1])
+    assert report.status == "repaired", report.to_json()
+    assert "qlinear-conv-spelled-out" in [s.rule for s in report.accepted_steps]
+    (expected,) = oracle.evaluate(model_io.load(path), probes[1:]).outputs
+    (outputs,) = target.run(tmp_path / "tf", probes[1:])
+    np.testing.assert_array_equal(outputs["y"], expected["y"])

@@ -53,6 +53,21 @@ def default_opset(model: ir.Model) -> int:
     return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 18))
 
 
+def upgrade_opset(model: ir.Model, version: int) -> str | None:
+    """Move the whole model to default-domain opset `version` with onnx's version converter, in place;
+    the reason it cannot, or None. For rules whose spelling needs ops newer than the model's opset."""
+    import onnx.version_converter
+
+    try:
+        proto = onnx.version_converter.convert_version(ir.to_proto(model), version)
+    except Exception as exc:  # noqa: BLE001 - the converter raises anything; its message is the reason
+        return f"onnx's version converter cannot move the model to opset {version}: {exc}"
+    converted = ir.from_proto(proto)
+    model.graph = converted.graph
+    model.ir_version = converted.ir_version
+    return None
+
+
 def standard_node(model: ir.Model, finding: Finding, op_type: str) -> ir.Node | None:
     """The finding's node if it is the default-domain op_type, else None."""
     node = find_node(model, finding)
