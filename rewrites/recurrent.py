@@ -8,8 +8,11 @@ gates), and Y, Y_h and Y_c are stacked with Unsqueeze and Concat in the node's l
 the initial states are cut with Gather and Slice at run time, so a graph input stays an input
 (constants fold later). An absent B, P or initial state is zero: its terms are left out (adding a zero
 changes nothing). Refused: `clip`, `input_forget`, activations other than Sigmoid/Tanh/Relu,
-sequence_lens other than the full length as a constant, a sequence length that is not static or
-above MAX_STEPS (a dynamic one would need a loop, which onnx2tf fails on too).
+sequence_lens shorter than the sequence on a reverse or bidirectional node (each batch entry would
+reverse from its own end), a sequence length that is not static or above MAX_STEPS (a dynamic one
+would need a loop, which onnx2tf fails on too). A forward node with sequence_lens (run-time or not)
+masks each step as onnxruntime does: past its length a batch entry keeps its states and outputs zeros
+(an empty one ends with zero states).
 """
 
 from __future__ import annotations
@@ -109,11 +112,21 @@ def _hidden_size(node: ir.Node) -> int | None:
     return hidden or None
 
 
-def _sequence_lens_refused(node: ir.Node, steps: int) -> str | None:
+def _masking_lens(node: ir.Node, steps: int) -> ir.Value | None:
+    """sequence_lens, unless it is absent or a constant equal to the full length (nothing to mask)."""
     lens = _input(node, 4)
     tensor = None if lens is None else ir.convenience.get_const_tensor(lens)
-    if lens is not None and (tensor is None or not (np.asarray(tensor.numpy()) == steps).all()):
-        return f"sequence_lens is not a constant equal to the sequence length ({steps}): not unrolled"
+    if lens is None or (tensor is not None and (np.asarray(tensor.numpy()) == steps).all()):
+        return None
+    return lens
+
+
+def _sequence_lens_refused(node: ir.Node, steps: int) -> str | None:
+    if (
+        _masking_lens(node, steps) is not None
+        and node.attributes.get_string("direction", "forward") != "forward"
+    ):
+        return "sequence_lens shorter than the sequence on a reverse or bidirectional node: not unrolled"
     return None
 
 
@@ -270,14 +283,29 @@ def unroll_recurrent(model: ir.Model, finding: Finding, context: RuleContext) ->
     names, count = _activations(node, len(backwards)), len(_DEFAULT_ACTIVATIONS[node.op_type])
     b = _Builder(model, node)
     xs = [b.take(node.inputs[0], t, _layout(node)) for t in range(_steps(node))]
+    lens = _masking_lens(node, len(xs))
+    lens = None if lens is None else b.with_axes("Unsqueeze", b.op("Cast", [lens], to=ir.DataType.INT64), [1])
+    zero = b.const(np.array(0, node.inputs[0].dtype.numpy()))
     ys, finals = [], []
     for d, backward in enumerate(backwards):
         weights = _direction(b, node, d, _hidden_size(node), names[d * count : (d + 1) * count])
         state, hs = (weights.h, weights.c), []
-        for x in xs[::-1] if backward else xs:
-            state = _step(b, node, weights, x, state)
-            hs.append(state[0])
+        for t, x in enumerate(xs[::-1] if backward else xs):
+            new = _step(b, node, weights, x, state)
+            if lens is None:
+                state = new
+                hs.append(state[0])
+                continue
+            running = b.op("Less", [b.const(np.array(t, np.int64)), lens])
+            state = tuple(
+                None if n is None else b.op("Where", [running, n, zero if p is None else p])
+                for n, p in zip(new, state, strict=True)
+            )
+            hs.append(b.op("Where", [running, new[0], zero]))
         ys.append(hs[::-1] if backward else hs)
+        if lens is not None:  # onnxruntime gives an empty sequence zero states, not the initial ones
+            started = b.op("Greater", [lens, b.const(np.array(0, np.int64))])
+            state = tuple(None if v is None else b.op("Where", [started, v, zero]) for v in state)
         finals.append(state)
     b.replace(_outputs(b, node, ys, finals))
     return None

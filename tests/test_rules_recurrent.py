@@ -103,6 +103,14 @@ def test_a_bidirectional_rnn_with_relu_one_way_is_like_onnxruntime(tmp_path):
     _assert_like_onnxruntime(tmp_path, *_rnn_model("RNN", "bidirectional", activations=["Relu", "Tanh"]))
 
 
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_run_time_sequence_lens_mask_each_step_like_onnxruntime(tmp_path, op):
+    """Past its length a batch entry keeps its states and outputs zeros (lengths 0 to full)."""
+    model, probe = _rnn_model(op, peepholes=op == "LSTM", sequence_lens=True)
+    lengths = np.array([0, 2, STEPS], np.int32)
+    _assert_like_onnxruntime(tmp_path, model, probe | {"lens": lengths})
+
+
 def test_weights_given_as_graph_inputs_stay_inputs(tmp_path):
     model, probe = _rnn_model("LSTM", "bidirectional", peepholes=True, weights_as_inputs=True)
     _assert_like_onnxruntime(tmp_path, model, probe)
@@ -128,8 +136,8 @@ def test_batch_first_layout_is_the_sequence_first_one_transposed(tmp_path):
         ({"steps": "seq"}, "the sequence length (X's sequence dim) is not static"),
         ({"steps": 257}, "257 steps: only 1 to 256 are unrolled"),
         (
-            {"sequence_lens": True},
-            "sequence_lens is not a constant equal to the sequence length (4): not unrolled",
+            {"sequence_lens": True, "direction": "reverse"},
+            "sequence_lens shorter than the sequence on a reverse or bidirectional node: not unrolled",
         ),
     ],
 )
