@@ -6,7 +6,8 @@
 - A node computed from constants alone that the optimizer could not fold (seen: BERT's position ids,
   a GatherElements of a buffer, then Expand) becomes a numpy constant inside onnx2tf where a Keras
   layer's output is expected (`Output tensors of a Functional model must be the output of a TensorFlow
-  Layer`). onnxruntime computes it once, on the constant subgraph alone, and it becomes a weight.
+  Layer`; inception_v1's Reshape of its classifier weight by a shape listed as an input). onnxruntime
+  computes it once, on the constant subgraph alone, and it becomes a weight.
 - An initializer also listed as a graph input (IR 3 models, such as the ONNX suite's light models) is a
   default that a caller could override, so the onnxscript optimizer rightly folds nothing computed from
   it; onnx2tf bakes it in as a constant anyway, but mis-converts what is computed from it (seen: the
@@ -73,6 +74,9 @@ def _computed_once(model: ir.Model, node: ir.Node) -> dict[str, np.ndarray]:
     alone.graph.outputs[:] = [v for n in alone.graph for v in n.outputs if v.name in outputs]
     RemoveUnusedNodesPass()(alone)
     alone.graph.inputs[:] = [v for v in alone.graph.inputs if v.uses()]
+    # Again for the initializers of the inputs just dropped: onnxruntime refuses an IR 3 model holding an
+    # initializer that is neither used nor an input (`Cannot find NodeArgs`).
+    RemoveUnusedNodesPass()(alone)
     with model_io.runnable(alone) as source:
         return oracle.run_onnxruntime(source, [{}])[0]
 

@@ -95,6 +95,78 @@ def test_a_node_of_constants_becomes_the_weight_onnxruntime_computes(tmp_path):
     assert refused == "the node depends on a graph input"
 
 
+def test_a_node_of_constants_folds_in_an_ir3_model_whose_weights_are_inputs(tmp_path):
+    """inception_v1's pattern: Reshape(weight, shape), every initializer listed as an input (IR 3); the
+    copy holding the Reshape alone drops the other inputs, whose initializers must go too."""
+    initializers = [
+        numpy_helper.from_array(np.arange(6, dtype=np.float32), "w"),
+        numpy_helper.from_array(np.array([3, 2], np.int64), "shape"),
+        numpy_helper.from_array(np.array([0.5, -1.0], np.float32), "k"),
+    ]
+    nodes = [
+        helper.make_node("Reshape", ["w", "shape"], ["t"], name="reshape"),
+        helper.make_node("MatMul", ["x", "t"], ["m"], name="matmul"),
+        helper.make_node("Add", ["m", "k"], ["y"], name="add"),
+    ]
+    listed = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in initializers]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3]), *listed],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 2])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
+    probes = [{"x": np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)}]
+    (expected,), (actual,) = outputs_before_and_after(
+        tmp_path, model, "fold-constant-node", "Reshape", probes, node="reshape"
+    )
+    np.testing.assert_array_equal(actual["y"], expected["y"])
+
+
+def _classifier_model() -> onnx.ModelProto:
+    """inception_v1's classifier: y = Softmax(Gemm(flatten(x), Reshape(w, shape), b)), IR 3, every
+    initializer listed as an input, so the optimizer folds nothing."""
+    initializers = [
+        numpy_helper.from_array(np.random.default_rng(0).normal(size=40).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([5, 8], np.int64), "shape"),
+        numpy_helper.from_array(np.array([1, 8], np.int64), "flat"),
+        numpy_helper.from_array(np.linspace(-1, 1, 5).astype(np.float32), "b"),
+    ]
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat"], ["xf"], name="flatten"),
+        helper.make_node("Reshape", ["w", "shape"], ["wt"], name="reshape"),
+        helper.make_node("Gemm", ["xf", "wt", "b"], ["g"], name="gemm", transB=1),
+        helper.make_node("Softmax", ["g"], ["y"], name="softmax"),
+    ]
+    listed = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in initializers]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 2, 2]), *listed],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
+
+
+@pytest.mark.slow
+def test_a_reshaped_weight_of_an_ir3_model_diverges_plain_and_folds(target, tmp_path):
+    path = save(_classifier_model(), tmp_path / "m.onnx")
+    x = np.random.default_rng(1).normal(size=(1, 2, 2, 2)).astype(np.float32)
+    reference = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    plain = target.convert(path, tmp_path / "plain", [{"x": x}], [{"y": reference}], rtol=1e-4, atol=1e-4)
+    assert not plain.converted or plain.layout_problems
+
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    assert report.status == "repaired", report.to_json()
+    assert "fold-constant-node" in [s.rule for s in report.accepted_steps]
+    fresh = np.random.default_rng(2).normal(size=(1, 2, 2, 2)).astype(np.float32)
+    (outputs,) = target.run(tmp_path / "tf", [{"x": fresh}])
+    expected = ort.InferenceSession(str(path)).run(None, {"x": fresh})[0]
+    np.testing.assert_allclose(outputs["y"], expected, rtol=1e-5, atol=1e-6)
+
+
 def _eyelike_model(k: int) -> onnx.ModelProto:
     """y = x + EyeLike(x, k): the eye of x's shape, added so that the output depends on x."""
     nodes = [
