@@ -6,10 +6,18 @@
 - A node computed from constants alone that the optimizer could not fold (seen: BERT's position ids,
   a GatherElements of a buffer, then Expand) becomes a numpy constant inside onnx2tf where a Keras
   layer's output is expected (`Output tensors of a Functional model must be the output of a TensorFlow
-  Layer`). onnxruntime computes it once, on the constant subgraph alone, and it becomes a weight.
+  Layer`; inception_v1's Reshape of its classifier weight by a shape listed as an input). onnxruntime
+  computes it once, on the constant subgraph alone, and it becomes a weight.
+- An initializer also listed as a graph input (IR 3 models, such as the ONNX suite's light models) is a
+  default that a caller could override, so the onnxscript optimizer rightly folds nothing computed from
+  it; onnx2tf bakes it in as a constant anyway, but mis-converts what is computed from it (seen: the
+  Unsqueeze of a BatchNormalization scale to [C, 1, 1], then Mul with the NCHW activation: `Dimensions
+  must be equal, but are 112 and 64`; a [1, C, 1, 1] Unsqueeze diverges instead). convfix already feeds
+  such inputs nothing (they are weights, probes.input_specs), so they become plain weights, every one of
+  the main graph at once; the next fold then sees through them.
 - EyeLike reads only its input's shape; onnx2tf takes `len()` of the symbolic input and fails. With a
   static shape its output is np.eye of it.
-All are exact: the weight is the very tensor the node would produce.
+All are exact: the weight is the very tensor the node would produce, or the default the input had.
 """
 
 from __future__ import annotations
@@ -66,6 +74,9 @@ def _computed_once(model: ir.Model, node: ir.Node) -> dict[str, np.ndarray]:
     alone.graph.outputs[:] = [v for n in alone.graph for v in n.outputs if v.name in outputs]
     RemoveUnusedNodesPass()(alone)
     alone.graph.inputs[:] = [v for v in alone.graph.inputs if v.uses()]
+    # Again for the initializers of the inputs just dropped: onnxruntime refuses an IR 3 model holding an
+    # initializer that is neither used nor an input (`Cannot find NodeArgs`).
+    RemoveUnusedNodesPass()(alone)
     with model_io.runnable(alone) as source:
         return oracle.run_onnxruntime(source, [{}])[0]
 
@@ -86,6 +97,40 @@ def fold_constant_node(model: ir.Model, finding: Finding, context: RuleContext) 
         model.graph.register_initializer(weight)
         weights.append(weight)
     replace_node(node, weights)
+    return None
+
+
+def _computed_from_input_weights(value: ir.Value, limit: int = 32) -> bool:
+    """Whether value is computed (not a weight itself) from constants alone, one of them an initializer
+    that is also a graph input; looking at most `limit` values upstream (past that: no)."""
+    if value.producer() is None:
+        return False
+    pending, seen, overridable = [value], set(), False
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if len(seen) > limit:
+            return False
+        producer = current.producer()
+        if producer is None:
+            if current.const_value is None:  # a run-time input
+                return False
+            overridable = overridable or current.is_graph_input()
+            continue
+        pending.extend(v for v in producer.inputs if v is not None)
+    return overridable
+
+
+def input_weights_as_constants(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    """Every initializer of the main graph that is also a graph input stops being an input."""
+    node = find_node(model, finding)
+    if node is None or not any(v is not None and _computed_from_input_weights(v) for v in node.inputs):
+        return "the node reads nothing computed from initializers that are also graph inputs"
+    initializers = model.graph.initializers
+    model.graph.inputs[:] = [v for v in model.graph.inputs if v.name not in initializers]
+    model.ir_version = max(model.ir_version, 4)  # IR 3 wants every initializer listed as an input
     return None
 
 
@@ -111,6 +156,12 @@ RULES = [
         ("conversion-error", "divergence"),
         materialize_constant_of_shape,
         "ConstantOfShape with a constant shape becomes a weight (onnx2tf expects weights there)",
+    ),
+    Rule(
+        "input-weights-as-constants",
+        ("conversion-error", "divergence"),
+        input_weights_as_constants,
+        "initializers that are also graph inputs become plain weights, so that what they feed folds",
     ),
     Rule(
         "eyelike-as-constant",
