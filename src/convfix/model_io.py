@@ -33,12 +33,15 @@ def _check_file(path: Path) -> None:
         raise ConvfixError(f"{path}: empty file, not an ONNX model")
 
 
-def _check_external_locations(proto: onnx.ModelProto, base_dir: Path) -> None:
-    """External data must stay inside the model's folder: no absolute paths, `..`, or links out."""
+def _check_external_locations(proto: onnx.ModelProto, base_dir: Path) -> bool:
+    """External data must stay inside the model's folder: no absolute paths, `..`, or links out.
+    Returns whether there is any, so that a model without it skips the IR's own walk for it."""
     base = base_dir.resolve()
+    external = False
     for tensor in all_tensors(proto.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
+        external = True
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         if not location or os.path.isabs(location) or ".." in Path(location).parts:
             raise ConvfixError(
@@ -51,6 +54,7 @@ def _check_external_locations(proto: onnx.ModelProto, base_dir: Path) -> None:
             )
         if not target.is_file():
             raise ConvfixError(f"external data of {tensor.name!r} is missing: {location!r}")
+    return external
 
 
 def _has_undecodable_text(message: Message) -> bool:
@@ -135,14 +139,15 @@ def load(path: str | os.PathLike) -> ir.Model:
     except (DecodeError, RuntimeWarning, ValueError, UnicodeDecodeError) as exc:
         raise ConvfixError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     _check_text(path, proto)
-    _check_external_locations(proto, path.parent)
+    external = _check_external_locations(proto, path.parent)
     inferred = _check_structure(path, proto)
     try:
         with _gc_paused():
             model = ir.serde.deserialize_model(inferred)
     except Exception as exc:  # noqa: BLE001 - whatever the IR rejects is bad input
         raise ConvfixError(f"{path}: cannot be read into the IR: {exc}") from None
-    ir.external_data.set_base_dir(model.graph, path.parent)
+    if external:
+        ir.external_data.set_base_dir(model.graph, path.parent)
     return model
 
 
