@@ -7,6 +7,7 @@ place, so a reader sees the old file or the complete new one, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import onnx
 import onnx_ir as ir
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from convfix.errors import ConvfixError
@@ -57,16 +59,36 @@ def _check_external_locations(proto: onnx.ModelProto, base_dir: Path) -> bool:
     return external
 
 
+# What a field can hold of text; the walk below looks a field's role up once, not per message.
+_NO_TEXT, _STRING, _STRINGS, _MESSAGE, _MESSAGES = range(5)
+
+
+@functools.cache
+def _text_role(field: FieldDescriptor) -> int:
+    repeated = field.label == field.LABEL_REPEATED
+    if field.type == field.TYPE_STRING:
+        return _STRINGS if repeated else _STRING
+    if field.type == field.TYPE_MESSAGE:
+        return _MESSAGES if repeated else _MESSAGE
+    return _NO_TEXT
+
+
 def _has_undecodable_text(message: Message) -> bool:
-    """True if any string field (names, domains, doc strings, ...) did not decode as UTF-8."""
+    """True if any string field (names, domains, doc strings, ...) did not decode as UTF-8.
+
+    It visits every message of the model, so the loops over repeated fields stay in C (map, any)."""
     for field, value in message.ListFields():
-        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
-            continue
-        values = value if field.label == field.LABEL_REPEATED else (value,)
-        if field.type == field.TYPE_STRING:
-            if any(not isinstance(v, str) for v in values):
+        role = _text_role(field)
+        if role == _STRING:
+            if type(value) is not str:
                 return True
-        elif any(_has_undecodable_text(v) for v in values):
+        elif role == _MESSAGES:
+            if any(map(_has_undecodable_text, value)):
+                return True
+        elif role == _STRINGS:
+            if bytes in map(type, value):
+                return True
+        elif role == _MESSAGE and _has_undecodable_text(value):
             return True
     return False
 
