@@ -142,12 +142,20 @@ def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
 def _gc_paused() -> Iterator[None]:
     """Building the IR makes millions of linked objects (nodes and values point at each other), none of
     them garbage; left on, the collector rescans them all again and again as they are made (about half
-    the time of a 100k-node load)."""
+    the time of a 100k-node load).
+
+    They are long-lived, so they are then filed with the oldest generation: freeze then unfreeze moves
+    every tracked object there without a scan, where the first collections after the pause would each
+    have rescanned them all. Skipped if the process keeps objects frozen itself, which unfreeze would
+    release."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if not gc.get_freeze_count():
+            gc.freeze()
+            gc.unfreeze()
         if enabled:
             gc.enable()
 
