@@ -1,5 +1,6 @@
 """Bad input becomes one ConvfixError line; saves are atomic and leave the input untouched."""
 
+import gc
 import gzip
 
 import numpy as np
@@ -94,3 +95,51 @@ def test_save_is_atomic_and_load_does_not_touch_the_input(tmp_path):
     assert digest(source) == before
     assert onnx.load(str(target)).graph.node[0].op_type == "Mul"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("where", ["node name", "intermediate value", "doc string in a subgraph"])
+def test_text_that_is_not_utf8_is_refused_wherever_it_is(tmp_path, where):
+    """Each place is a different kind of field: a string, repeated strings (node inputs and outputs
+    only), a string inside a message inside a graph attribute."""
+    model = unary_model("Relu")
+    if where == "node name":
+        model.graph.node[0].name = "marker"
+    elif where == "intermediate value":
+        model.graph.node[0].output[0] = "marker"
+        model.graph.node.append(helper.make_node("Neg", ["marker"], ["y"], name="neg"))
+    else:
+        then = helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["t"], name="inner", doc_string="marker")],
+            "then",
+            [],
+            [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2, 3])],
+        )
+        model.graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+        model.graph.node.append(helper.make_node("If", ["cond"], ["z"], then_branch=then, else_branch=then))
+        model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3]))
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(model.SerializeToString().replace(b"marker", b"mar\xffer"))
+    with pytest.raises(ConvfixError, match="not valid UTF-8"):
+        model_io.load(path)
+
+
+def test_load_leaves_the_garbage_collector_as_it_found_it(tmp_path):
+    path = save(unary_model("Relu"), tmp_path / "m.onnx")
+    model_io.load(path)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        model_io.load(path)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_external_weights_are_read_beside_the_model_whatever_the_working_directory(tmp_path, monkeypatch):
+    path = _external_model(tmp_path, "weights.bin")
+    (tmp_path / "weights.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    weight = model_io.load(path).graph.initializers["w"].const_value
+    np.testing.assert_array_equal(weight.numpy(), np.arange(4, dtype=np.float32))

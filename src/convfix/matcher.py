@@ -59,6 +59,8 @@ def walk(graph: ir.Graph, path: str = "") -> Iterator[tuple[ir.Node, str]]:
     """Every node with its subgraph path, parents before the nodes of their subgraphs."""
     for node in graph:
         yield node, path
+        if not node.attributes:  # most nodes: no subgraph to look for, and listing them costs
+            continue
         for attr in node.attributes.values():
             if attr.type == ir.AttributeType.GRAPH:
                 yield from walk(attr.value, f"{path}/{node.name}/{attr.name}".lstrip("/"))
@@ -67,14 +69,24 @@ def walk(graph: ir.Graph, path: str = "") -> Iterator[tuple[ir.Node, str]]:
                     yield from walk(sub, f"{path}/{node.name}/{attr.name}[{index}]".lstrip("/"))
 
 
+def _detectors_for(domain: str, op_type: str) -> tuple[NodeDetector, ...]:
+    """The op's own detectors, then those for every op: the order the findings come in."""
+    return (*_node_detectors.get(op_id(domain, op_type), ()), *_node_detectors.get(_ANY, ()))
+
+
 def scan_model(model: ir.Model, context: ScanContext) -> list[Finding]:
     """All findings, in graph order, without rule claims (the engine adds those)."""
     _load_builtin_patterns()
     findings: list[Finding] = []
     for detector in _model_detectors:
         findings.extend(detector(model, context))
+    # Resolved once per (domain, op_type) of this scan, since detectors may register between scans.
+    by_op: dict[tuple[str, str], tuple[NodeDetector, ...]] = {}
     for node, path in walk(model.graph):
-        for key in (op_id(node.domain, node.op_type), _ANY):
-            for detector in _node_detectors.get(key, ()):
-                findings.extend(detector(node, path, context))
+        op = (node.domain, node.op_type)
+        detectors = by_op.get(op)
+        if detectors is None:
+            detectors = by_op[op] = _detectors_for(*op)
+        for detector in detectors:
+            findings.extend(detector(node, path, context))
     return findings

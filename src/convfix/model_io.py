@@ -7,6 +7,8 @@ place, so a reader sees the old file or the complete new one, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import functools
+import gc
 import os
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import onnx
 import onnx_ir as ir
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from convfix.errors import ConvfixError
@@ -32,12 +35,15 @@ def _check_file(path: Path) -> None:
         raise ConvfixError(f"{path}: empty file, not an ONNX model")
 
 
-def _check_external_locations(proto: onnx.ModelProto, base_dir: Path) -> None:
-    """External data must stay inside the model's folder: no absolute paths, `..`, or links out."""
+def _check_external_locations(proto: onnx.ModelProto, base_dir: Path) -> bool:
+    """External data must stay inside the model's folder: no absolute paths, `..`, or links out.
+    Returns whether there is any, so that a model without it skips the IR's own walk for it."""
     base = base_dir.resolve()
+    external = False
     for tensor in all_tensors(proto.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
+        external = True
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         if not location or os.path.isabs(location) or ".." in Path(location).parts:
             raise ConvfixError(
@@ -50,18 +56,39 @@ def _check_external_locations(proto: onnx.ModelProto, base_dir: Path) -> None:
             )
         if not target.is_file():
             raise ConvfixError(f"external data of {tensor.name!r} is missing: {location!r}")
+    return external
+
+
+# What a field can hold of text; the walk below looks a field's role up once, not per message.
+_NO_TEXT, _STRING, _STRINGS, _MESSAGE, _MESSAGES = range(5)
+
+
+@functools.cache
+def _text_role(field: FieldDescriptor) -> int:
+    repeated = field.label == field.LABEL_REPEATED
+    if field.type == field.TYPE_STRING:
+        return _STRINGS if repeated else _STRING
+    if field.type == field.TYPE_MESSAGE:
+        return _MESSAGES if repeated else _MESSAGE
+    return _NO_TEXT
 
 
 def _has_undecodable_text(message: Message) -> bool:
-    """True if any string field (names, domains, doc strings, ...) did not decode as UTF-8."""
+    """True if any string field (names, domains, doc strings, ...) did not decode as UTF-8.
+
+    It visits every message of the model, so the loops over repeated fields stay in C (map, any)."""
     for field, value in message.ListFields():
-        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
-            continue
-        values = value if field.label == field.LABEL_REPEATED else (value,)
-        if field.type == field.TYPE_STRING:
-            if any(not isinstance(v, str) for v in values):
+        role = _text_role(field)
+        if role == _STRING:
+            if type(value) is not str:
                 return True
-        elif any(_has_undecodable_text(v) for v in values):
+        elif role == _MESSAGES:
+            if any(map(_has_undecodable_text, value)):
+                return True
+        elif role == _STRINGS:
+            if bytes in map(type, value):
+                return True
+        elif role == _MESSAGE and _has_undecodable_text(value):
             return True
     return False
 
@@ -111,6 +138,28 @@ def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=False, data_prop=True)
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building the IR makes millions of linked objects (nodes and values point at each other), none of
+    them garbage; left on, the collector rescans them all again and again as they are made (about half
+    the time of a 100k-node load).
+
+    They are long-lived, so they are then filed with the oldest generation: freeze then unfreeze moves
+    every tracked object there without a scan, where the first collections after the pause would each
+    have rescanned them all. Skipped if the process keeps objects frozen itself, which unfreeze would
+    release."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if not gc.get_freeze_count():
+            gc.freeze()
+            gc.unfreeze()
+        if enabled:
+            gc.enable()
+
+
 def load(path: str | os.PathLike) -> ir.Model:
     """Load and validate an ONNX model; external data stays memory-mapped, never read twice."""
     path = Path(path)
@@ -120,13 +169,15 @@ def load(path: str | os.PathLike) -> ir.Model:
     except (DecodeError, RuntimeWarning, ValueError, UnicodeDecodeError) as exc:
         raise ConvfixError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     _check_text(path, proto)
-    _check_external_locations(proto, path.parent)
+    external = _check_external_locations(proto, path.parent)
     inferred = _check_structure(path, proto)
     try:
-        model = ir.serde.deserialize_model(inferred)
+        with _gc_paused():
+            model = ir.serde.deserialize_model(inferred)
     except Exception as exc:  # noqa: BLE001 - whatever the IR rejects is bad input
         raise ConvfixError(f"{path}: cannot be read into the IR: {exc}") from None
-    ir.external_data.set_base_dir(model.graph, path.parent)
+    if external:
+        ir.external_data.set_base_dir(model.graph, path.parent)
     return model
 
 

@@ -19,14 +19,17 @@ def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     """Every node, each before the nodes of its subgraphs."""
     for node in graph.node:
         yield node
-        for sub in _subgraphs(node):
-            yield from all_nodes(sub)
+        if node.attribute:  # most nodes have none: no subgraph walk to start
+            for sub in _subgraphs(node):
+                yield from all_nodes(sub)
 
 
 def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
     """Every tensor: initializers and tensor attributes, subgraphs included."""
     yield from graph.initializer
     for node in graph.node:
+        if not node.attribute:  # most nodes: nothing to look into
+            continue
         for attr in node.attribute:
             if attr.HasField("t"):
                 yield attr.t
