@@ -404,3 +404,34 @@ def test_a_run_time_layer_error_names_its_onnx_node_and_maps_to_it():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
     )
     assert error_nodes(helper.make_model(graph), f"probe 0: {line}", "", None) == ["node_Add_86"]
+
+
+@pytest.mark.slow
+def test_a_saved_model_calling_back_into_python_is_not_passed(target: Onnx2TfTarget, tmp_path: Path) -> None:
+    """onnx2tf's TfIdfVectorizer is a tf.py_function: its SavedModel runs in the converting process
+    and fails anywhere else ("Could not find callback"), so it must not count as converted right."""
+    node = helper.make_node(
+        "TfIdfVectorizer",
+        ["x"],
+        ["y"],
+        name="tfidf",
+        mode="TF",
+        min_gram_length=2,
+        max_gram_length=2,
+        max_skip_count=0,
+        ngram_counts=[0, 0],
+        ngram_indexes=[0, 1],
+        pool_int64s=[2, 3, 5, 4],
+    )
+    graph = helper.make_graph(
+        [node],
+        "tfidf",
+        [helper.make_tensor_value_info("x", TensorProto.INT32, [2, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+    )
+    path = _save(graph, tmp_path / "tfidf.onnx", [helper.make_opsetid("", 9)])
+    probes = [{"x": np.array([[1, 2, 3, 5, 4, 2], [2, 3, 5, 4, 3, 2]], np.int32)}]
+    result = target.convert(path, tmp_path / "out", probes, _onnxruntime(path, probes), rtol=0, atol=0)
+
+    assert result.converted
+    assert any("calls back into Python (PyFunc" in p for p in result.layout_problems), result

@@ -268,6 +268,12 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
     tf.saved_model.save(module, str(saved_dir), signatures={"serving_default": module.serve})
     signature = tf.saved_model.load(str(saved_dir)).signatures["serving_default"]
     reply["converted"], reply["saved_model"] = True, str(saved_dir)
+    callbacks = _python_callbacks(saved_dir)
+    if callbacks:
+        reply["layout_problems"].append(
+            f"the SavedModel calls back into Python ({', '.join(callbacks)}, a tf.numpy_function in "
+            "onnx2tf's op code): it runs only inside the process that converted it"
+        )
     seconds["save"] = time.perf_counter() - start
 
     reply["stage"] = "run"
@@ -453,6 +459,22 @@ def _traced_or_eager(fn: Any, args: list[np.ndarray]) -> Any:
         import tensorflow as tf
 
         return fn.python_function(*(tf.constant(a) for a in args))
+
+
+_PYTHON_CALLBACK_OPS = frozenset({"EagerPyFunc", "PyFunc", "PyFuncStateless"})
+
+
+def _python_callbacks(saved_dir: Path) -> list[str]:
+    """The ops of the SavedModel that call a Python function of this process (seen: onnx2tf's
+    TfIdfVectorizer, a tf.numpy_function): it passes here and fails when loaded anywhere else."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((saved_dir / "saved_model.pb").read_bytes())
+    ops = set()
+    for meta in saved.meta_graphs:
+        ops |= {n.op for n in meta.graph_def.node}
+        ops |= {n.op for f in meta.graph_def.library.function for n in f.node_def}
+    return sorted(ops & _PYTHON_CALLBACK_OPS)
 
 
 def _run_signature(signature: Any, probes: list[Probe]) -> list[dict[str, np.ndarray]]:
