@@ -87,6 +87,7 @@ class _Worker:
 
     def __init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="convfix-onnx2tf-"))
+        self.served = False  # whether a request was ever sent
         context = multiprocessing.get_context("spawn")
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(
@@ -193,6 +194,12 @@ class Onnx2TfTarget:
         self.timeout_s = timeout_s
         self._worker: _Worker | None = None
 
+    def start(self) -> None:
+        """Start the worker now: it imports onnx2tf and TensorFlow (seconds) while the caller loads,
+        probes and rewrites, instead of at the first conversion."""
+        if self._worker is None:
+            self._worker = _Worker()
+
     def supported_ops(self) -> frozenset[str]:
         """ONNX op types onnx2tf has a module for ('com.microsoft::X' for that domain's own ops)."""
         return _supported_ops()
@@ -267,8 +274,10 @@ class Onnx2TfTarget:
         raise ConvfixError(f"{what} {artifact}: {essential_error(reply['error'], reply['log'])}")
 
     def close(self) -> None:
+        """Stop the worker: politely once it has served a request; one that never did (started early,
+        then the input was rejected) may still be importing TensorFlow, and is killed at once."""
         if self._worker is not None:
-            self._worker.stop(graceful=True)
+            self._worker.stop(graceful=self._worker.served)
             self._worker = None
 
     def __enter__(self) -> Onnx2TfTarget:
@@ -285,6 +294,7 @@ class Onnx2TfTarget:
         if self._worker is None:
             self._worker = _Worker()
         current = self._worker
+        current.served = True
         try:
             current.conn.send(request)
             if current.conn.poll(self.timeout_s):
