@@ -26,6 +26,27 @@ def tidy(model: ir.Model) -> None:
     infer_shapes(model)
 
 
+def _names_unique(model: ir.Model) -> bool:
+    """Whether every node and every value already has a name of its own, across subgraphs too: then
+    NameFixPass has nothing to do (a third of a 100k-node scan's normalization, measured)."""
+    nodes: set[str] = set()
+    values: set[str] = set()
+
+    def fresh(name: str | None, seen: set[str]) -> bool:
+        if not name or name in seen:
+            return False
+        seen.add(name)
+        return True
+
+    for graph in (model.graph, *model.graph.subgraphs()):
+        if not all(fresh(v.name, values) for v in (*graph.inputs, *graph.initializers.values())):
+            return False
+        for node in graph:
+            if not fresh(node.name, nodes) or not all(fresh(v.name, values) for v in node.outputs):
+                return False
+    return True
+
+
 def normalize(model: ir.Model) -> ir.Model:
     """Inline local functions and fix names, in place. A freshly loaded model is already checked to be
     sorted and has its shapes inferred (model_io.load), so sorting and inference are only redone when
@@ -34,7 +55,8 @@ def normalize(model: ir.Model) -> ir.Model:
     if inline:
         common.InlinePass()(model)
         common.RemoveUnusedFunctionsPass()(model)
-    common.NameFixPass()(model)
+    if inline or not _names_unique(model):
+        common.NameFixPass()(model)
     if inline:
         tidy(model)
     return model
