@@ -512,8 +512,10 @@ def _coordinates(g: _Graph, plan: _Runtime, axis: int, scale: ir.Value, length: 
     mode = g.attribute("coordinate_transformation_mode", "half_pixel")
     if mode == "asymmetric":
         return g("Div", i, scale)
-    if mode == "align_corners":
-        return _unless_single(g, out, g("Div", g("Mul", i, g.const(n - 1)), _less_one(g, out)), g.const(0.0))
+    if mode == "align_corners":  # the spec's length: input length x scale, fractional when scales are given
+        length = out if plan.scales is None else g("Mul", scale, g.const(n))
+        divisor = g("Where", g("Equal", length, g.const(1.0)), g.const(1.0), g("Sub", length, g.const(1.0)))
+        return _unless_single(g, length, g("Div", g("Mul", i, g.const(n - 1)), divisor), g.const(0.0))
     if mode == "half_pixel_symmetric":  # onnxruntime adds the offset in double: nearest's floor sees it
         adjustment = g("Div", out, g("Mul", scale, g.const(n)))
         offset = g("Mul", g.const(n / 2), g("Sub", g.const(1.0), adjustment))

@@ -110,6 +110,21 @@ def test_the_graph_follows_the_parameters_it_is_given(tmp_path, case):
         np.testing.assert_allclose(outputs["y"], expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_align_corners_with_fractional_lengths_follows_the_spec_reference(tmp_path, mode):
+    """Scales giving fractional lengths: the spec's length_resized is input length x scale, which
+    onnx.reference follows and onnxruntime does not (it divides by the whole output length)."""
+    shape, attributes = (1, 1, 4, 5), {"mode": mode, "coordinate_transformation_mode": "align_corners"}
+    scales = ([1, 1, 0.6, 0.7], [1, 1, 1.3, 2.2])
+    model = _model(shape, scales=scales[0], runtime=True, **attributes)
+    probes = [_feeds(shape, {"scales": scales}, np.float32, seed) for seed in range(2)]
+    reference = oracle.evaluate(model_io.load(save(model, tmp_path / "original.onnx")), probes)
+    assert reference.oracle.startswith("onnx.reference")
+    actual = oracle.evaluate(_rewritten(tmp_path, model), probes).outputs
+    for want, got in zip(reference.outputs, actual, strict=True):
+        np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
+
+
 def _pytorch_size_of(shape_of_x: tuple, skip: tuple) -> onnx.ModelProto:
     """What PyTorch exports for F.interpolate(x, size=skip.shape[2:], mode="bilinear"): sizes is
     Concat(Shape(x)[0:2], Shape(skip)[2:4]), the batch dynamic."""
