@@ -331,6 +331,20 @@ def _convert_unless_folding_hurts(
 
 
 def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -> TfResult:
+    """Convert in onnx2tf's own way; if that does not verify and an input has dynamic dims, convert
+    again taking no unknown dim as equal to another (target/layout_judgement.py: onnx2tf judges every
+    tensor whose TF dims are all unknown to be channels-last, and moves the axes of attention tensors).
+    The first that verifies is kept; else the one that got further (converted), for localization."""
+    result = _convert_in_mode(session, target, scratch, options, distinct_unknown_dims=False)
+    if result.verified or not any(spec.dynamic_dims for spec in probes.input_specs(session.model)):
+        return result
+    retry = _convert_in_mode(session, target, scratch, options, distinct_unknown_dims=True)
+    return retry if retry.verified or (retry.converted and not result.converted) else result
+
+
+def _convert_in_mode(
+    session: _Session, target, scratch: Path, options: RepairOptions, *, distinct_unknown_dims: bool
+) -> TfResult:
     attempt = Path(tempfile.mkdtemp(prefix="attempt-", dir=scratch))
     onnx_path = attempt / "model.onnx"
     # onnx2tf 1.29.24 reads external weights wrongly (silently wrong outputs, seen here): inline them.
@@ -346,6 +360,7 @@ def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -
         rtol=session.tolerance.rtol,
         atol=session.tolerance.atol,
         tflite=options.tflite,
+        distinct_unknown_dims=distinct_unknown_dims,
     )
     _account_conversion(session.report.timings, time.perf_counter() - started, raw.seconds)
     result = TfResult(
@@ -358,6 +373,7 @@ def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -
         layout=dict(raw.layout),
         name_map=dict(raw.name_map),
         seconds={k: round(v, 3) for k, v in raw.seconds.items()},
+        distinct_unknown_dims=distinct_unknown_dims,
     )
     if raw.converted:
         result.parity = compare_outputs(session.reference, raw.tf_outputs, session.tolerance)
@@ -390,6 +406,11 @@ def _finish(
 ) -> None:
     final = scan(session.model, pinned, rules)
     repairs = [s for s in report.accepted_steps if s.rule != SIMPLIFY.name]
+    if result.distinct_unknown_dims:
+        report.notes.append(
+            "converted with unknown dims told apart: onnx2tf's own layout judgement failed or diverged "
+            "on this model (it takes a tensor whose dims are all unknown as channels-last)"
+        )
     if result.verified:
         report.status = "repaired" if repairs else "clean"
         report.remaining = []
@@ -407,7 +428,14 @@ def _divergent_node(session: _Session, target, scratch: Path, result: TfResult) 
     computing = [n for n in session.model.graph if n.op_type != "Constant"]
     if len(computing) == 1:
         return computing[0]
-    node = localize.first_divergence(session.model, session.probe_set, target, scratch, session.tolerance)
+    node = localize.first_divergence(
+        session.model,
+        session.probe_set,
+        target,
+        scratch,
+        session.tolerance,
+        distinct_unknown_dims=result.distinct_unknown_dims,
+    )
     if node is not None:
         session.report.notes.append(f"divergence localized to node {node.name} ({node.op_type})")
     return node

@@ -53,6 +53,8 @@ class TfResult:
     layout: dict[str, str] = field(default_factory=dict)
     name_map: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # onnx2tf took no unknown dim as equal to another (target/layout_judgement.py)
+    distinct_unknown_dims: bool = False
 
     @property
     def verified(self) -> bool:

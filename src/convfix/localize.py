@@ -36,8 +36,10 @@ def first_divergence(
     target,
     scratch: Path,
     tolerance: Tolerance,
+    distinct_unknown_dims: bool = False,
 ) -> ir.Node | None:
-    """The first node (graph order) whose outputs diverge in TF, or None if that cannot be told."""
+    """The first node (graph order) whose outputs diverge in TF, or None if that cannot be told.
+    The conversion mode is the one of the divergent conversion: another mode diverges elsewhere."""
     exposed = model_io.clone(model)
     nodes = list(exposed.graph)
     extra = [v for n in nodes for v in _exposable(n)][:MAX_EXPOSED]
@@ -51,7 +53,13 @@ def first_divergence(
     model_io.save(exposed, folder / "model.onnx", external=False)
     (folder / "tf").mkdir()
     result = target.convert(
-        folder / "model.onnx", folder / "tf", probes, reference, rtol=tolerance.rtol, atol=tolerance.atol
+        folder / "model.onnx",
+        folder / "tf",
+        probes,
+        reference,
+        rtol=tolerance.rtol,
+        atol=tolerance.atol,
+        distinct_unknown_dims=distinct_unknown_dims,
     )
     if not result.converted or len(result.tf_outputs) != len(probes):
         return None

@@ -214,10 +214,12 @@ class Onnx2TfTarget:
         rtol: float,
         atol: float,
         tflite: bool = False,
+        distinct_unknown_dims: bool = False,
     ) -> ConversionResult:
         """Convert a scratch copy of onnx_path into out_dir/saved_model (and out_dir/model.tflite),
         bake in the output layout decided against reference, and run every probe through the
-        artifacts as loaded back from disk."""
+        artifacts as loaded back from disk. `distinct_unknown_dims` converts in the mode of
+        layout_judgement.py (onnx2tf takes no unknown dim as equal to another)."""
         if len(probes) != len(reference):
             raise ConvfixError(f"{len(probes)} probes but {len(reference)} reference outputs")
         model = onnx.load(str(onnx_path), load_external_data=False)
@@ -237,6 +239,7 @@ class Onnx2TfTarget:
             "rtol": rtol,
             "atol": atol,
             "tflite": tflite,
+            "distinct_unknown_dims": distinct_unknown_dims,
         }
         reply = self._request(request, "conversion")
         error = essential_error(reply["error"], reply["log"]) if reply.get("error") else None

@@ -242,6 +242,7 @@ def _convert(request: dict) -> dict:
 def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
     seconds = reply["seconds"]
     onnx2tf = _timed_import(seconds, "onnx2tf")
+    _set_layout_judgement(request.get("distinct_unknown_dims", False))
     tf = sys.modules["tensorflow"]
     out_dir = Path(request["out_dir"])
     inputs, outputs = request["inputs"], request["outputs"]
@@ -306,6 +307,17 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
         start = time.perf_counter()
         reply["tflite_outputs"] = _run_tflite(_load_tflite(tflite_path), probes)
         seconds["tflite_run"] = time.perf_counter() - start
+
+
+def _set_layout_judgement(distinct_unknown_dims: bool) -> None:
+    """Install convfix's mode of onnx2tf's layout judgement (before onnx2tf imports any op module,
+    so on the first conversion of every worker) and switch it for this conversion."""
+    from convfix.target import layout_judgement
+
+    problem = layout_judgement.install()
+    if problem and distinct_unknown_dims:
+        raise _Failure(f"cannot convert with unknown dims told apart: {problem}")
+    layout_judgement.enabled(distinct_unknown_dims)
 
 
 def _dummy_inputs(probe: Probe, scratch: Path) -> list[list[str]]:
