@@ -9,7 +9,8 @@ the initial states are cut with Gather and Slice at run time, so a graph input s
 (constants fold later). An absent B, P or initial state is zero: its terms are left out (adding a zero
 changes nothing). Refused: `clip`, `input_forget`, activations other than Sigmoid/Tanh/Relu,
 sequence_lens shorter than the sequence on a reverse or bidirectional node (each batch entry would
-reverse from its own end), a sequence length that is not static or above MAX_STEPS (a dynamic one
+reverse from its own end) or on an RNN (onnxruntime leaves an empty sequence's state undefined
+there, so nothing can be checked), a sequence length that is not static or above MAX_STEPS (a dynamic one
 would need a loop, which onnx2tf fails on too). A forward node with sequence_lens (run-time or not)
 masks each step as onnxruntime does: past its length a batch entry keeps its states and outputs zeros
 (an empty one ends with zero states).
@@ -122,11 +123,12 @@ def _masking_lens(node: ir.Node, steps: int) -> ir.Value | None:
 
 
 def _sequence_lens_refused(node: ir.Node, steps: int) -> str | None:
-    if (
-        _masking_lens(node, steps) is not None
-        and node.attributes.get_string("direction", "forward") != "forward"
-    ):
+    if _masking_lens(node, steps) is None:
+        return None
+    if node.attributes.get_string("direction", "forward") != "forward":
         return "sequence_lens shorter than the sequence on a reverse or bidirectional node: not unrolled"
+    if node.op_type == "RNN":  # seen: Y_h of an empty sequence differs from run to run
+        return "sequence_lens on an RNN: onnxruntime's RNN leaves an empty sequence's state undefined"
     return None
 
 
