@@ -112,9 +112,12 @@ def test_the_reference_is_the_graph_s_own_arithmetic_not_onnxruntime_s_optimized
     assert np.abs(optimized - spec).max() > np.abs(reference.outputs[0]["y"] - spec).max()
 
 
-def test_an_align_corners_resize_to_whole_lengths_is_not_cross_checked(monkeypatch):
-    """Scales that give whole output lengths leave nothing to disagree on; onnx.reference, slow on a
-    large Resize, is not run."""
+@pytest.mark.parametrize(
+    ("dims", "scales"), [([1, 2, 5, 6], [1, 1, 2, 1.5]), (["n", 2, "h", "w"], [1, 1, 2, 3])]
+)
+def test_an_align_corners_resize_to_whole_lengths_is_not_cross_checked(monkeypatch, dims, scales):
+    """Scales that give whole output lengths (whole scales on dynamic dims) leave nothing to disagree
+    on; onnx.reference, slow on a large Resize, is not run."""
     from onnx import TensorProto, helper, numpy_helper
 
     node = helper.make_node(
@@ -123,9 +126,9 @@ def test_an_align_corners_resize_to_whole_lengths_is_not_cross_checked(monkeypat
     graph = helper.make_graph(
         [node],
         "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 10, 9])],
-        [numpy_helper.from_array(np.array([1, 1, 2, 1.5], np.float32), "scales")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * 4)],
+        [numpy_helper.from_array(np.array(scales, np.float32), "scales")],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
     model = ir.from_proto(proto)

@@ -147,18 +147,22 @@ def _deviates(node: ir.Node) -> bool:
 
 
 def _whole_output_lengths(node: ir.Node) -> bool:
-    """Whether a Resize's output lengths are given as sizes, or as scales that give whole lengths
-    (static input shape, constant scales): there the fractional and integer lengths agree, and so do
-    the runtimes (onnx.reference is slow on large Resizes: only cross-check where it matters)."""
+    """Whether a Resize's output lengths are given as sizes, or as constant scales that give whole
+    lengths (whole scales, or static dims whose products are whole): there the fractional and integer
+    lengths agree, and so do the runtimes (onnx.reference runs Resize in Python loops: minutes on a
+    large one, so it is only run where the runtimes can disagree)."""
     scales = node.inputs[2] if len(node.inputs) > 2 else None
     if scales is None:
         return True
     tensor = ir.convenience.get_const_tensor(scales)
     shape = node.inputs[0].shape
-    if tensor is None or shape is None or not shape.is_static():
+    if tensor is None or shape is None or len(shape) != tensor.numpy().size:
         return False
-    lengths = np.asarray(shape.numpy(), np.float64) * tensor.numpy().astype(np.float64)
-    return bool(np.all(lengths == np.floor(lengths)))
+    for dim, scale in zip(shape, tensor.numpy().astype(np.float64).reshape(-1), strict=True):
+        length = scale if not isinstance(dim, int) else dim * scale  # a whole scale: whole for any dim
+        if length != np.floor(length):
+            return False
+    return True
 
 
 def _first_line(exc: BaseException) -> str:
