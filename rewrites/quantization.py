@@ -102,6 +102,17 @@ def dequantize_linear_spelled_out(model: ir.Model, finding: Finding, context: Ru
     return None
 
 
+def _requantized(
+    b: Emitter, product: ir.Value, scales: tuple[ir.Value, ir.Value, ir.Value], y_point: ir.Value
+) -> ir.Value:
+    """An integer product (held in float32) scaled by a_scale * b_scale / y_scale, then quantized."""
+    a_scale, b_scale, y_scale = (b.op("Cast", [s], to=ir.DataType.FLOAT) for s in scales)
+    multiplier = b.op("Div", [b.op("Mul", [a_scale, b_scale]), y_scale])
+    one = b.const(np.array(1.0, np.float32))
+    rescaled = b.op("Mul", [product, multiplier])
+    return _quantized(b, rescaled, ir.DataType.FLOAT, one, y_point, y_point.dtype)
+
+
 def qlinear_matmul_spelled_out(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
     node = standard_node(model, finding, "QLinearMatMul")
     if node is None:
@@ -120,11 +131,7 @@ def qlinear_matmul_spelled_out(model: ir.Model, finding: Finding, context: RuleC
         for v, p in ((a, a_point), (b_in, b_point))
     ]
     product = b.op("Cast", [b.op("MatMul", centered)], to=ir.DataType.FLOAT)
-    scales = [b.op("Cast", [s], to=ir.DataType.FLOAT) for s in (a_scale, b_scale, y_scale)]
-    multiplier = b.op("Div", [b.op("Mul", scales[:2]), scales[2]])
-    one = b.const(np.array(1.0, np.float32))
-    rescaled = b.op("Mul", [product, multiplier])
-    b.replace([_quantized(b, rescaled, ir.DataType.FLOAT, one, y_point, y_point.dtype)])
+    b.replace([_requantized(b, product, (a_scale, b_scale, y_scale), y_point)])
     return None
 
 
@@ -165,12 +172,8 @@ def qlinear_conv_spelled_out(model: ir.Model, finding: Finding, context: RuleCon
     if bias is not None:
         centered.append(b.op("Cast", [bias], to=ir.DataType.FLOAT))
     product = b.op("Conv", centered, **attributes)
-    w_scale = _per_axis(b, w_scale, 1, rank)
-    scales = [b.op("Cast", [s], to=ir.DataType.FLOAT) for s in (x_scale, w_scale, y_scale)]
-    multiplier = b.op("Div", [b.op("Mul", scales[:2]), scales[2]])
-    one = b.const(np.array(1.0, np.float32))
-    rescaled = b.op("Mul", [product, multiplier])
-    b.replace([_quantized(b, rescaled, ir.DataType.FLOAT, one, y_point, y_point.dtype)])
+    scales = (x_scale, _per_axis(b, w_scale, 1, rank), y_scale)
+    b.replace([_requantized(b, product, scales, y_point)])
     return None
 
 
