@@ -93,11 +93,16 @@ def _producer_entries(node: ir.Node, depth: int) -> list[Entry] | None:
         if data is None or any(b is None for b in bounds):
             return None
         if op == "Gather":
-            return [data[i] for i in bounds[0]] if node.attributes.get_int("axis", 0) == 0 else None
+            indices, n = bounds[0], len(data)
+            if node.attributes.get_int("axis", 0) != 0 or not all(-n <= i < n for i in indices):
+                return None  # out of range: onnxruntime rejects the model; leave it as it is
+            return [data[i] for i in indices]
         starts, ends = bounds[0], bounds[1]
         axes = bounds[2] if len(bounds) > 2 else [0]
         steps = bounds[3] if len(bounds) > 3 else [1]
-        return data[starts[0] : ends[0] : steps[0]] if axes in ([0], [-1]) and len(starts) == 1 else None
+        if axes not in ([0], [-1]) or len(starts) != 1 or steps[0] == 0:
+            return None
+        return data[starts[0] : ends[0] : steps[0]]
     if op == "Where":
         return _where_entries(node, depth)
     return None
