@@ -7,7 +7,7 @@ import onnx
 import onnx_ir as ir
 import pytest
 from conftest import outputs_before_and_after, save
-from convfix.rewrites.expand_static import _entries, _static_reshape_target
+from convfix.rewrites.static_shapes import _entries, _static_reshape_target
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
 import convfix
