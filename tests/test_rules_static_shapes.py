@@ -14,6 +14,18 @@ import convfix
 from convfix import RepairOptions, model_io, oracle
 
 
+def _vit_like(nodes: list, initializers: list) -> onnx.ModelProto:
+    """Images [batch, 3, 4, 4] in, tokens [batch, 5, 8] out: the graph around both test models."""
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5, 8])],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
 def _cls_token_model(token_shape: list[int], constant_tail: list[int]) -> onnx.ModelProto:
     """ViT's embedding: an NCHW image x [batch, 3, 4, 4] cut into four 2x2 patches of 8 features by
     a Conv, flattened and transposed to [batch, 4, 8], a constant token expanded to
@@ -39,14 +51,7 @@ def _cls_token_model(token_shape: list[int], constant_tail: list[int]) -> onnx.M
         numpy_helper.from_array(np.array([-1, 8, 4], np.int64), "flat"),
         numpy_helper.from_array(rng.normal(size=[8, 3, 2, 2]).astype(np.float32), "kernel"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5, 8])],
-        initializers,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return _vit_like(nodes, initializers)
 
 
 def _probes(*batches: int) -> list[dict]:
@@ -113,14 +118,7 @@ def _torchscript_cls_token_model() -> onnx.ModelProto:
         numpy_helper.from_array(rng.normal(size=[1, 5, 8]).astype(np.float32), "position"),
         numpy_helper.from_array(rng.normal(size=[8, 3, 2, 2]).astype(np.float32), "kernel"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5, 8])],
-        initializers,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return _vit_like(nodes, initializers)
 
 
 @pytest.mark.parametrize("rule", ["expand-static-gather", "reshape-static-target"])
