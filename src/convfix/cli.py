@@ -130,8 +130,7 @@ def repair(
     if out_dir is not None and (output or tf_out or report):
         raise ConvfixError("--out-dir names the outputs itself: drop -o, --tf-out and --report")
     worst = 0
-    with Onnx2TfTarget.started_early(timeout_s=timeout) as target:
-        target.start()  # TensorFlow imports in the worker while the first model loads and is rewritten
+    with Onnx2TfTarget(timeout_s=timeout) as target:
         for model in models:
             options = RepairOptions(
                 output=output if out_dir is None else out_dir / f"{model.stem}.onnx",
