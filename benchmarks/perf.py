@@ -122,8 +122,8 @@ def convfix_repair(models: list[Path], work: Path, extra: list[str]) -> tuple[fl
 
 
 def machinery_share(seconds: float, report: dict) -> float:
-    """Everything but waiting for onnx2tf (every conversion attempt, the artifact writing and what
-    was left of the TF import), as a share of the whole CLI run, process start included."""
+    """Everything but waiting for onnx2tf (every conversion attempt, the artifact writing and the
+    worker's TF import), as a share of the whole CLI run, process start included."""
     converter = report.get("timings", {}).get("onnx2tf", 0.0)
     return (seconds - converter) / seconds
 
@@ -137,8 +137,7 @@ def section_repair(folder: Path) -> list[str]:
         "Goal: ratio <= 0.5 on each model, and convfix's own machinery (all but the conversion, the TF "
         "import and the artifact writing) <= 20% of the repair. Machinery here: the CLI's wall time "
         "(process start included) minus the report's `timings.onnx2tf`, the time spent waiting for "
-        "onnx2tf over every conversion attempt (the worker imports TensorFlow from the start, so the "
-        "part of the import that overlaps convfix's own work counts as neither).",
+        "onnx2tf over every conversion attempt (the worker's TensorFlow import included).",
         "",
         "| model | nodes | onnx2tf CLI s | convfix s | ratio | convfix status | machinery | TF parity |",
         "|---|---|---|---|---|---|---|---|",

@@ -394,7 +394,7 @@ _VERIFYING = ("layout", "run", "tflite_run")  # the worker running the artifacts
 
 def _account_conversion(timings: dict[str, float], waited: float, worker: dict[str, float]) -> None:
     """Split the wait for one conversion, summed over attempts: onnx2tf and the artifact writing
-    (with whatever was left of the worker's TensorFlow import), and the verification of the
+    (with the worker's TensorFlow import on the first attempt), and the verification of the
     artifacts on the probes, which is convfix's own parity machinery."""
     verifying = min(sum(worker.get(k, 0.0) for k in _VERIFYING), waited)
     timings["onnx2tf"] = timings.get("onnx2tf", 0.0) + waited - verifying
