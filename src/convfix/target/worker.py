@@ -60,7 +60,7 @@ class _Failure(Exception):
 
 
 def main(conn: Connection, workdir: str, parent: int) -> None:
-    """Serve requests until the parent says close or goes away."""
+    """Serve requests until the parent goes away (or kills this process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     _exit_with_parent(parent)
     _forbid_network()
@@ -80,8 +80,6 @@ def main(conn: Connection, workdir: str, parent: int) -> None:
         try:
             request = conn.recv()
         except EOFError:
-            return
-        if request["op"] == "close":
             return
         with _output_to(REQUEST_LOG):
             reply = handlers[request["op"]](request)
