@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args):
     assert_one_line_error(run(*args, cwd=tmp_path))
     assert digest(tmp_path / "model.onnx") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "notes.txt"]
+
+
+def test_the_worker_started_early_for_repair_leaves_nothing_behind_on_bad_input(tmp_path):
+    """`convfix repair` starts its conversion worker before its own imports; rejected input kills it
+    at once and its working directory goes with it."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    (tmp_path / "notes.txt").write_text("not a model")
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    result = subprocess.run(
+        [*CONVFIX, "repair", "notes.txt"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
+    assert_one_line_error(result)
+    assert list(scratch.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -58,6 +58,25 @@ def test_an_interrupted_repair_leaves_the_old_output_or_the_new_one_never_a_torn
     assert digest(source) == digest(EXAMPLES / "cond.onnx")
 
 
+@pytest.mark.parametrize(
+    ("exit_call", "returncode"), [("sys.exit(130)", -signal.SIGINT), ("_exit_interrupted()", 130)]
+)
+def test_an_interrupt_caught_inside_exec_still_exits_130(tmp_path, exit_call, returncode):
+    """Ctrl-C landing inside exec() of a string (dataclass and namedtuple builders run at import
+    time) makes `python -m` end the process by SIGINT whatever sys.exit says; the entry point's exit
+    does not go that way. The first case shows the trap is real."""
+    (tmp_path / "interrupted.py").write_text(
+        "import os, signal, sys\n"
+        "from convfix.entry import _exit_interrupted\n"
+        "try:\n"
+        "    exec('os.kill(os.getpid(), signal.SIGINT)\\nwhile True: pass')\n"
+        "except KeyboardInterrupt:\n"
+        f"    {exit_call}\n"
+    )
+    done = subprocess.run([sys.executable, "-m", "interrupted"], cwd=tmp_path, timeout=120)
+    assert done.returncode == returncode
+
+
 def test_no_network_is_needed_even_for_image_inputs(tmp_path):
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-n", "true"]).returncode != 0:
         pytest.skip("cannot make a network namespace here")

@@ -435,3 +435,23 @@ def test_a_saved_model_calling_back_into_python_is_not_passed(target: Onnx2TfTar
 
     assert result.converted
     assert any("calls back into Python (PyFunc" in p for p in result.layout_problems), result
+
+
+@pytest.mark.slow
+def test_a_worker_started_early_imports_ahead_and_closes_at_once_unused(tmp_path: Path) -> None:
+    """start() spawns the worker, which imports TensorFlow before any request, and the first
+    conversion reports that import; close() kills a worker at once, busy importing or not."""
+    import time
+
+    unused = Onnx2TfTarget(timeout_s=60)
+    unused.start()
+    process = unused._worker.process
+    started = time.perf_counter()
+    unused.close()
+    assert time.perf_counter() - started < 3 and not process.is_alive()
+
+    with Onnx2TfTarget(timeout_s=120) as warm:
+        warm.start()
+        result = _convert_matmul(warm, tmp_path / "out")
+    assert result.converted, result.error
+    assert result.seconds.get("import", 0) > 0.5

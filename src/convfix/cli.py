@@ -18,6 +18,7 @@ from rich.table import Table
 
 from convfix import api
 from convfix.engine import RepairOptions
+from convfix.entry import INTERRUPTED
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
 from convfix.journal import Report
@@ -130,7 +131,8 @@ def repair(
     if out_dir is not None and (output or tf_out or report):
         raise ConvfixError("--out-dir names the outputs itself: drop -o, --tf-out and --report")
     worst = 0
-    with Onnx2TfTarget(timeout_s=timeout) as target:
+    with Onnx2TfTarget.started_early(timeout_s=timeout) as target:
+        target.start()  # TensorFlow imports in the worker while the first model loads and is rewritten
         for model in models:
             options = RepairOptions(
                 output=output if out_dir is None else out_dir / f"{model.stem}.onnx",
@@ -215,9 +217,6 @@ def list_rules(
         out.print(table)
     for problem in found.problems:
         err.print(f"convfix: warning: {problem}", highlight=False, soft_wrap=True)
-
-
-INTERRUPTED = 130
 
 
 def main() -> None:

@@ -1,18 +1,61 @@
-"""The `convfix` command's entry point: Ctrl-C or SIGTERM even during the heavy imports is one line."""
+"""The `convfix` command's entry point: Ctrl-C or SIGTERM even during the heavy imports is one line
+and exit code 130; `convfix repair` starts its conversion worker before those imports, so that they
+overlap TensorFlow's."""
 
+import atexit
+import os
 import signal
 import sys
+from typing import NoReturn
+
+INTERRUPTED = 130
+_received: list[int] = []
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    _received.append(signum)
     raise KeyboardInterrupt
 
 
+def _unless_interrupt(unraisable: "sys.UnraisableHookArgs") -> None:
+    """Python prints an exception raised inside a callback (a weakref's, during an import) and goes
+    on: a Ctrl-C there is noted by _interrupt and acted on after the imports, not printed."""
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+
+
+def _exit_interrupted() -> NoReturn:
+    """Exit 130 after the exit handlers (they stop the worker and remove its directory).
+
+    Not by sys.exit: once a KeyboardInterrupt has passed through code run by exec() of a string
+    (namedtuple and dataclass builders, at import time), CPython run as `python -m convfix` marks the
+    interrupt unhandled and ends the process by SIGINT at exit, whatever the exit code."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
+
+
 def main() -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, _interrupt)
+    sys.unraisablehook = _unless_interrupt
     try:
+        if sys.argv[1:2] == ["repair"] and "--help" not in sys.argv:
+            from convfix.target.onnx2tf_target import start_early
+
+            start_early()
         from convfix import cli
+
+        if _received:  # it was raised inside a callback, where Python only reports it
+            raise KeyboardInterrupt
+        sys.unraisablehook = sys.__unraisablehook__
     except KeyboardInterrupt:
         print("convfix: error: interrupted; nothing half-written was left behind", file=sys.stderr)
-        sys.exit(130)
-    cli.main()
+        _exit_interrupted()
+    try:
+        cli.main()
+    except SystemExit as done:
+        if done.code == INTERRUPTED:
+            _exit_interrupted()
+        raise

@@ -154,6 +154,18 @@ def _supported_ops() -> frozenset[str]:
     return frozenset(modules - microsoft_only) | {f"com.microsoft::{name}" for name in microsoft_only}
 
 
+_early: list[Onnx2TfTarget] = []
+
+
+def start_early() -> None:
+    """Start a worker before the CLI imports its own heavy modules (onnx_ir, onnxscript, onnxruntime:
+    about a second), so that TensorFlow's import in the worker overlaps them; `convfix repair` takes
+    it with Onnx2TfTarget.started_early. Unclaimed, it is killed when the process exits."""
+    target = Onnx2TfTarget()
+    target.start()
+    _early.append(target)
+
+
 def _input_specs(model: onnx.ModelProto) -> list[dict[str, Any]]:
     """Name, numpy dtype and shape (None for symbolic or unknown dims) of each real graph input."""
     initializers = {tensor.name for tensor in model.graph.initializer}
@@ -191,6 +203,19 @@ class Onnx2TfTarget:
     def __init__(self, timeout_s: float = 600.0) -> None:
         self.timeout_s = timeout_s
         self._worker: _Worker | None = None
+
+    @classmethod
+    def started_early(cls, timeout_s: float) -> Onnx2TfTarget:
+        """The target start_early() made, if any (given this timeout), else a new one."""
+        target = _early.pop() if _early else cls()
+        target.timeout_s = timeout_s
+        return target
+
+    def start(self) -> None:
+        """Start the worker now: it imports onnx2tf and TensorFlow (seconds) while the caller loads,
+        probes and rewrites, instead of at the first conversion."""
+        if self._worker is None:
+            self._worker = _Worker()
 
     def supported_ops(self) -> frozenset[str]:
         """ONNX op types onnx2tf has a module for ('com.microsoft::X' for that domain's own ops)."""

@@ -8,6 +8,7 @@ Requests and replies are plain dicts (see Onnx2TfTarget for the fields).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -76,6 +77,7 @@ def main(conn: Connection, workdir: str, parent: int) -> None:
         "_test_sleep": _test_sleep,
         "_test_connect": _test_connect,
     }
+    startup = _warm_up()
     while True:
         try:
             request = conn.recv()
@@ -84,7 +86,20 @@ def main(conn: Connection, workdir: str, parent: int) -> None:
         with _output_to(REQUEST_LOG):
             reply = handlers[request["op"]](request)
         reply["log"] = _tail(REQUEST_LOG)
+        if startup and "seconds" in reply:  # the first timed reply carries the import it waited for
+            reply["seconds"] = {**startup, **reply["seconds"]}
+            startup = {}
         conn.send(reply)
+
+
+def _warm_up() -> dict[str, float]:
+    """Import onnx2tf (and TensorFlow: seconds) before the first request arrives, so that a parent
+    which starts the worker early overlaps that import with its own work. A failed import is left
+    for the first conversion to report."""
+    seconds: dict[str, float] = {}
+    with contextlib.suppress(BaseException):
+        _timed_import(seconds, "onnx2tf")
+    return seconds
 
 
 def _exit_with_parent(parent: int) -> None:
