@@ -58,6 +58,12 @@ def test_entr_is_decomposed_and_tf_matches_torch(target, tmp_path):
     assert data["tf"]["converted"] and data["tf"]["parity"]["ok"]
     assert len(data["tf"]["parity"]["per_probe_max_abs_err"]) == 3
     assert data["tf"]["tflite_parity"]["ok"]
+    last_attempt, timings = data["tf"]["seconds"], data["timings"]  # timings sum every attempt
+    rounding = 0.002  # each figure is rounded to 1 ms
+    converting = sum(last_attempt[k] for k in ("convert", "save", "tflite"))
+    verifying = sum(last_attempt[k] for k in ("layout", "run", "tflite_run"))
+    assert timings["onnx2tf"] + rounding >= converting > 0
+    assert timings["tf_verification"] + rounding >= verifying > 0
     x = np.array([[0.0, 0.25, 1.0, 2.0, -1.0, 0.5, 3.0, 1e-6]] * 3, np.float32)
     (y,) = _run_saved_model(target, tmp_path, [{"x": x}])[0].values()
     import torch

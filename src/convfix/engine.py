@@ -389,15 +389,19 @@ def _convert_in_mode(
     return result
 
 
+_CONVERTING = ("import", "convert", "save", "tflite")  # TensorFlow's import, onnx2tf, the artifacts
 _VERIFYING = ("layout", "run", "tflite_run")  # the worker running the artifacts on the probes
 
 
 def _account_conversion(timings: dict[str, float], waited: float, worker: dict[str, float]) -> None:
-    """Split the wait for one conversion, summed over attempts: onnx2tf and the artifact writing
-    (with the worker's TensorFlow import on the first attempt), and the verification of the
-    artifacts on the probes, which is convfix's own parity machinery."""
-    verifying = min(sum(worker.get(k, 0.0) for k in _VERIFYING), waited)
-    timings["onnx2tf"] = timings.get("onnx2tf", 0.0) + waited - verifying
+    """Add one conversion attempt's phases as the worker measured them: `onnx2tf` (the conversion,
+    the artifact writing, and TensorFlow's import on a worker's first attempt, whether the caller
+    waited for it or worked meanwhile) and `tf_verification` (running the artifacts on the probes,
+    convfix's own parity machinery). A worker that died or timed out measured nothing: the whole
+    wait counts as conversion."""
+    converting = sum(worker.get(k, 0.0) for k in _CONVERTING) if worker else waited
+    verifying = sum(worker.get(k, 0.0) for k in _VERIFYING)
+    timings["onnx2tf"] = timings.get("onnx2tf", 0.0) + converting
     timings["tf_verification"] = timings.get("tf_verification", 0.0) + verifying
 
 

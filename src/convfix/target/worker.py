@@ -280,18 +280,18 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
     saved_dir = out_dir / "saved_model"
     module = _serving_module(keras_model, request, feeding, decision.perms)
     tf.saved_model.save(module, str(saved_dir), signatures={"serving_default": module.serve})
-    signature = tf.saved_model.load(str(saved_dir)).signatures["serving_default"]
     reply["converted"], reply["saved_model"] = True, str(saved_dir)
+    seconds["save"] = time.perf_counter() - start
+
+    reply["stage"] = "run"
+    start = time.perf_counter()
+    signature = tf.saved_model.load(str(saved_dir)).signatures["serving_default"]
     callbacks = _python_callbacks(saved_dir)
     if callbacks:
         reply["layout_problems"].append(
             f"the SavedModel calls back into Python ({', '.join(callbacks)}, a tf.numpy_function in "
             "onnx2tf's op code): it runs only inside the process that converted it"
         )
-    seconds["save"] = time.perf_counter() - start
-
-    reply["stage"] = "run"
-    start = time.perf_counter()
     reply["tf_outputs"] = _run_signature(signature, probes)
     seconds["run"] = time.perf_counter() - start
     if request["tflite"]:
