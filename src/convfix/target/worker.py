@@ -238,73 +238,72 @@ def _convert(request: dict) -> dict:
 
 
 def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
-    seconds = reply["seconds"]
-    onnx2tf = _timed_import(seconds, "onnx2tf")
+    onnx2tf = _timed_import(reply["seconds"], "onnx2tf")
     _set_layout_judgement(request.get("distinct_unknown_dims", False))
     tf = sys.modules["tensorflow"]
     out_dir = Path(request["out_dir"])
     inputs, outputs = request["inputs"], request["outputs"]
     probes, reference = request["probes"], request["reference"]
 
-    reply["stage"] = "convert"
-    start = time.perf_counter()
-    copy = _scratch_copy(Path(request["onnx_path"]), scratch)
-    names = [spec["name"] for spec in inputs]
-    keras_model = onnx2tf.convert(
-        input_onnx_file_path=str(copy),
-        output_folder_path=str(scratch / "onnx2tf"),
-        not_use_onnxsim=True,
-        disable_model_save=True,
-        # onnx2tf matches these after renaming ':' to '__'
-        keep_shape_absolutely_input_names=sorted({*names, *(n.replace(":", "__") for n in names)}),
-        custom_input_op_name_np_data_path=_dummy_inputs(probes[0], scratch) if probes else None,
-        onnxruntime_output_memmap_dir=str(scratch / "ort_memmap"),
-        non_verbose=False,
-        verbosity="warn",
-    )
-    feeding = _feeding(keras_model, names, outputs)
-    seconds["convert"] = time.perf_counter() - start
-
-    reply["stage"] = "layout"
-    start = time.perf_counter()
-    raw_fn = _serving_module(keras_model, request, feeding, {}).serve
-    raw = _each_probe(
-        probes, lambda probe: _numpy(_traced_or_eager(raw_fn, [probe[s["name"]] for s in inputs]))
-    )
-    decision = decide_layouts(raw, reference, outputs, Tolerance(request["rtol"], request["atol"]))
-    reply["layout"], reply["layout_problems"] = decision.described, decision.problems
-    seconds["layout"] = time.perf_counter() - start
-
-    reply["stage"] = "save"
-    start = time.perf_counter()
-    saved_dir = out_dir / "saved_model"
-    module = _serving_module(keras_model, request, feeding, decision.perms)
-    tf.saved_model.save(module, str(saved_dir), signatures={"serving_default": module.serve})
-    reply["converted"], reply["saved_model"] = True, str(saved_dir)
-    seconds["save"] = time.perf_counter() - start
-
-    reply["stage"] = "run"
-    start = time.perf_counter()
-    signature = tf.saved_model.load(str(saved_dir)).signatures["serving_default"]
-    callbacks = _python_callbacks(saved_dir)
-    if callbacks:
-        reply["layout_problems"].append(
-            f"the SavedModel calls back into Python ({', '.join(callbacks)}, a tf.numpy_function in "
-            "onnx2tf's op code): it runs only inside the process that converted it"
+    with _phase(reply, "convert"):
+        copy = _scratch_copy(Path(request["onnx_path"]), scratch)
+        names = [spec["name"] for spec in inputs]
+        keras_model = onnx2tf.convert(
+            input_onnx_file_path=str(copy),
+            output_folder_path=str(scratch / "onnx2tf"),
+            not_use_onnxsim=True,
+            disable_model_save=True,
+            # onnx2tf matches these after renaming ':' to '__'
+            keep_shape_absolutely_input_names=sorted({*names, *(n.replace(":", "__") for n in names)}),
+            custom_input_op_name_np_data_path=_dummy_inputs(probes[0], scratch) if probes else None,
+            onnxruntime_output_memmap_dir=str(scratch / "ort_memmap"),
+            non_verbose=False,
+            verbosity="warn",
         )
-    reply["tf_outputs"] = _run_signature(signature, probes)
-    seconds["run"] = time.perf_counter() - start
+        feeding = _feeding(keras_model, names, outputs)
+
+    with _phase(reply, "layout"):
+        raw_fn = _raw_function(keras_model, request, feeding)
+        raw = _each_probe(
+            probes, lambda probe: _numpy(_traced_or_eager(raw_fn, [probe[s["name"]] for s in inputs]))
+        )
+        decision = decide_layouts(raw, reference, outputs, Tolerance(request["rtol"], request["atol"]))
+        reply["layout"], reply["layout_problems"] = decision.described, decision.problems
+
+    with _phase(reply, "save"):
+        saved_dir = out_dir / "saved_model"
+        module = _serving_module(raw_fn, decision.perms)
+        tf.saved_model.save(module, str(saved_dir), signatures={"serving_default": module.serve})
+        reply["converted"], reply["saved_model"] = True, str(saved_dir)
+
+    with _phase(reply, "run"):
+        signature = tf.saved_model.load(str(saved_dir)).signatures["serving_default"]
+        callbacks = _python_callbacks(saved_dir)
+        if callbacks:
+            reply["layout_problems"].append(
+                f"the SavedModel calls back into Python ({', '.join(callbacks)}, a tf.numpy_function in "
+                "onnx2tf's op code): it runs only inside the process that converted it"
+            )
+        reply["tf_outputs"] = _run_signature(signature, probes)
     if request["tflite"]:
-        reply["stage"] = "tflite"
-        start = time.perf_counter()
-        tflite_path = out_dir / "model.tflite"
-        reply["tflite_ops"] = _to_tflite(saved_dir, tflite_path)
-        reply["tflite"] = str(tflite_path)
-        seconds["tflite"] = time.perf_counter() - start
-        reply["stage"] = "tflite_run"
-        start = time.perf_counter()
-        reply["tflite_outputs"] = _run_tflite(_load_tflite(tflite_path), probes)
-        seconds["tflite_run"] = time.perf_counter() - start
+        with _phase(reply, "tflite"):
+            tflite_path = out_dir / "model.tflite"
+            reply["tflite_ops"] = _to_tflite(saved_dir, tflite_path)
+            reply["tflite"] = str(tflite_path)
+        with _phase(reply, "tflite_run"):
+            reply["tflite_outputs"] = _run_tflite(_load_tflite(tflite_path), probes)
+
+
+@contextmanager
+def _phase(reply: dict, stage: str) -> Iterator[None]:
+    """Name the stage a failure would be reported at, and time it, failed or not (a failed
+    conversion's time is still the converter's, not convfix's)."""
+    reply["stage"] = stage
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        reply["seconds"][stage] = time.perf_counter() - start
 
 
 def _set_layout_judgement(distinct_unknown_dims: bool) -> None:
@@ -371,9 +370,10 @@ def _feeding(keras_model: Any, onnx_inputs: list[str], onnx_outputs: list[str]) 
     return feeding
 
 
-def _serving_module(keras_model: Any, request: dict, feeding: list[int], perms: dict) -> Any:
-    """A tf.Module whose `serve` takes the ONNX inputs and returns the ONNX outputs by name, in the
-    ONNX dtypes both ways (onnx2tf computes float16 in float32, and some integer ops in float)."""
+def _raw_function(keras_model: Any, request: dict, feeding: list[int]) -> Any:
+    """onnx2tf's model as a tf.function of the ONNX inputs, returning the ONNX outputs by name in the
+    ONNX dtypes both ways (onnx2tf computes float16 in float32, and some integer ops in float), each
+    in the layout onnx2tf left it in."""
     import tensorflow as tf
 
     inputs, outputs = request["inputs"], request["outputs"]
@@ -381,7 +381,7 @@ def _serving_module(keras_model: Any, request: dict, feeding: list[int], perms: 
     specs = [tf.TensorSpec(spec["shape"], tf.as_dtype(spec["dtype"]), name=spec["sig"]) for spec in inputs]
     keras_dtypes = [tensor.dtype for tensor in keras_model.inputs]
 
-    def serve(*args: Any) -> dict:
+    def raw(*args: Any) -> dict:
         feeds = [
             args[index] if args[index].dtype == dtype else tf.cast(args[index], dtype)
             for index, dtype in zip(feeding, keras_dtypes, strict=True)
@@ -390,17 +390,31 @@ def _serving_module(keras_model: Any, request: dict, feeding: list[int], perms: 
         result = result if isinstance(result, list | tuple) else [result]
         returned = {}
         for name, tensor in zip(outputs, result, strict=True):
-            tensor = tensor if perms.get(name) is None else tf.transpose(tensor, perms[name])
             dtype = output_dtypes.get(name, tensor.dtype)
             returned[name] = tensor if tensor.dtype == dtype else tf.cast(tensor, dtype)
         return returned
 
+    return tf.function(raw, input_signature=specs)
+
+
+def _serving_module(raw: Any, perms: dict) -> Any:
+    """A tf.Module whose `serve` is `raw` with each output's layout permutation baked in. Tracing it
+    calls raw's trace, which the layout decision already made: the model is traced once."""
+    import tensorflow as tf
+
+    def serve(*args: Any) -> dict:
+        returned = raw(*args)
+        return {
+            name: tensor if perms.get(name) is None else tf.transpose(tensor, perms[name])
+            for name, tensor in returned.items()
+        }
+
     module = tf.Module()
-    module.serve = tf.function(serve, input_signature=specs)
+    module.serve = tf.function(serve, input_signature=raw.input_signature)
     # The artifact is the signature, not a Keras model: track the weights only (Keras metadata unused),
-    # every one the traced signature reads: onnx2tf creates some inside its op lambdas, where Keras
-    # does not see them (seen: depthwise Conv kernels), and saving fails on an untracked variable.
-    module.model_variables = list(module.serve.get_concrete_function().graph.variables)
+    # every one the traced model reads: onnx2tf creates some inside its op lambdas, where Keras does
+    # not see them (seen: depthwise Conv kernels), and saving fails on an untracked variable.
+    module.model_variables = list(raw.get_concrete_function().graph.variables)
     return module
 
 
