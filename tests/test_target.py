@@ -268,6 +268,24 @@ def _convert_matmul(target: Onnx2TfTarget, root: Path) -> ConversionResult:
 
 
 @pytest.mark.slow
+def test_no_tflite_is_written_from_a_saved_model_that_cannot_verify(
+    target: Onnx2TfTarget, tmp_path: Path
+) -> None:
+    """A reference no layout fits (here: shifted by one) means the SavedModel cannot verify, so its
+    .tflite would be time spent for nothing; the SavedModel itself is still written and run."""
+    path = _matmul_model(tmp_path / "model.onnx")
+    probes = _matmul_probes([2, 3], seed=5)
+    shifted = [{name: value + 1 for name, value in outputs.items()} for outputs in _onnxruntime(path, probes)]
+    result = target.convert(
+        path, tmp_path / "out", probes, shifted, rtol=TOL.rtol, atol=TOL.atol, tflite=True
+    )
+
+    assert result.converted and result.layout_problems, result
+    assert result.tf_outputs and result.tflite is None and result.tflite_outputs is None
+    assert "tflite" not in result.seconds and not (tmp_path / "out" / "model.tflite").exists()
+
+
+@pytest.mark.slow
 def test_worker_death_and_hang_are_reported_then_a_fresh_worker_converts(
     target: Onnx2TfTarget, tmp_path: Path
 ) -> None:

@@ -384,11 +384,12 @@ def _convert_in_mode(
             result.tflite_parity = (
                 compare_outputs(session.reference, raw.tflite_outputs, session.tolerance)
                 if raw.tflite_outputs is not None
-                else Parity(False, problems=[raw.error or "no .tflite was written"])
+                else Parity(False, problems=[raw.error or _NO_TFLITE])
             )
     return result
 
 
+_NO_TFLITE = "no .tflite was written: the SavedModel it would be made from does not match the reference"
 _CONVERTING = ("import", "convert", "save", "tflite")  # TensorFlow's import, onnx2tf, the artifacts
 _VERIFYING = ("layout", "run", "tflite_run")  # the worker running the artifacts on the probes
 

@@ -285,7 +285,7 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
                 "onnx2tf's op code): it runs only inside the process that converted it"
             )
         reply["tf_outputs"] = _run_signature(signature, probes)
-    if request["tflite"]:
+    if request["tflite"] and not reply["layout_problems"]:  # else the SavedModel cannot verify
         with _phase(reply, "tflite"):
             tflite_path = out_dir / "model.tflite"
             reply["tflite_ops"] = _to_tflite(saved_dir, tflite_path)
