@@ -390,7 +390,7 @@ def _convert_in_mode(
 
 
 _NO_TFLITE = "no .tflite was written: the SavedModel it would be made from does not match the reference"
-_CONVERTING = ("import", "convert", "save", "tflite")  # TensorFlow's import, onnx2tf, the artifacts
+_CONVERTING = ("import", "convert", "trace", "save", "tflite")  # TF's import, onnx2tf, the artifacts
 _VERIFYING = ("layout", "run", "tflite_run")  # the worker running the artifacts on the probes
 
 

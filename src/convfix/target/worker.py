@@ -262,8 +262,11 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
         )
         feeding = _feeding(keras_model, names, outputs)
 
-    with _phase(reply, "layout"):
+    with _phase(reply, "trace"):  # the graph the SavedModel is saved from: traced once, here
         raw_fn = _raw_function(keras_model, request, feeding)
+        raw_fn.get_concrete_function()
+
+    with _phase(reply, "layout"):
         raw = _each_probe(
             probes, lambda probe: _numpy(_traced_or_eager(raw_fn, [probe[s["name"]] for s in inputs]))
         )
