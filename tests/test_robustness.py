@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -138,10 +139,12 @@ if __name__ == "__main__":
 """
 
 
-def test_the_worker_ends_when_its_parent_is_killed(tmp_path):
+def test_the_worker_ends_when_its_parent_is_killed_and_leaves_nothing_behind(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(ORPHAN_SCRIPT)
-    parent = subprocess.Popen([sys.executable, str(script)])
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    parent = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "TMPDIR": str(scratch)})
     watched = psutil.Process(parent.pid)
     deadline = time.monotonic() + 60
     while not watched.children() and time.monotonic() < deadline:
@@ -152,3 +155,4 @@ def test_the_worker_ends_when_its_parent_is_killed(tmp_path):
     parent.wait()
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"orphaned workers still running: {alive}"
+    assert list(scratch.iterdir()) == [], "the worker's directory outlived it"

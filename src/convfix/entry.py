@@ -52,7 +52,7 @@ def main() -> None:
     sys.unraisablehook = _unless_interrupt
     try:
         if sys.argv[1:2] == ["repair"] and "--help" not in sys.argv:
-            from convfix.target.onnx2tf_target import start_early
+            from convfix.target.process import start_early
 
             start_early()
         from convfix import cli

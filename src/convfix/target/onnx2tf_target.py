@@ -6,17 +6,8 @@ or dead worker becomes a failed result and is replaced on the next request.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
-import multiprocessing
-import os
-import shutil
-import signal
-import tempfile
-import threading
-import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -26,9 +17,9 @@ import numpy as np
 import onnx
 
 from convfix.errors import ConvfixError
-from convfix.target import worker
 from convfix.target.errors_map import clean_log, error_nodes, essential_error
 from convfix.target.layout import signature_names
+from convfix.target.process import WorkerProcess, take_early
 
 
 @dataclass
@@ -52,92 +43,6 @@ class ConversionResult:
     stage: str | None = None
 
 
-_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while a worker is being started, then deliver them.
-
-    Interrupted mid-start, the child would die with a traceback while reading its start-up data.
-    Python runs signal handlers in the main thread whichever thread the signal reaches (rich's
-    display has threads of its own), so the handlers defer too. The child inherits the blocked mask:
-    a Ctrl-C sent to the whole process group never reaches it (the parent stops it).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {
-        each: signal.signal(each, lambda signum, frame: pending.append(signum)) for each in _INTERRUPTS
-    }
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        for each, handler in previous.items():
-            signal.signal(each, handler)
-        if pending:
-            signal.raise_signal(pending[0])
-
-
-class _Worker:
-    """One spawned worker process with its own working directory."""
-
-    def __init__(self) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="convfix-onnx2tf-"))
-        context = multiprocessing.get_context("spawn")
-        self.conn, child_conn = context.Pipe()
-        self.process = context.Process(
-            target=worker.main,
-            args=(child_conn, str(self.workdir), os.getpid()),
-            name="convfix-onnx2tf",
-            daemon=True,
-        )
-        # Runs once: from stop(), or when the owner is garbage collected or the interpreter exits unclosed.
-        self._discard = weakref.finalize(self, _discard, self.process, self.workdir)
-        try:
-            with _interrupts_deferred():
-                self.process.start()
-        except BaseException:  # e.g. spawn refused from an unguarded __main__: leave nothing behind
-            self._discard()
-            raise
-        finally:
-            child_conn.close()  # so that the worker's death reads as EOF here
-
-    def death(self) -> str:
-        code = self.process.exitcode
-        if code is None:
-            return "worker process closed its pipe"
-        if code < 0:
-            known = -code in {each.value for each in signal.Signals}
-            return f"worker process died (killed by signal {signal.Signals(-code).name if known else -code})"
-        return f"worker process died (exit code {code})"
-
-    def stop(self) -> str:
-        """End the process, remove its directory; return the last output it logged.
-
-        The process is killed, never asked to exit: between requests it holds nothing worth keeping,
-        and TensorFlow's own teardown at exit costs half a second of every repair."""
-        log = ""
-        for name in (worker.REQUEST_LOG, worker.WORKER_LOG):
-            path = self.workdir / name
-            if path.is_file() and not log:
-                log = path.read_text(encoding="utf-8", errors="replace")
-        self._discard()
-        self.conn.close()
-        return log
-
-
-def _discard(process: multiprocessing.process.BaseProcess, workdir: Path) -> None:
-    if process.is_alive():
-        process.kill()
-    if process.pid is not None:
-        process.join(10)
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
 @functools.cache
 def _supported_ops() -> frozenset[str]:
     """onnx2tf dispatches on op type alone: one module per op type in onnx2tf/ops/."""
@@ -152,18 +57,6 @@ def _supported_ops() -> frozenset[str]:
     # Names only com.microsoft defines are that domain's; a name both define is the ONNX op's module.
     microsoft_only = {name for name in modules & microsoft if not onnx.defs.has(name)}
     return frozenset(modules - microsoft_only) | {f"com.microsoft::{name}" for name in microsoft_only}
-
-
-_early: list[Onnx2TfTarget] = []
-
-
-def start_early() -> None:
-    """Start a worker before the CLI imports its own heavy modules (onnx_ir, onnxscript, onnxruntime:
-    about a second), so that TensorFlow's import in the worker overlaps them; `convfix repair` takes
-    it with Onnx2TfTarget.started_early. Unclaimed, it is killed when the process exits."""
-    target = Onnx2TfTarget()
-    target.start()
-    _early.append(target)
 
 
 def _input_specs(model: onnx.ModelProto) -> list[dict[str, Any]]:
@@ -202,20 +95,20 @@ class Onnx2TfTarget:
 
     def __init__(self, timeout_s: float = 600.0) -> None:
         self.timeout_s = timeout_s
-        self._worker: _Worker | None = None
+        self._worker: WorkerProcess | None = None
 
     @classmethod
     def started_early(cls, timeout_s: float) -> Onnx2TfTarget:
-        """The target start_early() made, if any (given this timeout), else a new one."""
-        target = _early.pop() if _early else cls()
-        target.timeout_s = timeout_s
+        """A target with the worker process.start_early() started, if any."""
+        target = cls(timeout_s)
+        target._worker = take_early()
         return target
 
     def start(self) -> None:
         """Start the worker now: it imports onnx2tf and TensorFlow (seconds) while the caller loads,
         probes and rewrites, instead of at the first conversion."""
         if self._worker is None:
-            self._worker = _Worker()
+            self._worker = WorkerProcess()
 
     def supported_ops(self) -> frozenset[str]:
         """ONNX op types onnx2tf has a module for ('com.microsoft::X' for that domain's own ops)."""
@@ -310,7 +203,7 @@ class Onnx2TfTarget:
         """Send one request and wait for its reply. A timeout or a dead worker becomes a failed reply
         (stage "worker") and the worker is discarded; the next request starts a fresh one."""
         if self._worker is None:
-            self._worker = _Worker()
+            self._worker = WorkerProcess()
         current = self._worker
         try:
             current.conn.send(request)

@@ -27,10 +27,9 @@ import numpy as np
 from convfix.parity import Tolerance
 from convfix.proto_walk import all_tensors
 from convfix.target.layout import decide_layouts, signature_names
+from convfix.target.process import REQUEST_LOG, WORKER_LOG
 
 THREADS = 2
-REQUEST_LOG = "request.log"
-WORKER_LOG = "worker.log"
 LOG_TAIL_LINES = 400
 # onnx2tf fetches this from the internet unless it is in the working directory (all-NHWC-image inputs).
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -63,7 +62,7 @@ class _Failure(Exception):
 def main(conn: Connection, workdir: str, parent: int) -> None:
     """Serve requests until the parent goes away (or kills this process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    _exit_with_parent(parent)
+    _exit_with_parent(parent, workdir)
     _forbid_network()
     os.environ.update(_QUIET_ENV)
     os.chdir(workdir)
@@ -102,8 +101,9 @@ def _warm_up() -> dict[str, float]:
     return seconds
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A worker whose parent was killed mid-conversion would go on converting for nobody: end it.
+def _exit_with_parent(parent: int, workdir: str) -> None:
+    """A worker whose parent was killed mid-conversion would go on converting for nobody: end it,
+    and remove the working directory the parent can no longer remove.
 
     The parent's pid comes from the parent: it may have died before this process got this far."""
 
@@ -111,6 +111,7 @@ def _exit_with_parent(parent: int) -> None:
         while True:
             time.sleep(1.0)
             if os.getppid() != parent:
+                shutil.rmtree(workdir, ignore_errors=True)
                 os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
