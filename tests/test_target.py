@@ -285,6 +285,29 @@ def test_no_tflite_is_written_from_a_saved_model_that_cannot_verify(
     assert "tflite" not in result.seconds and not (tmp_path / "out" / "model.tflite").exists()
 
 
+def test_a_model_over_two_gib_is_refused_at_once(tmp_path: Path) -> None:
+    """onnx2tf converts such a model only in parts; measured on 2.5 GB of weights it failed after
+    minutes with its worker at 19 GB. The size is read from the dims: no data needs to exist."""
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [1024, 1024, 513], vals=[])
+    weight.data_location = TensorProto.EXTERNAL
+    weight.external_data.add(key="location", value="weights.bin")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="matmul")],
+        "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1024, 1024, 1024])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1024, 1024, 513])],
+        [weight],
+    )
+    path = _save(graph, tmp_path / "big.onnx")
+    target = Onnx2TfTarget(timeout_s=60)
+
+    result = target.convert(path, tmp_path / "out", [], [], rtol=TOL.rtol, atol=TOL.atol)
+
+    assert not result.converted and result.stage == "convert"
+    assert result.error.startswith("not converted: the model holds 2.00 GiB of tensors"), result.error
+    assert target._worker is None, "no worker is started for it"
+
+
 @pytest.mark.slow
 def test_worker_death_and_hang_are_reported_then_a_fresh_worker_converts(
     target: Onnx2TfTarget, tmp_path: Path

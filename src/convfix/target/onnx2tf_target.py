@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from convfix.errors import ConvfixError
+from convfix.proto_walk import all_tensors
 from convfix.target.errors_map import clean_log, error_nodes, essential_error
 from convfix.target.layout import signature_names
 from convfix.target.process import WorkerProcess, take_early
@@ -57,6 +58,20 @@ def _supported_ops() -> frozenset[str]:
     # Names only com.microsoft defines are that domain's; a name both define is the ONNX op's module.
     microsoft_only = {name for name in modules & microsoft if not onnx.defs.has(name)}
     return frozenset(modules - microsoft_only) | {f"com.microsoft::{name}" for name in microsoft_only}
+
+
+ONE_MODEL_LIMIT = 2 * 2**30  # onnx2tf splits a model whose tensors exceed this (protobuf's limit)
+
+
+def _tensor_bytes(model: onnx.ModelProto) -> int:
+    """The size of every tensor in the model, external ones included (from their dims and type)."""
+    total = 0
+    for tensor in all_tensors(model.graph):
+        if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+            continue
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        total += int(np.prod(tensor.dims, dtype=np.int64)) * itemsize
+    return total
 
 
 def _input_specs(model: onnx.ModelProto) -> list[dict[str, Any]]:
@@ -133,6 +148,14 @@ class Onnx2TfTarget:
         if len(probes) != len(reference):
             raise ConvfixError(f"{len(probes)} probes but {len(reference)} reference outputs")
         model = onnx.load(str(onnx_path), load_external_data=False)
+        weights = _tensor_bytes(model)
+        if weights > ONE_MODEL_LIMIT:
+            return ConversionResult(
+                converted=False,
+                error=f"not converted: the model holds {weights / 2**30:.2f} GiB of tensors, and above 2 GiB "
+                "onnx2tf converts only in parts (its auto-split mode), never into one SavedModel",
+                stage="convert",
+            )
         inputs = _input_specs(model)
         sig_names = signature_names(spec["name"] for spec in inputs)
         for spec in inputs:
