@@ -126,6 +126,8 @@ def main() -> None:
     ]
     out = ROOT / "benchmarks" / "results" / "big_model.md"
     out.write_text("\n".join(lines) + "\n")
+    figures = {"weight_bytes": weight_bytes, "scan": scan, "repair": repair, "saved": saved, "report": report}
+    out.with_suffix(".json").write_text(json.dumps(figures, indent=1, default=str) + "\n")
     print(out.read_text())
 
 
