@@ -18,7 +18,7 @@ from convfix.errors import ConvfixError
 from convfix.parity import Tolerance, compare_outputs
 from convfix.target import ConversionResult, Onnx2TfTarget
 from convfix.target.errors_map import error_nodes, essential_error
-from convfix.target.layout import decide_layouts, signature_names
+from convfix.target.layout import decide_layouts, decide_on_fewest_probes, signature_names
 
 TOL = Tolerance(rtol=1e-4, atol=1e-5)
 OPSET = [helper.make_opsetid("", 17)]
@@ -392,6 +392,33 @@ def test_layout_tie_on_degenerate_data_goes_to_identity_and_mismatch_is_reported
     raw = [{"y": np.full((1, 2, 3, 3), 1.5, np.float32)}]
     problems = decide_layouts(raw, reference, ["y"], TOL).problems
     assert problems == ["output 'y': no permutation matches the reference (identity max abs err 0.5)"]
+
+
+def test_layout_runs_further_probes_only_while_two_layouts_fit() -> None:
+    """One probe settles a layout that only one permutation fits; data that both fit (zeros) takes
+    the next probe, and so on; every probe goes through the artifact afterwards anyway."""
+    rng = np.random.default_rng(8)
+    reference = [{"y": rng.standard_normal((1, 4, 5, 6)).astype(np.float32)} for _ in range(3)]
+    channels_last = [{"y": np.transpose(r["y"], (0, 2, 3, 1))} for r in reference]
+    ran: list[int] = []
+
+    def run(index: int) -> dict:
+        ran.append(index)
+        return channels_last[index]
+
+    decision, count = decide_on_fewest_probes(run, reference, ["y"], TOL)
+    assert (decision.perms, decision.tied, count, ran) == ({"y": (0, 3, 1, 2)}, [], 1, [0])
+
+    reference = [{"y": rng.standard_normal((1, 3, 3, 3)).astype(np.float32)} for _ in range(3)]
+    reference[0]["y"] = np.zeros((1, 3, 3, 3), np.float32)  # both layouts fit zeros
+    channels_last[:] = [{"y": np.transpose(r["y"], (0, 2, 3, 1))} for r in reference]
+    ran.clear()
+    decision, count = decide_on_fewest_probes(run, reference, ["y"], TOL)
+    assert (decision.perms, decision.tied, count, ran) == ({"y": (0, 3, 1, 2)}, [], 2, [0, 1])
+
+    zeros = [{"y": np.zeros((1, 3, 3, 3), np.float32)}] * 2
+    decision, count = decide_on_fewest_probes(lambda index: zeros[index], zeros, ["y"], TOL)
+    assert (decision.described, decision.tied, count) == ({"y": "identity"}, ["y"], 2)
 
 
 def test_key_error_points_at_producer_and_consumers_of_the_value() -> None:

@@ -33,7 +33,10 @@ def _exit(code: int) -> NoReturn:
     It is also the only sure way out with 130: once a KeyboardInterrupt has passed through code run
     by exec() of a string (namedtuple and dataclass builders, at import time), CPython run as
     `python -m convfix` marks the interrupt unhandled and ends the process by SIGINT at exit,
-    whatever the exit code."""
+    whatever the exit code. Under a profiler or a debugger, which write their results at the
+    interpreter's exit, the exit is the usual one."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader gone (`| head`) or a closed stream

@@ -2,15 +2,17 @@
 
 onnx2tf keeps no reliable record of the layout its outputs come back in, and its own accuracy check
 accepts any permutation that happens to fit. Here the layout of each output is decided against the
-reference outputs: a candidate permutation must fit on every probe, and at most one may remain.
-Pure numpy, so both the parent and the worker process can use it.
+reference outputs: a candidate permutation must fit on every probe it is tried on, and at most one
+may remain. Probes are tried one at a time until that is so (usually one is enough); the artifact's
+own run on every probe then confirms the layout baked in. Pure numpy, so both the parent and the
+worker process can use it.
 """
 
 from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,6 +80,7 @@ class LayoutDecision:
     perms: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
     described: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    tied: list[str] = field(default_factory=list)  # outputs that more than one layout still fits
 
 
 def _identity_detail(name: str, expected: np.ndarray, actual: np.ndarray, tol: Tolerance) -> str:
@@ -89,8 +92,9 @@ def _identity_detail(name: str, expected: np.ndarray, actual: np.ndarray, tol: T
 
 def _decide_one(
     name: str, raw: Sequence[np.ndarray], reference: Sequence[np.ndarray], tol: Tolerance
-) -> tuple[tuple[int, ...] | None, str | None]:
-    """Keep the candidates that fit on every probe; identity wins a tie (then both are equivalent)."""
+) -> tuple[tuple[int, ...] | None, str | None, bool]:
+    """Keep the candidates that fit on every probe; identity wins a tie (then both are equivalent
+    on these probes). The flag says whether it was a tie."""
     rank = np.ndim(reference[0])
     candidates: dict[str, tuple[int, ...] | None] = {IDENTITY: None}
     if rank >= 3:
@@ -107,15 +111,17 @@ def _decide_one(
         if not alive:
             break
     if alive:
-        return (None if IDENTITY in alive else next(iter(alive.values()))), None
+        return (None if IDENTITY in alive else next(iter(alive.values()))), None, len(alive) > 1
     label, (index, err) = max(failed_at.items(), key=lambda item: item[1][0])
     if index > 0:
-        return None, (
+        return (
+            None,
             f"output {name!r}: layout {label} matched probes 0..{index - 1} but not probe {index} "
-            f"(max abs err {err:.3g}); no permutation fits every probe"
+            f"(max abs err {err:.3g}); no permutation fits every probe",
+            False,
         )
     detail = _identity_detail(name, reference[0], raw[0], tol)
-    return None, f"output {name!r}: no permutation matches the reference ({detail})"
+    return None, f"output {name!r}: no permutation matches the reference ({detail})", False
 
 
 def decide_layouts(
@@ -131,9 +137,30 @@ def decide_layouts(
             decision.perms[name], decision.described[name] = None, NOT_RESOLVED
             decision.problems.append(f"output {name!r}: no probes to decide the layout on")
             continue
-        perm, problem = _decide_one(name, [r[name] for r in raw], [r[name] for r in reference], tol)
+        perm, problem, tied = _decide_one(name, [r[name] for r in raw], [r[name] for r in reference], tol)
         decision.perms[name] = perm
+        if tied:
+            decision.tied.append(name)
         decision.described[name] = NOT_RESOLVED if problem else describe(perm)
         if problem:
             decision.problems.append(problem)
     return decision
+
+
+def decide_on_fewest_probes(
+    run: Callable[[int], Mapping[str, np.ndarray]],
+    reference: Sequence[Mapping[str, np.ndarray]],
+    output_names: Sequence[str],
+    tol: Tolerance,
+) -> tuple[LayoutDecision, int]:
+    """decide_layouts on probes 0, 1, ... run one at a time (`run(index)`), until no output is tied;
+    returns the decision and how many probes were run. Every probe is run through the artifact
+    afterwards anyway: further probes here would only repeat that confirmation."""
+    raw: list[Mapping[str, np.ndarray]] = []
+    decision = decide_layouts(raw, reference[:0], output_names, tol)
+    for index in range(len(reference)):
+        raw.append(run(index))
+        decision = decide_layouts(raw, reference[: index + 1], output_names, tol)
+        if not decision.tied:
+            break
+    return decision, len(raw)

@@ -26,7 +26,7 @@ import numpy as np
 
 from convfix.parity import Tolerance
 from convfix.proto_walk import all_tensors
-from convfix.target.layout import decide_layouts, signature_names
+from convfix.target.layout import decide_on_fewest_probes, signature_names
 from convfix.target.process import REQUEST_LOG, WORKER_LOG
 
 THREADS = 2
@@ -268,10 +268,13 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
         raw_fn.get_concrete_function()
 
     with _phase(reply, "layout"):
-        raw = _each_probe(
-            probes, lambda probe: _numpy(_traced_or_eager(raw_fn, [probe[s["name"]] for s in inputs]))
-        )
-        decision = decide_layouts(raw, reference, outputs, Tolerance(request["rtol"], request["atol"]))
+
+        def raw_outputs(index: int) -> dict[str, np.ndarray]:
+            feeds = [probes[index][s["name"]] for s in inputs]
+            return _on_probe(index, lambda: _numpy(_traced_or_eager(raw_fn, feeds)))
+
+        tolerance = Tolerance(request["rtol"], request["atol"])
+        decision, _ = decide_on_fewest_probes(raw_outputs, reference, outputs, tolerance)
         reply["layout"], reply["layout_problems"] = decision.described, decision.problems
 
     with _phase(reply, "save"):
@@ -484,13 +487,15 @@ def _numpy(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _each_probe(probes: list[Probe], run_one: Callable[[Probe], dict]) -> list[dict[str, np.ndarray]]:
-    results = []
-    for index, probe in enumerate(probes):
-        try:
-            results.append(run_one(probe))
-        except Exception as exc:
-            raise _Failure(f"probe {index}: {_one_line(exc)}") from exc
-    return results
+    return [_on_probe(index, lambda probe=probe: run_one(probe)) for index, probe in enumerate(probes)]
+
+
+def _on_probe(index: int, run: Callable[[], dict]) -> dict[str, np.ndarray]:
+    """Run one probe; a failure names the probe."""
+    try:
+        return run()
+    except Exception as exc:
+        raise _Failure(f"probe {index}: {_one_line(exc)}") from exc
 
 
 def _traced_or_eager(fn: Any, args: list[np.ndarray]) -> Any:
