@@ -122,10 +122,12 @@ class _Session:
     def rewrite_until_fixpoint(self, extra: Sequence[Finding] = ()) -> None:
         """Try each claiming rule once per finding until no blocking finding has an untried rule."""
         pending_extra = list(extra)
+        findings: list[Finding] | None = None  # rescanned only after the model changed
         for _ in range(MAX_STEPS):
-            findings = scan(self.model, self.context.pinned_shapes, self.rules) + claim(
-                pending_extra, self.rules
-            )
+            if findings is None:
+                findings = scan(self.model, self.context.pinned_shapes, self.rules) + claim(
+                    pending_extra, self.rules
+                )
             candidate = next(
                 (
                     (rule, f)
@@ -140,7 +142,7 @@ class _Session:
                 return
             rule, finding = candidate
             if self.try_rule(rule, finding):
-                pending_extra = []
+                pending_extra, findings = [], None
 
     def simplify(self, round_: int = 0) -> ir.Model | None:
         """Fold constants and shape arithmetic before each conversion, parity-checked like a rule.
