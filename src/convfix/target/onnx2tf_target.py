@@ -40,7 +40,8 @@ class ConversionResult:
     tflite_outputs: list[dict[str, np.ndarray]] | None = None
     layout_problems: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    # convert | layout | save | run | tflite | tflite_run | worker (timeout or crash); None if all went well
+    # convert | trace | layout | save | run | tflite | tflite_run | worker (timeout or crash); None if all
+    # went well
     stage: str | None = None
 
 
