@@ -1,4 +1,4 @@
-"""The conversion retried with unknown dims told apart (target/layout_judgement.py).
+"""The conversion with unknown dims told apart (target/layout_judgement.py), first for dynamic inputs.
 
 With dynamic batch and sequence, TF knows none of an attention tensor's dims, and onnx2tf judges every
 such tensor channels-last: it then moves the axes of the head Transpose. The fast tests drive the
@@ -90,37 +90,49 @@ def attention_numpy(x: np.ndarray) -> np.ndarray:
 
 
 class _ModeTarget:
-    """Stands in for onnx2tf: fails in its default mode, matches the reference with unknown dims
-    told apart; records the modes asked for."""
+    """Stands in for onnx2tf: converts right in one mode only (unknown dims told apart or not), fails
+    in the other; records the modes asked for."""
 
-    def __init__(self) -> None:
+    def __init__(self, works_with_distinct_dims: bool) -> None:
+        self.works = works_with_distinct_dims
         self.modes: list[bool] = []
 
     def convert(self, onnx_path, out_dir, probe_set, reference, **kwargs) -> ConversionResult:
         distinct = kwargs["distinct_unknown_dims"]
         self.modes.append(distinct)
-        if not distinct:
+        if distinct != self.works:
             return ConversionResult(False, error="InvalidArgumentError: incompatible batch dimensions")
         return ConversionResult(True, tf_outputs=[dict(r) for r in reference])
 
 
-def test_a_dynamic_model_is_converted_again_with_unknown_dims_told_apart(tmp_path: Path) -> None:
-    fake = _ModeTarget()
+def test_a_dynamic_model_is_converted_first_with_unknown_dims_told_apart(tmp_path: Path) -> None:
+    fake = _ModeTarget(works_with_distinct_dims=True)
     report = convfix.repair(
         save(attention_model(), tmp_path / "attention.onnx"), RepairOptions(), target=fake
     )
-    assert fake.modes[:2] == [False, True]
+    assert fake.modes == [True]
     assert report.status == "clean"
     assert report.tf.distinct_unknown_dims
     assert any("unknown dims told apart" in note for note in report.notes)
 
 
-def test_a_static_model_is_not_converted_again(tmp_path: Path) -> None:
+def test_a_dynamic_model_that_fails_so_is_converted_again_in_onnx2tfs_own_way(tmp_path: Path) -> None:
+    fake = _ModeTarget(works_with_distinct_dims=False)
+    report = convfix.repair(
+        save(attention_model(), tmp_path / "attention.onnx"), RepairOptions(), target=fake
+    )
+    assert fake.modes[:2] == [True, False]
+    assert report.status == "clean"
+    assert not report.tf.distinct_unknown_dims
+    assert not any("unknown dims told apart" in note for note in report.notes)
+
+
+def test_a_static_model_is_converted_in_onnx2tfs_own_way_only(tmp_path: Path) -> None:
     model = attention_model()
     for value in (*model.graph.input, *model.graph.output):
         for dim, size in zip(value.type.tensor_type.shape.dim, (2, 3, WIDTH), strict=True):
             dim.dim_value = size
-    fake = _ModeTarget()
+    fake = _ModeTarget(works_with_distinct_dims=True)
     report = convfix.repair(save(model, tmp_path / "static.onnx"), RepairOptions(), target=fake)
     assert set(fake.modes) == {False}
     assert report.status == "failed"
