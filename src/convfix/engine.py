@@ -292,14 +292,17 @@ def repair(
         for attempt in range(MAX_CONVERSIONS):
             if attempt:  # what the rules just wrote may leave constants to fold
                 unsimplified = session.simplify(attempt)
+                clock.lap("rewrite")
             progress("converting with onnx2tf and verifying in TensorFlow")
             result = _convert_unless_folding_hurts(session, target, scratch, options, unsimplified)
             clock.lap("convert")
             if result.verified:
                 break
             culprit = _divergent_node(session, target, scratch, result)
+            clock.lap("localize")
             before = len(report.accepted_steps)
             session.rewrite_until_fixpoint(_target_findings(result, session.model, culprit))
+            clock.lap("rewrite")
             if len(report.accepted_steps) == before:
                 break
         report.tf = result
