@@ -265,7 +265,7 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
 
     with _phase(reply, "trace"):  # the graph the SavedModel is saved from: traced once, here
         raw_fn = _raw_function(keras_model, request, feeding)
-        raw_fn.get_concrete_function()
+        _trace(raw_fn, [probes[0][s["name"]] for s in inputs] if probes else None)
 
     with _phase(reply, "layout"):
 
@@ -496,6 +496,19 @@ def _on_probe(index: int, run: Callable[[], dict]) -> dict[str, np.ndarray]:
         return run()
     except Exception as exc:
         raise _Failure(f"probe {index}: {_one_line(exc)}") from exc
+
+
+def _trace(fn: Any, args: list[np.ndarray] | None) -> None:
+    """Trace a tf.function; if that fails, run its Python body eagerly on `args` for the error, as
+    _traced_or_eager does (an eager error names the failing layer and its ONNX node)."""
+    try:
+        fn.get_concrete_function()
+    except Exception:
+        if args is not None:
+            import tensorflow as tf
+
+            fn.python_function(*(tf.constant(a) for a in args))
+        raise
 
 
 def _traced_or_eager(fn: Any, args: list[np.ndarray]) -> Any:
