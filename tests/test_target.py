@@ -285,6 +285,24 @@ def test_no_tflite_is_written_from_a_saved_model_that_cannot_verify(
     assert "tflite" not in result.seconds and not (tmp_path / "out" / "model.tflite").exists()
 
 
+@pytest.mark.slow
+def test_a_model_that_cannot_be_traced_reports_the_eager_error(target: Onnx2TfTarget, tmp_path: Path) -> None:
+    """Tracing onnx2tf's model fails on this suite case; the graph-mode error says only 'in user
+    code', so the model's body is run eagerly for an error that names the layer and its ONNX node."""
+    case = Path(onnx.__file__).parent / "backend/test/data/node/test_rotary_embedding_expanded"
+    graph = onnx.load(str(case / "model.onnx")).graph
+    tensors = sorted((case / "test_data_set_0").glob("*put_*.pb"))
+    arrays = {p.stem: numpy_helper.to_array(onnx.load_tensor(str(p))) for p in tensors}
+    probe = {v.name: arrays[f"input_{i}"] for i, v in enumerate(graph.input)}
+    reference = {v.name: arrays[f"output_{i}"] for i, v in enumerate(graph.output)}
+
+    result = target.convert(case / "model.onnx", tmp_path / "out", [probe], [reference], rtol=1e-4, atol=1e-4)
+
+    assert not result.converted and result.stage == "trace"
+    assert "Exception encountered when calling layer" in result.error, result.error
+    assert "[at ONNX node " in result.error
+
+
 def test_a_model_over_two_gib_is_refused_at_once(tmp_path: Path) -> None:
     """onnx2tf converts such a model only in parts; measured on 2.5 GB of weights it failed after
     minutes with its worker at 19 GB. The size is read from the dims: no data needs to exist."""
