@@ -150,6 +150,20 @@ def _classifier_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
 
 
+def _repaired_tf_matches_onnxruntime(target, path, tmp_path, rule: str, *, seed: int, atol: float) -> None:
+    """Repair with `rule` among the accepted steps, then the SavedModel on a fresh input of the
+    model's input shape matches onnxruntime on the original."""
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    assert report.status == "repaired", report.to_json()
+    assert rule in [s.rule for s in report.accepted_steps]
+    session = ort.InferenceSession(str(path))
+    shape = session.get_inputs()[0].shape
+    fresh = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+    (outputs,) = target.run(tmp_path / "tf", [{"x": fresh}])
+    expected = session.run(None, {"x": fresh})[0]
+    np.testing.assert_allclose(outputs["y"], expected, rtol=1e-5, atol=atol)
+
+
 @pytest.mark.slow
 def test_a_reshaped_weight_of_an_ir3_model_diverges_plain_and_folds(target, tmp_path):
     path = save(_classifier_model(), tmp_path / "m.onnx")
@@ -158,13 +172,7 @@ def test_a_reshaped_weight_of_an_ir3_model_diverges_plain_and_folds(target, tmp_
     plain = target.convert(path, tmp_path / "plain", [{"x": x}], [{"y": reference}], rtol=1e-4, atol=1e-4)
     assert not plain.converted or plain.layout_problems
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
-    assert report.status == "repaired", report.to_json()
-    assert "fold-constant-node" in [s.rule for s in report.accepted_steps]
-    fresh = np.random.default_rng(2).normal(size=(1, 2, 2, 2)).astype(np.float32)
-    (outputs,) = target.run(tmp_path / "tf", [{"x": fresh}])
-    expected = ort.InferenceSession(str(path)).run(None, {"x": fresh})[0]
-    np.testing.assert_allclose(outputs["y"], expected, rtol=1e-5, atol=1e-6)
+    _repaired_tf_matches_onnxruntime(target, path, tmp_path, "fold-constant-node", seed=2, atol=1e-6)
 
 
 def _eyelike_model(k: int) -> onnx.ModelProto:
@@ -267,10 +275,4 @@ def test_a_weight_listed_as_input_fails_plain_and_converts_as_a_plain_weight(tar
     plain = target.convert(path, tmp_path / "plain", [{"x": x}], [{"y": reference}], rtol=1e-4, atol=1e-4)
     assert not plain.converted and "Dimensions must be equal" in plain.error
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
-    assert report.status == "repaired", report.to_json()
-    assert "input-weights-as-constants" in [s.rule for s in report.accepted_steps]
-    fresh = np.random.default_rng(1).normal(size=(1, 4, 6, 6)).astype(np.float32)
-    (outputs,) = target.run(tmp_path / "tf", [{"x": fresh}])
-    expected = ort.InferenceSession(str(path)).run(None, {"x": fresh})[0]
-    np.testing.assert_allclose(outputs["y"], expected, rtol=1e-5, atol=1e-5)
+    _repaired_tf_matches_onnxruntime(target, path, tmp_path, "input-weights-as-constants", seed=1, atol=1e-5)
