@@ -152,10 +152,10 @@ def decide_on_fewest_probes(
     reference: Sequence[Mapping[str, np.ndarray]],
     output_names: Sequence[str],
     tol: Tolerance,
-) -> tuple[LayoutDecision, int]:
-    """decide_layouts on probes 0, 1, ... run one at a time (`run(index)`), until no output is tied;
-    returns the decision and how many probes were run. Every probe is run through the artifact
-    afterwards anyway: further probes here would only repeat that confirmation."""
+) -> LayoutDecision:
+    """decide_layouts on probes 0, 1, ... run one at a time (`run(index)`), until no output is tied.
+    Every probe is run through the artifact afterwards anyway: further probes here would only
+    repeat that confirmation."""
     raw: list[Mapping[str, np.ndarray]] = []
     decision = decide_layouts(raw, reference[:0], output_names, tol)
     for index in range(len(reference)):
@@ -163,4 +163,4 @@ def decide_on_fewest_probes(
         decision = decide_layouts(raw, reference[: index + 1], output_names, tol)
         if not decision.tied:
             break
-    return decision, len(raw)
+    return decision

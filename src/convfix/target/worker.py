@@ -274,7 +274,7 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
             return _on_probe(index, lambda: _numpy(_traced_or_eager(raw_fn, feeds)))
 
         tolerance = Tolerance(request["rtol"], request["atol"])
-        decision, _ = decide_on_fewest_probes(raw_outputs, reference, outputs, tolerance)
+        decision = decide_on_fewest_probes(raw_outputs, reference, outputs, tolerance)
         reply["layout"], reply["layout_problems"] = decision.described, decision.problems
 
     with _phase(reply, "save"):
