@@ -7,7 +7,7 @@ Cases: every `onnx/backend/test/data/node/*` case (its `test_data_set_*` inputs 
 as onnx's own runner makes them, `arange(n).reshape(shape) / n` in float32, dynamic dims as 1).
 
 Each case runs twice against the SUITE's outputs, in one process with one long-lived onnx2tf worker:
-(a) plain: `Onnx2TfTarget.convert` on the ORIGINAL model (onnx2tf defaults, except onnxsim off and
+(a) plain: `Onnx2TfBackend.convert` on the ORIGINAL model (onnx2tf defaults, except onnxsim off and
     offline; the output layout decided against the suite's outputs and baked in, as for convfix);
 (b) convfix: `convfix.repair(model, RepairOptions(inputs=NPZ, tf_out=...))` with the suite inputs as
     probes (its own oracle, onnxruntime, is what it checks against), then the SavedModel it wrote is
@@ -341,11 +341,11 @@ def run_convfix(target, case: Case, probes: list[dict], refs: list[dict], work: 
         tf_out=work / "tf",
         report_path=work / "report.json",
         inputs=npz,
-        conversion_timeout=CONVERSION_TIMEOUT_S[case.kind],
+        timeout=CONVERSION_TIMEOUT_S[case.kind],
     )
     started = time.perf_counter()
     try:
-        report = convfix.repair(case.path, options, target=target)
+        report = convfix.repair(case.path, options, backend=target)
     except ConvfixError as exc:
         return Outcome("convert-error", error=f"convfix rejected the input: {exc}")
     seconds = time.perf_counter() - started
@@ -392,6 +392,8 @@ class Row:
 
 
 def run_case(target, case: Case, scratch: Path) -> Row:
+    from convfix.boundary.process import Limits
+
     model = onnx.load(str(case.path), load_external_data=False)
     why_not = not_deployment(case, model)
 
@@ -407,7 +409,7 @@ def run_case(target, case: Case, scratch: Path) -> Row:
         return row(Outcome("ort-unsupported", error=ort), Outcome("ort-unsupported", error=ort))
     ort_status, _, ort_problems = _verdict(refs, ort)
     ort_differs = ort_problems if ort_status != "pass" else None
-    target.timeout_s = CONVERSION_TIMEOUT_S[case.kind]
+    target.set_limits(Limits(CONVERSION_TIMEOUT_S[case.kind]))
     work = Path(tempfile.mkdtemp(prefix=f"{case.name}-", dir=scratch))
     (work / "plain").mkdir()
     (work / "convfix").mkdir()
@@ -422,11 +424,11 @@ def run_case(target, case: Case, scratch: Path) -> Row:
 
 def child(names: list[str], log: Path) -> None:
     """Run the named cases, appending a start marker and then the row of each to log."""
-    from convfix.target import Onnx2TfTarget
+    from convfix.backends import Onnx2TfBackend
 
     by_name = {c.name: c for c in collect(None, None)}
     with (
-        Onnx2TfTarget() as target,
+        Onnx2TfBackend() as target,
         tempfile.TemporaryDirectory(prefix="conformance-") as scratch,
         log.open("a") as out,
     ):

@@ -254,7 +254,7 @@ def write_results(
         "Both runs are judged against the SUITE's outputs (rtol 1e-4, atol 1e-4, NaN/inf must agree, "
         "shape and dtype must match), through the SavedModel signature with the output layout decided "
         "and baked in (never a permutation accepted because it fits one probe). *plain*: "
-        "`Onnx2TfTarget.convert` on the original model (onnx2tf defaults, onnxsim off, offline). "
+        "`Onnx2TfBackend.convert` on the original model (onnx2tf defaults, onnxsim off, offline). "
         "*convfix*: `convfix.repair` with the suite inputs as `--inputs`, then its SavedModel loaded "
         "back and compared with the suite. A convfix case passes only if its report says "
         "repaired/clean AND the TF outputs match the suite.",

@@ -401,14 +401,14 @@ def section_big() -> Section:
 def section_profile(folder: Path) -> Section:
     """Where a repair's own time goes (the conversion worker is another process: not in here)."""
     from convfix import RepairOptions, repair
-    from convfix.target import Onnx2TfTarget
+    from convfix.backends import Onnx2TfBackend
 
     model = cnn(folder / "cnn_profiled.onnx", blocks=100)
-    with Onnx2TfTarget() as target:
-        repair(model, RepairOptions(), target=target)  # the TF import, outside the profile
+    with Onnx2TfBackend() as target:
+        repair(model, RepairOptions(), backend=target)  # the TF import, outside the profile
         profile = cProfile.Profile()
         profile.enable()
-        repair(model, RepairOptions(), target=target)
+        repair(model, RepairOptions(), backend=target)
         profile.disable()
     stream = io.StringIO()
     pstats.Stats(profile, stream=stream).sort_stats("cumulative").print_stats(18)

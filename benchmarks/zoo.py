@@ -5,7 +5,7 @@
 Every model in `examples/zoo/models.py` is exported with the torch.export-based exporter and the
 TorchScript exporter, static and with dynamic axes (`examples/zoo/build.py`). Each exported variant then
 runs twice, in this process with ONE long-lived onnx2tf worker for the whole run:
-(a) plain: `Onnx2TfTarget.convert` on the ORIGINAL export (onnx2tf defaults except onnxsim off and
+(a) plain: `Onnx2TfBackend.convert` on the ORIGINAL export (onnx2tf defaults except onnxsim off and
     offline; every output's layout mapped explicitly against the reference, as convfix does);
 (b) convfix: `convfix.repair(...)` with the same probes and the eager outputs as reference; when it
     claims "repaired"/"clean", the SavedModel it wrote is loaded back and compared with eager PyTorch
@@ -49,9 +49,10 @@ from zoo_classes import CLASSES, classify  # noqa: E402
 
 import convfix  # noqa: E402
 from convfix import model_io, oracle, probes  # noqa: E402
+from convfix.backends import Onnx2TfBackend  # noqa: E402
+from convfix.boundary.process import Limits  # noqa: E402
 from convfix.parity import Parity, Tolerance, compare_outputs  # noqa: E402
 from convfix.rules import discover  # noqa: E402
-from convfix.target import Onnx2TfTarget  # noqa: E402
 
 TOLERANCE = Tolerance()  # convfix's default rtol, atol: one policy for both verdicts
 CONVERSION_TIMEOUT_S = 60.0  # tiny models convert in seconds; a longer one is reported as a timeout
@@ -89,7 +90,7 @@ def _parity_json(parity: Parity | None) -> dict | None:
     }
 
 
-def plain(target: Onnx2TfTarget, path: Path, work: Path, probe_set, reference) -> dict:
+def plain(target: Onnx2TfBackend, path: Path, work: Path, probe_set, reference) -> dict:
     """onnx2tf on the original export; pass only if the SavedModel matches eager on every probe."""
     out_dir = work / "plain"
     out_dir.mkdir()
@@ -118,15 +119,15 @@ def plain(target: Onnx2TfTarget, path: Path, work: Path, probe_set, reference) -
     return row
 
 
-def with_convfix(target: Onnx2TfTarget, path: Path, work: Path, probe_set, reference) -> dict:
+def with_convfix(target: Onnx2TfBackend, path: Path, work: Path, probe_set, reference) -> dict:
     """convfix.repair against eager PyTorch; a claimed repair is re-verified here from its SavedModel."""
     tf_out = work / "convfix.tf"
     options = convfix.RepairOptions(
-        output=work / "repaired.onnx", tf_out=tf_out, conversion_timeout=CONVERSION_TIMEOUT_S
+        output=work / "repaired.onnx", tf_out=tf_out, timeout=CONVERSION_TIMEOUT_S
     )
     started = time.perf_counter()
     report = convfix.repair(
-        path, options, target=target, reference=reference, reference_oracle=ORACLE, probe_set=probe_set
+        path, options, backend=target, reference=reference, reference_oracle=ORACLE, probe_set=probe_set
     )
     row: dict = {
         "seconds": time.perf_counter() - started,
@@ -154,7 +155,7 @@ def with_convfix(target: Onnx2TfTarget, path: Path, work: Path, probe_set, refer
     return row
 
 
-def run_variant(exported: Exported, target: Onnx2TfTarget, work: Path) -> dict:
+def run_variant(exported: Exported, target: Onnx2TfBackend, work: Path) -> dict:
     """Everything measured on one exported variant."""
     model = BY_NAME[exported.model]
     row: dict = {
@@ -197,7 +198,7 @@ def measure(names: list[str] | None, limit: int | None, scratch: Path) -> list[d
     models = [BY_NAME[n] for n in names] if names else ZOO
     plan = [(m, e, d) for m in models for e in EXPORTERS for d in (False, True)][:limit]
     rows = []
-    with Onnx2TfTarget(timeout_s=CONVERSION_TIMEOUT_S) as target:
+    with Onnx2TfBackend(Limits(CONVERSION_TIMEOUT_S)) as target:
         for index, (model, exporter, dynamic) in enumerate(plan):
             work = scratch / f"v{index}"
             work.mkdir()

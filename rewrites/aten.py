@@ -52,7 +52,7 @@ RULES = [
     from_rewrite_rules(
         "decompose-aten-entr",
         ("unsupported-op",),
-        (f"{ATEN}::special_entr", f"{ATEN}::ATen"),
+        (f"{ATEN}::special_entr",),
         [entr_fallthrough, entr_aten_node],
         "torch.special.entr as Where/Log/Mul: -x*log(x) for x>0, 0 at 0, -inf below",
     )

@@ -63,9 +63,10 @@ def scale_model(factor: float, shape=("batch", 4)) -> onnx.ModelProto:
 @pytest.fixture(scope="session")
 def target():
     """One conversion worker for the whole run: TensorFlow is imported once."""
-    from convfix.target import Onnx2TfTarget
+    from convfix.backends import Onnx2TfBackend
+    from convfix.boundary.process import Limits
 
-    with Onnx2TfTarget(timeout_s=300) as shared:
+    with Onnx2TfBackend(Limits(seconds=300)) as shared:
         yield shared
 
 

@@ -1,4 +1,4 @@
-"""The conversion with unknown dims told apart (target/layout_judgement.py), first for dynamic inputs.
+"""The conversion with unknown dims told apart (onnx2tf/layout_judgement.py), first for dynamic inputs.
 
 With dynamic batch and sequence, TF knows none of an attention tensor's dims, and onnx2tf judges every
 such tensor channels-last: it then moves the axes of the head Transpose. The fast tests drive the
@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import convfix
 from convfix import RepairOptions
-from convfix.target import ConversionResult
+from convfix.backends import ConversionResult
 
 HEADS, HEAD_DIM = 2, 8
 WIDTH = HEADS * HEAD_DIM
@@ -101,14 +101,18 @@ class _ModeTarget:
         distinct = kwargs["distinct_unknown_dims"]
         self.modes.append(distinct)
         if distinct != self.works:
-            return ConversionResult(False, error="InvalidArgumentError: incompatible batch dimensions")
-        return ConversionResult(True, tf_outputs=[dict(r) for r in reference])
+            return ConversionResult(
+                error="InvalidArgumentError: incompatible batch dimensions", distinct_unknown_dims=distinct
+            )
+        return ConversionResult(
+            converted=True, tf_outputs=tuple(dict(r) for r in reference), distinct_unknown_dims=distinct
+        )
 
 
 def test_a_dynamic_model_is_converted_first_with_unknown_dims_told_apart(tmp_path: Path) -> None:
     fake = _ModeTarget(works_with_distinct_dims=True)
     report = convfix.repair(
-        save(attention_model(), tmp_path / "attention.onnx"), RepairOptions(), target=fake
+        save(attention_model(), tmp_path / "attention.onnx"), RepairOptions(), backend=fake
     )
     assert fake.modes == [True]
     assert report.status == "clean"
@@ -119,7 +123,7 @@ def test_a_dynamic_model_is_converted_first_with_unknown_dims_told_apart(tmp_pat
 def test_a_dynamic_model_that_fails_so_is_converted_again_in_onnx2tfs_own_way(tmp_path: Path) -> None:
     fake = _ModeTarget(works_with_distinct_dims=False)
     report = convfix.repair(
-        save(attention_model(), tmp_path / "attention.onnx"), RepairOptions(), target=fake
+        save(attention_model(), tmp_path / "attention.onnx"), RepairOptions(), backend=fake
     )
     assert fake.modes[:2] == [True, False]
     assert report.status == "clean"
@@ -133,7 +137,7 @@ def test_a_static_model_is_converted_in_onnx2tfs_own_way_only(tmp_path: Path) ->
         for dim, size in zip(value.type.tensor_type.shape.dim, (2, 3, WIDTH), strict=True):
             dim.dim_value = size
     fake = _ModeTarget(works_with_distinct_dims=True)
-    report = convfix.repair(save(model, tmp_path / "static.onnx"), RepairOptions(), target=fake)
+    report = convfix.repair(save(model, tmp_path / "static.onnx"), RepairOptions(), backend=fake)
     assert set(fake.modes) == {False}
     assert report.status == "failed"
     assert not report.tf.distinct_unknown_dims
@@ -167,7 +171,7 @@ def test_onnx2tf_moves_attention_axes_unless_unknown_dims_are_told_apart(target,
 @pytest.mark.slow
 def test_repair_converts_dynamic_attention_and_tf_matches_numpy(target, tmp_path: Path) -> None:
     source = save(attention_model(), tmp_path / "attention.onnx")
-    report = convfix.repair(source, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(source, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status in ("clean", "repaired"), report.remaining
     assert report.tf.distinct_unknown_dims
     sizes = {tuple(p["x"]) for p in report.probes}

@@ -27,7 +27,7 @@ def _repair(target, name, tmp_path, **options):
     opts = RepairOptions(
         output=tmp_path / "out.onnx", tf_out=tmp_path / "tf", report_path=tmp_path / "report.json", **options
     )
-    report = convfix.repair(source, opts, target=target)
+    report = convfix.repair(source, opts, backend=target)
     assert digest(source) == before, "the input file must never change"
     return report, json.loads((tmp_path / "report.json").read_text())
 
@@ -108,7 +108,7 @@ def test_if_becomes_where_and_tf_matches_on_both_branches(target, tmp_path):
 
 
 def test_user_rule_from_a_directory_fixes_what_no_builtin_does(target, tmp_path):
-    without = convfix.repair(EXAMPLES / "sinc.onnx", RepairOptions(), target=target)
+    without = convfix.repair(EXAMPLES / "sinc.onnx", RepairOptions(), backend=target)
     assert without.status == "failed"
     assert [(f.kind, f.op) for f in without.remaining] == [
         ("unsupported-op", "org.pytorch.aten::sinc"),
@@ -116,7 +116,7 @@ def test_user_rule_from_a_directory_fixes_what_no_builtin_does(target, tmp_path)
     ]
     assert "sinc" in without.remaining[1].reason
     report = convfix.repair(
-        EXAMPLES / "sinc.onnx", RepairOptions(rule_dirs=[EXAMPLES / "user_rules"]), target=target
+        EXAMPLES / "sinc.onnx", RepairOptions(rule_dirs=[EXAMPLES / "user_rules"]), backend=target
     )
     assert report.status == "repaired"
     assert report.accepted_steps[0].rule == "user-decompose-aten-sinc"
@@ -125,9 +125,9 @@ def test_user_rule_from_a_directory_fixes_what_no_builtin_does(target, tmp_path)
 def test_check_tells_a_matching_tf_model_from_a_different_one(target, tmp_path):
     two = save(scale_model(2.0), tmp_path / "two.onnx")
     three = save(scale_model(3.0), tmp_path / "three.onnx")
-    convfix.repair(three, RepairOptions(tf_out=tmp_path / "three_tf"), target=target)
-    assert convfix.check(three, tmp_path / "three_tf", target=target).parity.ok
-    differs = convfix.check(two, tmp_path / "three_tf", target=target)
+    convfix.repair(three, RepairOptions(tf_out=tmp_path / "three_tf"), backend=target)
+    assert convfix.check(three, tmp_path / "three_tf", backend=target).parity.ok
+    differs = convfix.check(two, tmp_path / "three_tf", backend=target)
     assert not differs.parity.ok
     assert differs.parity.max_abs_err > 0.1
 
@@ -139,13 +139,13 @@ def test_repair_torch_uses_eager_pytorch_as_the_reference(target, tmp_path):
     SignBranch, SignBranchPython = models.SignBranch, models.SignBranchPython
 
     x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
-    result = convfix.repair_torch(SignBranch(), (x,), input_names=["x"], target=target, workdir=tmp_path)
+    result = convfix.repair_torch(SignBranch(), (x,), input_names=["x"], backend=target, workdir=tmp_path)
     assert result.exporter == "dynamo"
     assert result.report.oracle == "torch (eager module)"
     assert result.report.status == "repaired", result.report.to_json()
 
     baked = convfix.repair_torch(
-        SignBranchPython(), (x,), input_names=["x"], exporter="torchscript", target=target, workdir=tmp_path
+        SignBranchPython(), (x,), input_names=["x"], exporter="torchscript", backend=target, workdir=tmp_path
     )
     assert baked.report.status != "repaired"
     assert any("differs from PyTorch eager" in note for note in baked.report.notes)
@@ -178,7 +178,7 @@ def test_a_rewrite_that_breaks_parity_is_rolled_back_and_the_next_rule_tried(tar
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "wrong.py").write_text(WRONG_RULES)
-    report = convfix.repair(EXAMPLES / "cond.onnx", RepairOptions(rule_dirs=[rules]), target=target)
+    report = convfix.repair(EXAMPLES / "cond.onnx", RepairOptions(rule_dirs=[rules]), backend=target)
     outcomes = [(s.rule, s.accepted, s.outcome.split(":")[0]) for s in report.steps]
     assert outcomes[:3] == [
         ("explode", False, "error"),
@@ -205,7 +205,7 @@ def test_same_input_same_output_bytes_and_report(target, tmp_path, name):
     for attempt in ("a", "b"):
         folder = tmp_path / attempt
         opts = RepairOptions(output=folder / "out.onnx", report_path=folder / "report.json")
-        convfix.repair(EXAMPLES / name, opts, target=target)
+        convfix.repair(EXAMPLES / name, opts, backend=target)
         report = _without_times(json.loads((folder / "report.json").read_text()))
         report["output"] = Path(report["output"]).name
         runs.append(((folder / "out.onnx").read_bytes(), report))
@@ -227,6 +227,6 @@ def test_external_weights_are_inlined_for_onnx2tf_which_misreads_them(target, tm
     plain = target.convert(source, tmp_path / "plain", [{"x": x}], [{"y": reference}], rtol=1e-4, atol=1e-4)
     assert plain.layout_problems, "plain onnx2tf got external weights right: the inlining may be unneeded"
 
-    report = convfix.repair(source, RepairOptions(output=tmp_path / "out" / "fixed.onnx"), target=target)
+    report = convfix.repair(source, RepairOptions(output=tmp_path / "out" / "fixed.onnx"), backend=target)
     assert report.status == "clean" and report.tf.parity.ok
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fixed.onnx", "fixed.onnx.data"]

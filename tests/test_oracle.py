@@ -115,7 +115,7 @@ def test_the_reference_is_the_graph_s_own_arithmetic_not_onnxruntime_s_optimized
 @pytest.mark.parametrize(
     ("dims", "scales"), [([1, 2, 5, 6], [1, 1, 2, 1.5]), (["n", 2, "h", "w"], [1, 1, 2, 3])]
 )
-def test_an_align_corners_resize_to_whole_lengths_is_not_cross_checked(monkeypatch, dims, scales):
+def test_an_align_corners_resize_to_whole_lengths_is_not_cross_checked(dims, scales):
     """Scales that give whole output lengths (whole scales on dynamic dims) leave nothing to disagree
     on; onnx.reference, slow on a large Resize, is not run."""
     from onnx import TensorProto, helper, numpy_helper
@@ -132,10 +132,6 @@ def test_an_align_corners_resize_to_whole_lengths_is_not_cross_checked(monkeypat
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
     model = ir.from_proto(proto)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("onnx.reference was run")
-
-    monkeypatch.setattr(oracle, "run_reference_evaluator", refuse)
+    assert not oracle._deviates(next(iter(model.graph)))
     x = np.random.default_rng(0).random((1, 2, 5, 6), dtype=np.float32)
     assert oracle.evaluate(model, [{"x": x}]).oracle == "onnxruntime"

@@ -111,7 +111,7 @@ def test_a_model_that_needs_two_names_equal_is_probed_with_equal_sizes(tmp_path)
     path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
     model = model_io.load(path)
     made = probes.make_probes(probes.input_specs(model))
-    used, reference, note = engine.reference_of(model, made, {}, generated=True)
+    used, reference, notes = engine.reference_of(model, made, {}, generated=True)
     assert all(p["a"].shape == p["b"].shape for p in used)
-    assert "probed with equal sizes" in note
+    assert "probed with equal sizes" in notes[0]
     assert len(reference.outputs) == 3

@@ -30,7 +30,7 @@ def test_a_conversion_over_the_time_limit_is_reported_not_fatal(tmp_path):
     assert result.returncode == 1, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["status"] == "partial"
-    assert "timed out after 0.5 s" in report["tf"]["error"]
+    assert "did not finish within 0.5 s" in report["tf"]["error"]
     assert report["remaining"][-1]["kind"] == "conversion-error"
 
 
@@ -99,11 +99,12 @@ def test_no_network_is_needed_even_for_image_inputs(tmp_path):
 
 
 def test_the_conversion_worker_refuses_network_access():
-    from convfix.target import Onnx2TfTarget
+    from convfix.backends import Onnx2TfBackend
+    from convfix.boundary.messages import Connect
 
-    with Onnx2TfTarget(timeout_s=120) as target:
-        reply = target._request({"op": "_test_connect", "host": "127.0.0.1", "port": 9}, "a connection")
-    assert "network access is disabled" in reply["error"]
+    with Onnx2TfBackend() as backend:
+        reply = backend.call(Connect("127.0.0.1", 9), 120)
+    assert "network access is disabled" in reply.error
 
 
 def test_trivial_models_still_work(tmp_path):
@@ -131,11 +132,11 @@ def test_python_m_convfix_is_the_cli():
 
 
 ORPHAN_SCRIPT = """
-from convfix.target import Onnx2TfTarget
+from convfix.backends import Onnx2TfBackend
+from convfix.boundary.messages import Sleep
 
-if __name__ == "__main__":
-    target = Onnx2TfTarget(timeout_s=600)
-    target._request({"op": "_test_sleep", "seconds": 600}, "a long request")
+backend = Onnx2TfBackend()
+backend.call(Sleep(600), 600)
 """
 
 

@@ -58,7 +58,7 @@ def test_select_last_index_converts_once_rewritten(target, tmp_path):
     assert not plain.converted
     assert "tf.reverse" in plain.error
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert [s.rule for s in report.accepted_steps if s.rule != "simplify"] == ["argminmax-last-index"]
     probe = _probe(1)

@@ -94,7 +94,7 @@ def test_float_fmod_converts_right_once_rewritten(target, tmp_path):
     assert plain.converted
     assert not np.allclose(plain.tf_outputs[0]["z"], expected, atol=1e-4)
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     assert "mod-truncated" in [s.rule for s in report.accepted_steps]
     (outputs,) = target.run(tmp_path / "tf", [probe])
@@ -130,7 +130,7 @@ def test_one_sided_isinf_and_mixed_dtype_pow_convert_once_rewritten(target, tmp_
     plain = target.convert(path, tmp_path / "plain", [probe], [{}], rtol=1e-4, atol=1e-4)
     assert not plain.converted
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     accepted = [s.rule for s in report.accepted_steps]
     assert "isinf-one-sign" in accepted and "pow-one-dtype" in accepted

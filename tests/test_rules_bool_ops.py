@@ -79,7 +79,7 @@ def test_a_bool_mask_expanded_to_dynamic_dims_converts_once_rewritten(target, tm
     assert "DataType bool" in plain.error or "dtype=tf.bool" in plain.error
 
     assert any(f.kind == "dtype" and f.op == "Expand" for f in convfix.scan(path))
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes)
     assert report.status == "repaired", report.to_json()
     assert "expand-bool" in [s.rule for s in report.accepted_steps]
     probe = _probe(3, 4, seed=7)

@@ -43,7 +43,7 @@ def test_constant_of_shape_weights_become_initializers_and_convert(target, tmp_p
     plain = target.convert(path, tmp_path / "plain", [{"x": x}], [{"y": reference}], rtol=1e-4, atol=1e-4)
     assert not plain.converted and "axes don't match" in plain.error
 
-    report = convfix.repair(path, RepairOptions(output=tmp_path / "fixed.onnx"), target=target)
+    report = convfix.repair(path, RepairOptions(output=tmp_path / "fixed.onnx"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert "materialize-constant-of-shape" in [s.rule for s in report.accepted_steps]
     assert report.tf.parity.ok
@@ -153,7 +153,7 @@ def _classifier_model() -> onnx.ModelProto:
 def _repaired_tf_matches_onnxruntime(target, path, tmp_path, rule: str, *, seed: int, atol: float) -> None:
     """Repair with `rule` among the accepted steps, then the SavedModel on a fresh input of the
     model's input shape matches onnxruntime on the original."""
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert rule in [s.rule for s in report.accepted_steps]
     session = ort.InferenceSession(str(path))
@@ -197,7 +197,7 @@ def test_an_eyelike_of_a_static_shape_converts_as_its_weight(target, tmp_path):
     plain = target.convert(path, tmp_path / "plain", [{"x": x}], [{}], rtol=1e-4, atol=1e-4)
     assert not plain.converted and "__len__" in plain.error
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert "eyelike-as-constant" in [s.rule for s in report.accepted_steps]
     (outputs,) = target.run(tmp_path / "tf", [{"x": x}])

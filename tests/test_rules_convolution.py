@@ -166,7 +166,7 @@ def _repaired(target, tmp_path, original: onnx.ModelProto, rule: str, plain_erro
     expected = {"y": _onnxruntime(path, probe)}
     plain = target.convert(path, tmp_path / "plain", [probe], [expected], rtol=1e-4, atol=1e-4)
     assert not plain.converted and plain_error in plain.error
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert rule in [s.rule for s in report.accepted_steps]
     for seed, batch in ((7, 3), (8, 6)):

@@ -55,7 +55,7 @@ def test_depth_to_space_converts_on_the_right_axis_once_spelled_out(target, tmp_
     plain = target.convert(path, tmp_path / "plain", [{"x": x}], [expected], rtol=1e-4, atol=1e-4)
     assert not plain.converted or plain.layout_problems or plain.tf_outputs[0]["y"].shape != (2, 2, 6, 4)
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[{"x": x}])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[{"x": x}])
     assert report.status == "repaired", report.to_json()
     assert "depth-space-spelled-out" in [s.rule for s in report.accepted_steps]
     (outputs,) = target.run(tmp_path / "tf", [{"x": x}])

@@ -80,7 +80,7 @@ def test_castlike_converts_once_expanded_and_plain_conversion_does_not(target, t
     assert "CastLike" in plain.error
 
     options = RepairOptions(output=tmp_path / "out.onnx", tf_out=tmp_path / "tf")
-    report = convfix.repair(path, options, target=target)
+    report = convfix.repair(path, options, backend=target)
     assert report.status == "repaired", report.to_json()
     assert [s.rule for s in report.accepted_steps if s.rule != "simplify"] == ["expand-function"]
     assert report.tf.parity.ok

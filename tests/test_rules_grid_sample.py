@@ -83,7 +83,7 @@ def test_nearest_grid_sampling_is_wrong_plain_and_repaired(target, tmp_path):
         or not np.array_equal(plain.tf_outputs[0]["Y"], expected["Y"])
     )
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     assert "grid-sample-nearest" in [s.rule for s in report.accepted_steps]
     fresh = {"X": probe["X"] * 2 + 1, "Grid": np.clip(probe["Grid"][..., ::-1] * 0.9, -1, 1).copy()}

@@ -129,7 +129,7 @@ def test_runtime_slice_axes_are_caught_before_conversion_and_repaired(target, tm
     )
 
     assert any(f.kind == "divergence" and f.op == "Slice" for f in convfix.scan(path))
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes)
     assert report.status == "repaired", report.to_json()
     assert "slice-runtime-axes" in [s.rule for s in report.accepted_steps]
     fresh = _slice_probe([1, 0], [4, 3], [2, 1], [2, 1], seed=9)
@@ -145,7 +145,7 @@ def test_a_pad_over_named_axes_fails_plain_and_is_repaired(target, tmp_path):
     plain = target.convert(path, tmp_path / "plain", [probe], [{}], rtol=1e-4, atol=1e-4)
     assert not plain.converted
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     assert "pad-axes-full-rank" in [s.rule for s in report.accepted_steps]
     fresh = {"x": x, "pads": np.array([0, 2, 1, 0], np.int64)}
@@ -182,7 +182,7 @@ def test_an_uneven_split_and_a_compress_convert_once_respelled(target, tmp_path)
     plain = target.convert(path, tmp_path / "plain", [probe], [{}], rtol=1e-4, atol=1e-4)
     assert not plain.converted
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     accepted = [s.rule for s in report.accepted_steps]
     assert "split-uneven" in accepted and "compress-as-gather" in accepted

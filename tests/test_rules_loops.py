@@ -274,7 +274,7 @@ def test_a_static_loop_converts_once_unrolled(target, tmp_path):
     assert not plain.converted
     assert "loop" in plain.error.lower()
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert [s.rule for s in report.accepted_steps if s.rule != "simplify"] == ["unroll-loop"]
     probe = _probe(1)
@@ -297,7 +297,7 @@ def test_a_static_scan_converts_once_unrolled(target, tmp_path):
         not np.allclose(plain.tf_outputs[0][name], expected[name], atol=1e-4) for name in ("y", "s")
     )
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     assert "unroll-scan" in [s.rule for s in report.accepted_steps]
     fresh = {"init": np.ones(2, np.float32), "x": np.arange(8, dtype=np.float32).reshape(2, 4)}

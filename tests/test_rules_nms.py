@@ -157,7 +157,7 @@ def test_run_time_thresholds_fail_plain_and_are_repaired(target, tmp_path):
     plain = target.convert(path, tmp_path / "plain", [probe], [expected], rtol=0, atol=0)
     assert not plain.converted or plain.tf_outputs[0]["selected"].shape != expected["selected"].shape
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     assert "nms-unrolled" in [s.rule for s in report.accepted_steps]
     fresh = _probe(np.random.default_rng(1), 2, 2, 20, limit=4, iou=0.3, score=0.1)

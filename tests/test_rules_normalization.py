@@ -73,7 +73,7 @@ def test_scale_and_bias_inputs_convert_once_decomposed(target, tmp_path):
     assert not plain.converted
     assert "Variable" in plain.error
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert "instance-norm-decomposed" in [s.rule for s in report.accepted_steps]
     fresh = _probe((2, 3, 4, 5), seed=7)
@@ -131,9 +131,9 @@ def test_training_batch_norm_gives_every_output_onnxruntime_gives(tmp_path):
 def test_training_batch_norm_converts_all_three_outputs_once_decomposed(target, tmp_path):
     path = save(_training_model(), tmp_path / "bn.onnx")
     plain = target.convert(path, tmp_path / "plain", [_training_probe(0)], [{}], rtol=1e-4, atol=1e-4)
-    assert not plain.converted and plain.error_nodes == ["bn"]
+    assert not plain.converted and plain.error_nodes == ("bn",)
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert "batch-norm-training-decomposed" in [s.rule for s in report.accepted_steps]
     fresh = _training_probe(5)
@@ -199,7 +199,7 @@ def test_the_suite_lrn_diverges_plain_and_matches_once_decomposed(target, tmp_pa
     plain = target.convert(path, tmp_path / "plain", [probe], [expected], rtol=1e-4, atol=1e-4)
     assert plain.converted and plain.layout_problems
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     assert "lrn-decomposed" in [s.rule for s in report.accepted_steps]
     fresh = {"x": (rng.normal(size=(5, 5, 5, 5)) * 2).astype(np.float32)}

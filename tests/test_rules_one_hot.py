@@ -71,7 +71,7 @@ def test_hardmax_over_the_first_axis_is_wrong_plain_and_repaired(target, tmp_pat
     plain = target.convert(path, tmp_path / "plain", [probe], [expected], rtol=1e-4, atol=1e-4)
     assert not plain.converted or plain.layout_problems or plain.tf_outputs[0]["y"].shape != (3, 4, 5)
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     assert "hardmax-as-argmax" in [s.rule for s in report.accepted_steps]
     fresh = {"x": np.random.default_rng(1).normal(size=(3, 4, 5)).astype(np.float32)}
@@ -98,7 +98,7 @@ def test_a_onehot_without_axis_is_wrong_plain_and_repaired(target, tmp_path):
         or plain.tf_outputs[0][output].shape != expected[output].shape
     )
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     assert "onehot-as-equal" in [s.rule for s in report.accepted_steps]
     (outputs,) = target.run(tmp_path / "tf", [probe])

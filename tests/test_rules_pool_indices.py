@@ -113,7 +113,7 @@ def test_column_major_pool_indices_fail_plain_and_are_repaired(target, tmp_path)
     plain = target.convert(path, tmp_path / "plain", [probe], [{}], rtol=0, atol=0)
     assert not plain.converted
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     assert "maxpool-column-major-indices" in [s.rule for s in report.accepted_steps]
     fresh = {"x": np.random.default_rng(5).permutation(20).reshape(1, 1, 5, 4).astype(np.float32)}
@@ -143,7 +143,7 @@ def test_an_unpool_fails_plain_and_is_repaired(target, tmp_path):
     plain = target.convert(path, tmp_path / "plain", [probe(0)], [{}], rtol=0, atol=0)
     assert not plain.converted or plain.tf_outputs[0]["y"].shape != (2, 3, 7, 6)
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe(0)])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe(0)])
     assert report.status == "repaired", report.to_json()
     assert "maxunpool-as-scatter" in [s.rule for s in report.accepted_steps]
     fresh = probe(5)

@@ -138,7 +138,7 @@ def test_what_the_rules_refuse(tmp_path, rule, op_type, shape, attributes, reaso
 def _repaired(target, tmp_path, original: onnx.ModelProto, shape, rule: str) -> None:
     """convfix repairs it with `rule`, and the TF model matches onnxruntime on a fresh probe."""
     path = save(original, tmp_path / "pool.onnx")
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert rule in [s.rule for s in report.accepted_steps]
     probe = _probe(shape, seed=7)

@@ -81,7 +81,7 @@ def test_a_counting_loop_fails_plain_and_is_repaired(target, tmp_path):
     plain = target.convert(path, tmp_path / "plain", probes, [{}, {}], rtol=1e-4, atol=1e-4)
     assert not plain.converted
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes)
     assert report.status == "repaired", report.to_json()
     assert "loop-as-range" in [s.rule for s in report.accepted_steps]
     fresh = _probe(np.float32, -2, 7, 0.75)

@@ -136,7 +136,7 @@ def test_a_quantized_output_is_wrong_plain_and_repaired(target, tmp_path):
     plain = target.convert(path, tmp_path / "plain", [{"x": x}], [expected], rtol=0, atol=0)
     assert not plain.converted or (plain.tf_outputs[0]["y"] != expected["y"]).any()
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[{"x": x}])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[{"x": x}])
     assert report.status == "repaired", report.to_json()
     assert "quantize-linear-spelled-out" in [s.rule for s in report.accepted_steps]
     fresh = {"x": np.linspace(-13, 7, 24, dtype=np.float32).reshape(2, 3, 4)}
@@ -179,7 +179,7 @@ def test_qlinear_matmul_gives_onnxruntime_integers_once_spelled_out(target, tmp_
         (got["y"] != want["y"]).any() for got, want in zip(plain.tf_outputs, expected, strict=True)
     )
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes)
     assert report.status == "repaired", report.to_json()
     assert "qlinear-matmul-spelled-out" in [s.rule for s in report.accepted_steps]
     (outputs,) = target.run(tmp_path / "tf", probes[:1])
@@ -193,7 +193,7 @@ def test_a_qlinear_conv_fails_plain_and_is_repaired(target, tmp_path):
     plain = target.convert(path, tmp_path / "plain", probes[:1], [{}], rtol=0, atol=0)
     assert not plain.converted
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes[:1])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes[:1])
     assert report.status == "repaired", report.to_json()
     assert "qlinear-conv-spelled-out" in [s.rule for s in report.accepted_steps]
     (expected,) = oracle.evaluate(model_io.load(path), probes[1:]).outputs

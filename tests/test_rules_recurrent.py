@@ -159,9 +159,9 @@ def test_an_lstm_with_weights_as_inputs_converts_once_unrolled(target, tmp_path)
     (expected,) = oracle.evaluate(model_io.load(path), [probe]).outputs
     plain = target.convert(path, tmp_path / "plain", [probe], [expected], rtol=1e-4, atol=1e-4)
     assert not plain.converted
-    assert plain.error_nodes == ["op"]
+    assert plain.error_nodes == ("op",)
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert "unroll-recurrent" in [s.rule for s in report.accepted_steps]
     fresh = _rnn_model("LSTM", "bidirectional", weights_as_inputs=True, seed=1, batch=7)[1]

@@ -121,7 +121,7 @@ def test_runtime_axes_convert_once_rewritten(target, tmp_path):
     assert "__len__" in plain.error
 
     probes = [_probe([1], 0), _probe([2], 1)]
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes)
     assert report.status == "repaired", report.to_json()
     assert "reduce-runtime-axes" in [s.rule for s in report.accepted_steps]
     fresh = _probe([2], 7)
@@ -190,7 +190,7 @@ def test_a_reduction_as_einsum_sums_the_same_dims(tmp_path, op_type, keepdims):
 @pytest.mark.slow
 def test_a_sum_over_a_dynamic_sequence_reduces_the_right_dim_once_an_einsum(target, tmp_path):
     path = save(_sum_over_sequence(), tmp_path / "seq.onnx")
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert "reduce-as-einsum" in [s.rule for s in report.accepted_steps]
     x = np.random.default_rng(9).normal(size=(4, 7, 8)).astype(np.float32)

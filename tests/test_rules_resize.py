@@ -168,7 +168,7 @@ def test_bilinear_align_corners_converts_right_once_rewritten(target, tmp_path):
     assert "no permutation matches the reference" in " ".join(plain.layout_problems)
 
     probes = [_probe(shape, seed=seed) for seed in range(2)]
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes)
     assert report.status == "repaired", report.to_json()
     assert "resize-as-linear-maps" in [s.rule for s in report.accepted_steps]
     fresh = _probe(shape, seed=7)

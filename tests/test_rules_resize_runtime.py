@@ -185,7 +185,7 @@ def test_cubic_with_runtime_sizes_converts_right_once_rewritten(target, tmp_path
     plain = target.convert(path, tmp_path / "plain", probes, expected, rtol=1e-4, atol=1e-4)
     assert not plain.converted or plain.layout_problems  # fails, or converts to wrong numbers
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes)
     assert report.status == "repaired", report.to_json()
     assert "resize-runtime-parameters" in [s.rule for s in report.accepted_steps]
     fresh = _probe(shape, seed=7) | {"sizes": np.array([1, 2, 6, 11], np.int64)}

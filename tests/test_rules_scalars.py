@@ -63,7 +63,7 @@ def test_a_range_over_a_scalar_input_converts_once_kept_scalar(target, tmp_path)
     plain = target.convert(path, tmp_path / "plain", [inputs], [{}], rtol=1e-4, atol=1e-4)
     assert not plain.converted and "rank 0" in plain.error
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[inputs])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[inputs])
     assert report.status == "repaired", report.to_json()
     assert "scalars-kept-scalar" in [s.rule for s in report.accepted_steps]
     fresh = {

@@ -168,7 +168,7 @@ def test_scatter_add_and_max_convert_once_rewritten(target, tmp_path):
     assert not plain.converted
     assert "ScatterElements currently supports only reduction=['none']" in plain.error
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert [s.rule for s in report.accepted_steps if s.rule != "simplify"] == ["scatter-elements-reduction"]
     probe = _float_probe(rng)
@@ -236,7 +236,7 @@ def test_scatter_nd_add_is_silently_wrong_plain_and_repaired(target, tmp_path):
     assert plain.converted
     assert not np.allclose(plain.tf_outputs[0]["y"], expected["y"])
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     accepted = [s.rule for s in report.accepted_steps]
     assert "scatter-nd-reduction" in accepted and "scatter-elements-reduction" in accepted

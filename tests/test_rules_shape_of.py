@@ -64,7 +64,7 @@ def test_a_shape_onnx2tf_reads_wrongly_is_repaired(target, tmp_path):
         got["s"].shape != want["s"].shape or (got["s"] != want["s"]).any()
         for got, want in zip(plain.tf_outputs, expected, strict=True)
     )
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert "shape-from-inputs" in [s.rule for s in report.accepted_steps]
     x = np.zeros((3, 7, 4), np.float32)

@@ -108,7 +108,7 @@ def test_a_shape_tail_counted_from_the_end_converts_once_rewritten(target, tmp_p
     assert not plain.converted, plain
 
     assert any(f.kind == "divergence" and f.op == "Slice" for f in convfix.scan(path))
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes)
     assert report.status == "repaired", report.to_json()
     assert "slice-bounds-from-start" in [s.rule for s in report.accepted_steps]
     probe = _probe(3, 4, seed=7)

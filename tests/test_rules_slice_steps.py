@@ -73,7 +73,7 @@ def test_a_negative_step_is_a_silent_mismatch_plain_and_repaired_by_gather(targe
     )
     assert plain.converted and plain.layout_problems, "plain onnx2tf should convert it, wrongly"
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert [f.kind for f in report.findings] == ["divergence"]
     assert [s.rule for s in report.accepted_steps if s.rule != "simplify"] == ["slice-negative-step"]

@@ -90,7 +90,7 @@ def test_vits_embedding_fails_plain_and_is_repaired(target, tmp_path, exporter, 
     plain = target.convert(path, tmp_path / "plain", probes, expected, rtol=1e-4, atol=1e-4)
     assert not plain.converted
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes)
     assert report.status == "repaired", report.to_json()
     assert rules <= {s.rule for s in report.accepted_steps}
     fresh = _probes(3)

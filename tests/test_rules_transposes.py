@@ -109,7 +109,7 @@ def test_a_batch_first_lstm_with_dynamic_dims_converts_once_transposed_one_rank_
     assert not plain.converted
     assert "Incompatible shapes" in plain.error
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert "transpose-leading-zero" in [s.rule for s in report.accepted_steps]
     fresh = [_lstm_probe(batch, seq, seed) for seed, (batch, seq) in enumerate([(3, 7), (7, 3), (1, 4)])]

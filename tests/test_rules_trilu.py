@@ -77,7 +77,7 @@ def test_trilu_with_k_an_input_converts_once_rewritten(target, tmp_path):
     assert not plain.converted
     assert "do not implement `__len__`" in plain.error
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=probes)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=probes)
     assert report.status == "repaired", report.to_json()
     assert "trilu-as-where" in [s.rule for s in report.accepted_steps]
     probe = _probe(np.float32, (2, 3, 4, 5), -1, seed=7)

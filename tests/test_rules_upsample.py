@@ -59,7 +59,7 @@ def test_an_opset_9_upsample_is_wrong_plain_and_repaired(target, tmp_path):
     plain = target.convert(path, tmp_path / "plain", [probe], [expected], rtol=1e-4, atol=1e-4)
     assert not plain.converted or plain.layout_problems or plain.tf_outputs[0]["y"].shape != (1, 2, 6, 12)
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target, probe_set=[probe])
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target, probe_set=[probe])
     assert report.status == "repaired", report.to_json()
     assert "upsample-as-resize" in [s.rule for s in report.accepted_steps]
     fresh = _probe([1, 1, 2, 3]) | {"x": np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)}

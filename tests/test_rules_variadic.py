@@ -64,7 +64,7 @@ def test_broadcasting_sum_and_mean_convert_once_chained(target, tmp_path):
     assert not plain.converted
     assert "add_n" in plain.error
 
-    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), target=target)
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf"), backend=target)
     assert report.status == "repaired", report.to_json()
     assert [s.rule for s in report.accepted_steps if s.rule != "simplify"] == ["chain-sum-mean"]
     probe = _probe(1)

@@ -14,11 +14,13 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from convfix.backends import ConversionResult, Onnx2TfBackend
+from convfix.backends.onnx2tf.errors_map import error_nodes, essential_error
+from convfix.backends.onnx2tf.layout import decide_layouts, decide_on_fewest_probes, signature_names
+from convfix.boundary.messages import Crash, Done, Sleep
+from convfix.boundary.process import Died, Limits
 from convfix.errors import ConvfixError
 from convfix.parity import Tolerance, compare_outputs
-from convfix.target import ConversionResult, Onnx2TfTarget
-from convfix.target.errors_map import error_nodes, essential_error
-from convfix.target.layout import decide_layouts, decide_on_fewest_probes, signature_names
 
 TOL = Tolerance(rtol=1e-4, atol=1e-5)
 OPSET = [helper.make_opsetid("", 17)]
@@ -63,7 +65,7 @@ def _digest(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def matmul(target: Onnx2TfTarget, tmp_path_factory: pytest.TempPathFactory):
+def matmul(target: Onnx2TfBackend, tmp_path_factory: pytest.TempPathFactory):
     """Test 1's conversion, shared with the tests that run its SavedModel."""
     root = tmp_path_factory.mktemp("matmul")
     path = _matmul_model(root / "model.onnx")
@@ -79,7 +81,7 @@ def test_dynamic_batch_matmul_converts_with_parity_and_leaves_input_untouched(ma
     path, digest, reference, result = matmul
     assert result.converted, result.error
     assert result.error is None and result.stage is None
-    assert result.saved_model is not None and (result.saved_model / "saved_model.pb").is_file()
+    assert result.path is not None and (Path(result.path) / "saved_model.pb").is_file()
     assert result.layout == {"y": "identity"}
     assert result.name_map == {"x:0": "x_0"}
     assert [out["y"].shape for out in result.tf_outputs] == [(1, 3), (5, 3), (10, 3)]
@@ -90,7 +92,7 @@ def test_dynamic_batch_matmul_converts_with_parity_and_leaves_input_untouched(ma
 
 
 @pytest.mark.slow
-def test_model_onnx2tf_rewrites_in_place_is_left_untouched(target: Onnx2TfTarget, tmp_path: Path) -> None:
+def test_model_onnx2tf_rewrites_in_place_is_left_untouched(target: Onnx2TfBackend, tmp_path: Path) -> None:
     """onnx2tf re-saves its input file for static-shaped Einsum/OneHot models: it must get a copy."""
     weight = np.random.default_rng(9).standard_normal((4, 3)).astype(np.float32)
     graph = helper.make_graph(
@@ -112,7 +114,7 @@ def test_model_onnx2tf_rewrites_in_place_is_left_untouched(target: Onnx2TfTarget
 
 
 @pytest.mark.slow
-def test_nchw_conv_keeps_nchw_at_both_ends_and_tflite_matches(target: Onnx2TfTarget, tmp_path: Path) -> None:
+def test_nchw_conv_keeps_nchw_at_both_ends_and_tflite_matches(target: Onnx2TfBackend, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     weight = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(4).astype(np.float32)
@@ -136,20 +138,20 @@ def test_nchw_conv_keeps_nchw_at_both_ends_and_tflite_matches(target: Onnx2TfTar
 
     assert result.converted and result.stage is None, result.error
     assert result.layout == {"output": "channels_last->channels_first (0,3,1,2)"}
-    assert result.layout_problems == []
+    assert result.layout_problems == ()
     assert result.name_map == {"input.1": "input_1"}
     assert compare_outputs(reference, result.tf_outputs, TOL).ok
-    assert result.tflite == tmp_path / "out" / "model.tflite" and result.tflite.is_file()
+    assert result.tflite_path == str(tmp_path / "out" / "model.tflite") and Path(result.tflite_path).is_file()
     assert result.tflite_ops == "builtins"
     assert result.tflite_outputs is not None
     assert compare_outputs(reference, result.tflite_outputs, TOL).ok
     # The .tflite is runnable on its own, fed by ONNX names.
-    assert compare_outputs(reference, target.run(result.tflite, probes), TOL).ok
+    assert compare_outputs(reference, target.run(Path(result.tflite_path), probes), TOL).ok
 
 
 @pytest.mark.slow
 def test_a_grouped_conv_whose_kernels_keras_does_not_track_is_saved(
-    target: Onnx2TfTarget, tmp_path: Path
+    target: Onnx2TfBackend, tmp_path: Path
 ) -> None:
     """onnx2tf creates grouped-convolution kernels inside op lambdas, outside Keras's variables."""
     rng = np.random.default_rng(4)
@@ -168,12 +170,12 @@ def test_a_grouped_conv_whose_kernels_keras_does_not_track_is_saved(
     result = target.convert(path, tmp_path / "out", probes, reference, rtol=TOL.rtol, atol=TOL.atol)
 
     assert result.converted, result.error
-    assert compare_outputs(reference, target.run(result.saved_model, probes), TOL).ok
+    assert compare_outputs(reference, target.run(Path(result.path), probes), TOL).ok
 
 
 @pytest.mark.slow
 def test_unsupported_op_fails_naming_op_and_node_and_worker_survives(
-    target: Onnx2TfTarget, tmp_path: Path
+    target: Onnx2TfBackend, tmp_path: Path
 ) -> None:
     graph = helper.make_graph(
         [helper.make_node("special_entr", ["x"], ["y"], name="entr_node", domain="org.pytorch.aten")],
@@ -190,16 +192,18 @@ def test_unsupported_op_fails_naming_op_and_node_and_worker_survives(
     assert not result.converted
     assert result.stage == "convert"
     assert result.error is not None and "special_entr" in result.error
-    assert result.error_nodes == ["entr_node"]
+    assert result.error_nodes == ("entr_node",)
     assert "special_entr OP is not yet implemented" in result.log
-    assert result.saved_model is None and result.tf_outputs == []
+    assert result.path is None and result.tf_outputs == ()
 
     follow_up = _convert_matmul(target, tmp_path / "again")
     assert follow_up.converted, follow_up.error
 
 
 @pytest.mark.slow
-def test_sys_exit_inside_op_code_is_caught_with_its_error_line(target: Onnx2TfTarget, tmp_path: Path) -> None:
+def test_sys_exit_inside_op_code_is_caught_with_its_error_line(
+    target: Onnx2TfBackend, tmp_path: Path
+) -> None:
     graph = helper.make_graph(
         [helper.make_node("DFT", ["x"], ["y"], name="the_dft", axis=1)],
         "dft",
@@ -213,11 +217,11 @@ def test_sys_exit_inside_op_code_is_caught_with_its_error_line(target: Onnx2TfTa
     )
     assert (result.converted, result.stage) == (False, "convert")
     assert result.error == "DFT input last dimension must be 1 or 2. (SystemExit: 1)"
-    assert result.error_nodes == ["the_dft"]
+    assert result.error_nodes == ("the_dft",)
 
 
 @pytest.mark.slow
-def test_nhwc_image_input_converts_offline(target: Onnx2TfTarget, tmp_path: Path) -> None:
+def test_nhwc_image_input_converts_offline(target: Onnx2TfBackend, tmp_path: Path) -> None:
     """onnx2tf fetches calibration images for all-NHWC-image models unless the worker supplies them."""
     graph = helper.make_graph(
         [helper.make_node("Relu", ["image"], ["out"], name="relu")],
@@ -235,7 +239,7 @@ def test_nhwc_image_input_converts_offline(target: Onnx2TfTarget, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_output_onnx2tf_drops_is_reported_not_mislabelled(target: Onnx2TfTarget, tmp_path: Path) -> None:
+def test_output_onnx2tf_drops_is_reported_not_mislabelled(target: Onnx2TfBackend, tmp_path: Path) -> None:
     """onnx2tf loses 'y:0' here and relabels the remaining output layer 'y__0' (it is really 'z')."""
     graph = helper.make_graph(
         [
@@ -258,7 +262,7 @@ def test_output_onnx2tf_drops_is_reported_not_mislabelled(target: Onnx2TfTarget,
     assert result.error.endswith("y:0")
 
 
-def _convert_matmul(target: Onnx2TfTarget, root: Path) -> ConversionResult:
+def _convert_matmul(target: Onnx2TfBackend, root: Path) -> ConversionResult:
     root.mkdir()
     path = _matmul_model(root / "model.onnx")
     probes = _matmul_probes([2], seed=5)
@@ -269,7 +273,7 @@ def _convert_matmul(target: Onnx2TfTarget, root: Path) -> ConversionResult:
 
 @pytest.mark.slow
 def test_no_tflite_is_written_from_a_saved_model_that_cannot_verify(
-    target: Onnx2TfTarget, tmp_path: Path
+    target: Onnx2TfBackend, tmp_path: Path
 ) -> None:
     """A reference no layout fits (here: shifted by one) means the SavedModel cannot verify, so its
     .tflite would be time spent for nothing; the SavedModel itself is still written and run."""
@@ -281,12 +285,14 @@ def test_no_tflite_is_written_from_a_saved_model_that_cannot_verify(
     )
 
     assert result.converted and result.layout_problems, result
-    assert result.tf_outputs and result.tflite is None and result.tflite_outputs is None
+    assert result.tf_outputs and result.tflite_path is None and result.tflite_outputs is None
     assert "tflite" not in result.seconds and not (tmp_path / "out" / "model.tflite").exists()
 
 
 @pytest.mark.slow
-def test_a_model_that_cannot_be_traced_reports_the_eager_error(target: Onnx2TfTarget, tmp_path: Path) -> None:
+def test_a_model_that_cannot_be_traced_reports_the_eager_error(
+    target: Onnx2TfBackend, tmp_path: Path
+) -> None:
     """Tracing onnx2tf's model fails on this suite case; the graph-mode error says only 'in user
     code', so the model's body is run eagerly for an error that names the layer and its ONNX node."""
     case = Path(onnx.__file__).parent / "backend/test/data/node/test_rotary_embedding_expanded"
@@ -317,50 +323,44 @@ def test_a_model_over_two_gib_is_refused_at_once(tmp_path: Path) -> None:
         [weight],
     )
     path = _save(graph, tmp_path / "big.onnx")
-    target = Onnx2TfTarget(timeout_s=60)
+    target = Onnx2TfBackend(Limits(60))
 
     result = target.convert(path, tmp_path / "out", [], [], rtol=TOL.rtol, atol=TOL.atol)
 
     assert not result.converted and result.stage == "convert"
     assert result.error.startswith("not converted: the model holds 2.00 GiB of tensors"), result.error
-    assert target._worker is None, "no worker is started for it"
+    assert target._pool._worker is None, "no worker is started for it"
 
 
 @pytest.mark.slow
 def test_worker_death_and_hang_are_reported_then_a_fresh_worker_converts(
-    target: Onnx2TfTarget, tmp_path: Path
+    target: Onnx2TfBackend, tmp_path: Path
 ) -> None:
-    # _request and the _test_* requests are the test-only hook: real process deaths, no mocks.
-    reply = target._request({"op": "_test_exit", "code": 7}, "test request")
-    assert (reply["ok"], reply["stage"], reply["error"]) == (
-        False,
-        "worker",
-        "worker process died (exit code 7)",
-    )
+    # The boundary's diagnostic requests: real process deaths and hangs, no mocks.
+    reply = target.call(Crash(0))
+    assert isinstance(reply, Died) and reply.reason == "exited unexpectedly (exit code 3)"
 
-    timeout = target.timeout_s
-    target.timeout_s = 3
-    try:
-        reply = target._request({"op": "_test_sleep", "seconds": 120}, "test request")
-    finally:
-        target.timeout_s = timeout
-    assert (reply["ok"], reply["error"]) == (False, "test request timed out after 3 s")
+    reply = target.call(Sleep(120), seconds=3)
+    assert isinstance(reply, Died) and reply.reason == "did not finish within 3 s and was stopped"
 
-    assert target._request({"op": "_test_sleep", "seconds": 0}, "test request")["ok"]
-    assert target._worker is not None
-    os.kill(target._worker.process.pid, signal.SIGKILL)  # as the OOM killer would
-    reply = target._request({"op": "_test_sleep", "seconds": 0}, "test request")
-    assert reply["error"] == "worker process died (killed by signal SIGKILL)"
+    assert target.call(Sleep(0)) == Done()
+    os.kill(target._pool._worker.process.pid, signal.SIGKILL)  # as the OOM killer would
+    reply = target.call(Sleep(0))
+    assert isinstance(reply, Died) and reply.signal == "SIGKILL"
+    assert reply.reason.startswith("was killed by SIGKILL (the system's out-of-memory killer")
+
+    reply = target.call(Crash(signal.SIGSEGV))
+    assert isinstance(reply, Died) and reply.signal == "SIGSEGV"
 
     result = _convert_matmul(target, tmp_path / "after")
     assert result.converted, result.error
 
 
 @pytest.mark.slow
-def test_run_saved_model_on_new_probes(target: Onnx2TfTarget, matmul, tmp_path: Path) -> None:
+def test_run_saved_model_on_new_probes(target: Onnx2TfBackend, matmul, tmp_path: Path) -> None:
     path, _, _, result = matmul
     probes = _matmul_probes([3, 7], seed=6)
-    outputs = target.run(result.saved_model, probes)
+    outputs = target.run(Path(result.path), probes)
     assert [set(out) for out in outputs] == [{"y"}, {"y"}]
     assert compare_outputs(_onnxruntime(path, probes), outputs, TOL).ok
     with pytest.raises(ConvfixError, match="cannot load"):
@@ -462,7 +462,7 @@ def test_key_error_points_at_producer_and_consumers_of_the_value() -> None:
 
 
 def test_a_keras_layer_error_is_reported_by_its_cause():
-    from convfix.target.worker import _one_line
+    from convfix.backends.onnx2tf.worker import _one_line
 
     wrapped = ValueError(
         "Exception encountered when calling layer 'conv' (type Conv2D).\n\nNegative dimension size\n"
@@ -472,8 +472,8 @@ def test_a_keras_layer_error_is_reported_by_its_cause():
 
 def test_a_run_time_layer_error_names_its_onnx_node_and_maps_to_it():
     """TF's eager error lists the layer's call arguments; onnx2tf names the op after the ONNX node."""
-    from convfix.target.errors_map import error_nodes
-    from convfix.target.worker import _one_line
+    from convfix.backends.onnx2tf.errors_map import error_nodes
+    from convfix.backends.onnx2tf.worker import _one_line
 
     eager = ValueError(
         "Exception encountered when calling layer 'tf.math.add_4' (type TFOpLambda).\n\n"
@@ -495,7 +495,7 @@ def test_a_run_time_layer_error_names_its_onnx_node_and_maps_to_it():
 
 
 @pytest.mark.slow
-def test_a_saved_model_calling_back_into_python_is_not_passed(target: Onnx2TfTarget, tmp_path: Path) -> None:
+def test_a_saved_model_calling_back_into_python_is_not_passed(target: Onnx2TfBackend, tmp_path: Path) -> None:
     """onnx2tf's TfIdfVectorizer is a tf.py_function: its SavedModel runs in the converting process
     and fails anywhere else ("Could not find callback"), so it must not count as converted right."""
     node = helper.make_node(
@@ -531,14 +531,14 @@ def test_a_worker_started_early_imports_ahead_and_closes_at_once_unused(tmp_path
     conversion reports that import; close() kills a worker at once, busy importing or not."""
     import time
 
-    unused = Onnx2TfTarget(timeout_s=60)
+    unused = Onnx2TfBackend(Limits(60))
     unused.start()
-    process = unused._worker.process
+    process = unused._pool._worker.process
     started = time.perf_counter()
     unused.close()
-    assert time.perf_counter() - started < 3 and not process.is_alive()
+    assert time.perf_counter() - started < 3 and process.poll() is not None
 
-    with Onnx2TfTarget(timeout_s=120) as warm:
+    with Onnx2TfBackend(Limits(120)) as warm:
         warm.start()
         result = _convert_matmul(warm, tmp_path / "out")
     assert result.converted, result.error

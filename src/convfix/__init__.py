@@ -14,7 +14,7 @@ _EXPORTS = {
     "repair": "convfix.api",
     "rules": "convfix.api",
     "scan": "convfix.api",
-    "RepairOptions": "convfix.engine",
+    "RepairOptions": "convfix.options",
     "ConvfixError": "convfix.errors",
     "Finding": "convfix.findings",
     "Report": "convfix.journal",

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from convfix import engine, model_io, normalize, oracle, probes
+from convfix import engine, model_io, normalize, oracle, preconditions, probes
+from convfix.backends.base import Backend
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
+from convfix.options import RepairOptions
 from convfix.parity import Parity, Tolerance, compare_outputs
 from convfix.rules import RuleSet, discover
 
@@ -27,8 +29,8 @@ def rules(rule_dirs: Sequence[Path] = ()) -> RuleSet:
     return discover(rule_dirs)
 
 
-def repair(model_path: str | Path, options: engine.RepairOptions | None = None, **kwargs) -> engine.Report:
-    """Repair one model; see engine.RepairOptions for the options. Bad input raises ConvfixError."""
+def repair(model_path: str | Path, options: RepairOptions | None = None, **kwargs) -> engine.Report:
+    """Repair one model; see RepairOptions for the options. Bad input raises ConvfixError."""
     return engine.repair(model_path, options, **kwargs)
 
 
@@ -46,7 +48,7 @@ def check(
     inputs: Path | None = None,
     input_shapes: Sequence[str] = (),
     tolerance: Tolerance | None = None,
-    target: object | None = None,
+    backend: Backend | None = None,
 ) -> CheckResult:
     """Parity of a TF SavedModel or .tflite against the original ONNX model on the probes."""
     artifact = Path(artifact)
@@ -55,20 +57,23 @@ def check(
     model = model_io.load(original)
     specs = probes.input_specs(model)
     pinned = probes.parse_input_shapes(input_shapes, specs)
-    probe_set = probes.load_probes(inputs, specs) if inputs else probes.make_probes(specs, pinned)
+    if inputs:
+        probe_set = probes.load_probes(inputs, specs)
+    else:
+        probe_set = probes.make_probes(specs, pinned, constraints=preconditions.constraints(model))
     try:
         probe_set, reference, _ = engine.reference_of(model, probe_set, pinned, generated=not inputs)
     except oracle.OracleError as exc:
         raise ConvfixError(f"no oracle can run {original}: {exc}") from None
-    owns_target = target is None
-    if owns_target:
-        from convfix.target import Onnx2TfTarget
+    owns_backend = backend is None
+    if owns_backend:
+        from convfix.backends import Onnx2TfBackend
 
-        target = Onnx2TfTarget()
+        backend = Onnx2TfBackend()
     try:
-        actual = target.run(artifact, probe_set)
+        actual = backend.run(artifact, probe_set)
     finally:
-        if owns_target:
-            target.close()
+        if owns_backend:
+            backend.close()
     parity = compare_outputs(reference.outputs, actual, tolerance or Tolerance())
     return CheckResult(parity, reference.oracle, probes.describe(probe_set))

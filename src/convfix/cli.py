@@ -16,12 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from convfix import api
-from convfix.engine import RepairOptions
+from convfix import api, oracle
+from convfix.batch import BatchEntry, write_batch_summary
 from convfix.entry import INTERRUPTED
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
 from convfix.journal import Report
+from convfix.options import RepairOptions
 from convfix.parity import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -103,7 +104,11 @@ def _render_report(report: Report) -> None:
     for note in report.notes:
         out.print(f"note: {note}")
     colour = "green" if report.exit_code == 0 else "red"
-    out.print(f"[{colour}]{report.model}: {report.status}[/{colour}] (oracle: {report.oracle})")
+    why = f": {report.reason}" if report.reason else ""
+    out.print(
+        f"[{colour}]{report.model}: {report.status}[/{colour}] (oracle: {report.oracle}){why}",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -121,32 +126,62 @@ def repair(
     rules: RuleDirs = None,
     rtol: Rtol = DEFAULT_RTOL,
     atol: Atol = DEFAULT_ATOL,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed per conversion")] = 600.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds any one conversion or model run may take")
+    ] = 600.0,
+    memory_limit: Annotated[
+        float, typer.Option("--memory-limit", help="GiB a worker process may take (0: 60% of the machine)")
+    ] = 0.0,
 ) -> None:
     """Rewrite MODEL until it converts to TensorFlow with parity, checking parity after each rewrite."""
-    from convfix.target import Onnx2TfTarget
+    from convfix.backends import Onnx2TfBackend
 
+    batch = len(models) > 1 or out_dir is not None
     if len(models) > 1 and out_dir is None:
         raise ConvfixError("several models need --out-dir DIR")
     if out_dir is not None and (output or tf_out or report):
         raise ConvfixError("--out-dir names the outputs itself: drop -o, --tf-out and --report")
-    worst = 0
-    with Onnx2TfTarget.started_early(timeout_s=timeout) as target:
-        target.start()  # TensorFlow imports in the worker while the first model loads and is rewritten
-        for model in models:
-            options = RepairOptions(
-                output=output if out_dir is None else out_dir / f"{model.stem}.onnx",
-                tf_out=tf_out if out_dir is None else out_dir / f"{model.stem}.tf",
-                tflite=tflite,
-                report_path=report if out_dir is None else out_dir / f"{model.stem}.json",
-                input_shapes=input_shape or (),
-                inputs=_inputs_for(model, inputs),
-                rule_dirs=rules or (),
-                tolerance=Tolerance(rtol, atol),
-                conversion_timeout=timeout,
+    _refuse_clashing_names(models)
+    if not (memory_limit >= 0 and memory_limit < float("inf")):
+        raise ConvfixError(f"--memory-limit {memory_limit}: must be a number of GiB >= 0")
+
+    def options_for(model: Path) -> RepairOptions:
+        return RepairOptions(
+            output=output if out_dir is None else out_dir / f"{model.stem}.onnx",
+            tf_out=tf_out if out_dir is None else out_dir / f"{model.stem}.tf",
+            tflite=tflite,
+            report_path=report if out_dir is None else out_dir / f"{model.stem}.json",
+            input_shapes=input_shape or (),
+            inputs=_inputs_for(model, inputs),
+            rule_dirs=rules or (),
+            tolerance=Tolerance(rtol, atol),
+            timeout=timeout,
+            memory_limit=int(memory_limit * 2**30),
+        )
+
+    template = options_for(models[0])  # the options every model shares are checked before any work
+    outcomes: list[BatchEntry] = []
+    with Onnx2TfBackend.started_early(template.limits) as backend:
+        backend.start()  # TensorFlow imports in the worker while the first model loads and is rewritten
+        oracle.start()
+        for index, model in enumerate(models, 1):
+            label = f"[{index}/{len(models)}] {model.name}" if batch else model.name
+            outcomes.append(_repair_one(model, options_for, backend, label=label, batch=batch))
+    if batch:
+        _summarize(outcomes, out_dir)
+    raise typer.Exit(max(entry.exit_code for entry in outcomes))
+
+
+def _refuse_clashing_names(models: list[Path]) -> None:
+    """In a batch every model writes NAME.onnx/.tf/.json: two models with one name would overwrite
+    each other's outputs."""
+    seen: dict[str, Path] = {}
+    for model in models:
+        if model.stem in seen:
+            raise ConvfixError(
+                f"{seen[model.stem]} and {model}: both would write {model.stem}.* in --out-dir"
             )
-            worst = max(worst, _repair_one(model, options, target, batch=len(models) > 1))
-    raise typer.Exit(worst)
+        seen[model.stem] = model
 
 
 def _inputs_for(model: Path, inputs: Path | None) -> Path | None:
@@ -157,19 +192,44 @@ def _inputs_for(model: Path, inputs: Path | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _repair_one(model: Path, options: RepairOptions, target, *, batch: bool) -> int:
+def _repair_one(model: Path, options_for, backend, *, label: str, batch: bool) -> BatchEntry:
+    """Repair one model; in a batch, whatever happens to it becomes its entry and the batch goes on."""
     try:
-        with out.status(f"{model.name}: starting") as status:
+        options = options_for(model)
+        with out.status(f"{label}: starting") as status:
             result = api.repair(
-                model, options, target=target, progress=lambda m: status.update(f"{model.name}: {m}")
+                model, options, backend=backend, progress=lambda m: status.update(f"{label}: {m}")
             )
     except ConvfixError as exc:
         if not batch:
             raise
-        err.print(f"convfix: error: {exc}", highlight=False, soft_wrap=True)
-        return 2
+        err.print(f"convfix: error: {label}: {exc}", highlight=False, soft_wrap=True, markup=False)
+        return BatchEntry(str(model), "invalid", 2, str(exc), None)
+    except Exception as exc:  # one model's internal error must not end the batch
+        if not batch:
+            raise
+        if _state["verbose"]:
+            err.print_exception()
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        err.print(f"convfix: error: {label}: {reason}", highlight=False, soft_wrap=True, markup=False)
+        return BatchEntry(str(model), "error", 2, reason, None)
     _render_report(result)
-    return result.exit_code
+    report_path = str(options.report_path) if options.report_path else None
+    return BatchEntry(str(model), result.status, result.exit_code, result.reason, report_path)
+
+
+def _summarize(outcomes: list[BatchEntry], out_dir: Path) -> None:
+    """The batch's last word: every model it was given, with its status, in a table and in
+    DIR/batch.json."""
+    table = Table("model", "status", "why", title=f"batch of {len(outcomes)}")
+    for entry in outcomes:
+        table.add_row(entry.model, entry.status, entry.reason or "")
+    out.print(table)
+    counts: dict[str, int] = {}
+    for entry in outcomes:
+        counts[entry.status] = counts.get(entry.status, 0) + 1
+    out.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())), highlight=False)
+    write_batch_summary(out_dir / "batch.json", outcomes, counts)
 
 
 @app.command()
@@ -182,9 +242,11 @@ def check(
     atol: Atol = DEFAULT_ATOL,
 ) -> None:
     """Parity of a TF SavedModel directory or .tflite file against ORIGINAL.onnx."""
+    tolerance = Tolerance(rtol, atol)
+    tolerance.check()
     with out.status("running the original and the TF model"):
         result = api.check(
-            original, artifact, inputs=inputs, input_shapes=input_shape or (), tolerance=Tolerance(rtol, atol)
+            original, artifact, inputs=inputs, input_shapes=input_shape or (), tolerance=tolerance
         )
     parity = result.parity
     verdict = "holds" if parity.ok else "FAILS"

@@ -6,6 +6,7 @@ one is given), computed once on the probes. A rewrite whose outputs leave tolera
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -17,11 +18,13 @@ import numpy as np
 import onnx_ir as ir
 import onnxscript.optimizer
 
-from convfix import localize, model_io, normalize, oracle, probes
+from convfix import localize, model_io, normalize, oracle, preconditions, probes
+from convfix.backends.base import Backend, ConversionResult
 from convfix.errors import ConvfixError
-from convfix.findings import Finding, op_id
-from convfix.journal import Report, Step, TfResult
+from convfix.findings import Finding, node_op
+from convfix.journal import Report, Step
 from convfix.matcher import ScanContext, scan_model
+from convfix.options import RepairOptions, check_outputs
 from convfix.parity import Parity, Tolerance, compare_outputs
 from convfix.rules import Rule, RuleContext, RuleSet, discover
 
@@ -32,25 +35,10 @@ MAX_CONVERSIONS = 6
 Progress = Callable[[str], None]
 
 
-@dataclass
-class RepairOptions:
-    """Everything a repair can be told; the CLI and the API both build one."""
-
-    output: Path | None = None
-    tf_out: Path | None = None
-    tflite: bool = False
-    report_path: Path | None = None
-    input_shapes: Sequence[str] = ()
-    inputs: Path | None = None
-    rule_dirs: Sequence[Path] = ()
-    tolerance: Tolerance = field(default_factory=Tolerance)
-    conversion_timeout: float = 600.0
-
-
 def supported_ops() -> frozenset[str]:
-    from convfix.target import Onnx2TfTarget
+    from convfix.backends.onnx2tf.backend import supported_ops as onnx2tf_ops
 
-    return Onnx2TfTarget().supported_ops()
+    return onnx2tf_ops()
 
 
 def claim(findings: Sequence[Finding], rules: RuleSet) -> list[Finding]:
@@ -85,9 +73,9 @@ class _Session:
     report: Report
     tried: set[tuple[str, tuple]] = field(default_factory=set)
 
-    def parity_of(self, model: ir.Model, tolerance: Tolerance) -> Parity:
+    def parity_of(self, model: ir.Model, tolerance: Tolerance, purpose: str) -> Parity:
         try:
-            outputs = oracle.evaluate(model, self.probe_set).outputs
+            outputs = oracle.evaluate(model, self.probe_set, purpose).outputs
         except oracle.OracleError as exc:
             return Parity(False, problems=[f"the rewritten model cannot be run: {exc}"])
         return compare_outputs(self.reference, outputs, tolerance)
@@ -109,7 +97,7 @@ class _Session:
             step.outcome = step.outcome or f"not applicable: {reason}"
         else:
             tolerance = Tolerance(*rule.tolerance) if rule.tolerance else self.tolerance
-            step.parity = self.parity_of(trial, tolerance)
+            step.parity = self.parity_of(trial, tolerance, f"checking the rewrite of rule {rule.name}")
             step.nodes_after = _count_nodes(trial)
             step.accepted = step.parity.ok
             step.outcome = "accepted" if step.accepted else "rolled back: parity lost"
@@ -183,55 +171,67 @@ def _progress_noop(message: str) -> None:
     return None
 
 
-def _check_output_paths(model_path: Path, options: RepairOptions) -> None:
-    """The input is never written: no output may name it (or its folder, for --tf-out)."""
-    source = model_path.resolve()
-    for flag, path in (
-        ("-o", options.output),
-        ("--report", options.report_path),
-        ("--tf-out", options.tf_out),
-    ):
-        if path is not None and (Path(path).resolve() == source or Path(path).resolve() in source.parents):
-            raise ConvfixError(f"{flag} {path}: would overwrite the input model")
-
-
 def _prepare(model_path: Path, options: RepairOptions) -> tuple[ir.Model, list, dict]:
-    _check_output_paths(model_path, options)
+    check_outputs(model_path, options)
     original = model_io.load(model_path)
     specs = probes.input_specs(original)
     pinned = probes.parse_input_shapes(options.input_shapes, specs)
-    probe_set = (
-        probes.load_probes(options.inputs, specs) if options.inputs else probes.make_probes(specs, pinned)
-    )
-    return original, probe_set, pinned
+    if options.inputs:
+        return original, probes.load_probes(options.inputs, specs), pinned
+    asks = preconditions.constraints(original)
+    return original, probes.make_probes(specs, pinned, constraints=asks), pinned
 
 
 def reference_of(
     original: ir.Model, probe_list: list, pinned: Mapping, generated: bool
-) -> tuple[list, oracle.Reference, str | None]:
-    """The original's outputs on the probes. Generated probes give dims of different names different
-    sizes; a model that needs them equal cannot run those, and gets probes with equal sizes (noted)."""
+) -> tuple[list, oracle.Reference, list[str]]:
+    """The original's outputs on the probes, with notes on how the probes had to change.
+
+    Generated probes give dims of different names different sizes; a model that needs them equal
+    cannot run those, and gets probes with equal sizes. A generated probe that kills the runtime
+    with an arithmetic fault (an integer division by zero the graph computes itself) lies outside
+    the model's domain: it is dropped, as long as one probe remains."""
+    notes: list[str] = []
     try:
-        return probe_list, oracle.evaluate(original, probe_list), None
+        return probe_list, _surviving(original, probe_list, generated, notes), notes
+    except oracle.OracleDied:
+        raise
     except oracle.OracleError as exc:
         if not generated:
             raise
-        equal = probes.make_probes(probes.input_specs(original), pinned, independent=False)
+        specs = probes.input_specs(original)
+        equal = probes.make_probes(
+            specs, pinned, independent=False, constraints=preconditions.constraints(original)
+        )
         if probes.describe(equal) == probes.describe(probe_list):
             raise
         first_error = exc
-    note = (
+    notes.append(
         "the original model cannot run with its differently named dynamic dims at different sizes "
         f"({first_error}); probed with equal sizes"
     )
-    return equal, oracle.evaluate(original, equal), note
+    return equal, _surviving(original, equal, generated, notes), notes
+
+
+def _surviving(original: ir.Model, probe_list: list, generated: bool, notes: list[str]) -> oracle.Reference:
+    """The reference on every probe that does not kill the runtime with an arithmetic fault (those
+    are dropped from probe_list, in place, with a note), as long as one remains."""
+    while True:
+        try:
+            return oracle.evaluate(original, probe_list, "computing the reference")
+        except oracle.OracleDied as died:
+            fault = "SIGFPE" in str(died)
+            if not (generated and fault and died.probe is not None and len(probe_list) > 1):
+                raise
+            notes.append(f"generated probe dropped: {died}")
+            del probe_list[died.probe]
 
 
 def repair(
     model_path: str | Path,
     options: RepairOptions | None = None,
     *,
-    target: object | None = None,
+    backend: Backend | None = None,
     reference: Sequence[Mapping[str, np.ndarray]] | None = None,
     reference_oracle: str | None = None,
     probe_set: Sequence[Mapping[str, np.ndarray]] | None = None,
@@ -241,6 +241,7 @@ def repair(
     options = options or RepairOptions()
     model_path = Path(model_path)
     report = Report(model=str(model_path))
+    oracle.set_limits(options.limits)
     clock = _Clock(report.timings)
     progress("loading and probing")
     original, generated, pinned = _prepare(model_path, options)
@@ -252,16 +253,17 @@ def repair(
     if reference is None:
         generated_used = probe_set is None and options.inputs is None
         try:
-            probe_list, ref, note = reference_of(original, probe_list, pinned, generated_used)
+            probe_list, ref, notes = reference_of(original, probe_list, pinned, generated_used)
         except oracle.OracleError as exc:
             report.notes.append(f"no oracle can run the original model: {exc}")
+            report.tf = ConversionResult(error="not attempted: the original model has no reference outputs")
             report.findings = scan(normalize.normalize(original), pinned, rules)
             report.remaining = [f for f in report.findings if f.blocking]
             _write_report(report, options)
             return report
         reference, reference_oracle = ref.outputs, ref.oracle
         report.probes = probes.describe(probe_list)
-        report.notes.extend([note] if note else [])
+        report.notes.extend(notes)
     report.oracle = reference_oracle
     report.branch_coverage = oracle.branch_coverage(original, probe_list)
     clock.lap("reference")
@@ -281,11 +283,11 @@ def repair(
     unsimplified = session.simplify()
     clock.lap("rewrite")
 
-    owns_target = target is None
-    if owns_target:
-        from convfix.target import Onnx2TfTarget
+    owns_backend = backend is None
+    if owns_backend:
+        from convfix.backends import Onnx2TfBackend
 
-        target = Onnx2TfTarget(timeout_s=options.conversion_timeout)
+        backend = Onnx2TfBackend(options.limits)
     scratch = Path(tempfile.mkdtemp(prefix="convfix-"))
     culprit = None
     try:
@@ -294,11 +296,11 @@ def repair(
                 unsimplified = session.simplify(attempt)
                 clock.lap("rewrite")
             progress("converting with onnx2tf and verifying in TensorFlow")
-            result = _convert_unless_folding_hurts(session, target, scratch, options, unsimplified)
+            result = _convert_unless_folding_hurts(session, backend, scratch, options, unsimplified)
             clock.lap("convert")
             if result.verified:
                 break
-            culprit = _divergent_node(session, target, scratch, result)
+            culprit = _divergent_node(session, backend, scratch, result)
             clock.lap("localize")
             before = len(report.accepted_steps)
             session.rewrite_until_fixpoint(_target_findings(result, session.model, culprit))
@@ -312,22 +314,22 @@ def repair(
         _write_report(report, options)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        if owns_target:
-            target.close()
+        if owns_backend:
+            backend.close()
     return report
 
 
 def _convert_unless_folding_hurts(
-    session: _Session, target, scratch: Path, options: RepairOptions, unsimplified: ir.Model | None
-) -> TfResult:
+    session: _Session, backend: Backend, scratch: Path, options: RepairOptions, unsimplified: ir.Model | None
+) -> ConversionResult:
     """Convert; if that fails right after `simplify` changed the model, try the unfolded model too and
     keep whichever verifies (seen: onnx2tf fails on some folded Loop and Einsum forms it took before)."""
-    result = _convert(session, target, scratch, options)
+    result = _convert(session, backend, scratch, options)
     if result.verified or unsimplified is None:
         return result
     folded = session.model
     session.model = unsimplified
-    fallback = _convert(session, target, scratch, options)
+    fallback = _convert(session, backend, scratch, options)
     if fallback.verified:
         session.undo_simplify(unsimplified, "the conversion fails or diverges on the folded model only")
         return fallback
@@ -335,24 +337,24 @@ def _convert_unless_folding_hurts(
     return result
 
 
-def _convert(session: _Session, target, scratch: Path, options: RepairOptions) -> TfResult:
+def _convert(session: _Session, backend: Backend, scratch: Path, options: RepairOptions) -> ConversionResult:
     """Convert; a model with dynamic input dims first with no unknown dim taken as equal to another
-    (target/layout_judgement.py: onnx2tf's own judgement takes every tensor whose TF dims are all
+    (backends/onnx2tf/layout_judgement.py: onnx2tf's own judgement takes every tensor whose TF dims are all
     unknown as channels-last, and moves the axes of attention tensors), then, if that does not
     verify, in onnx2tf's own way. The zoo's 59 dynamic variants verify in the first mode wherever
     they verify in onnx2tf's (measured), so transformers convert once instead of twice. The first
     that verifies is kept; else the one that got further (converted), for localization."""
     dynamic = any(spec.dynamic_dims for spec in probes.input_specs(session.model))
-    result = _convert_in_mode(session, target, scratch, options, distinct_unknown_dims=dynamic)
+    result = _convert_in_mode(session, backend, scratch, options, distinct_unknown_dims=dynamic)
     if result.verified or not dynamic:
         return result
-    retry = _convert_in_mode(session, target, scratch, options, distinct_unknown_dims=False)
+    retry = _convert_in_mode(session, backend, scratch, options, distinct_unknown_dims=False)
     return retry if retry.verified or (retry.converted and not result.converted) else result
 
 
 def _convert_in_mode(
-    session: _Session, target, scratch: Path, options: RepairOptions, *, distinct_unknown_dims: bool
-) -> TfResult:
+    session: _Session, backend: Backend, scratch: Path, options: RepairOptions, *, distinct_unknown_dims: bool
+) -> ConversionResult:
     attempt = Path(tempfile.mkdtemp(prefix="attempt-", dir=scratch))
     onnx_path = attempt / "model.onnx"
     # onnx2tf 1.29.24 reads external weights wrongly (silently wrong outputs, seen here): inline them.
@@ -360,7 +362,7 @@ def _convert_in_mode(
     out_dir = attempt / "tf"
     out_dir.mkdir()
     started = time.perf_counter()
-    raw = target.convert(
+    raw = backend.convert(
         onnx_path,
         out_dir,
         session.probe_set,
@@ -371,30 +373,21 @@ def _convert_in_mode(
         distinct_unknown_dims=distinct_unknown_dims,
     )
     _account_conversion(session.report.timings, time.perf_counter() - started, raw.seconds)
-    result = TfResult(
-        converted=raw.converted,
-        error=raw.error,
-        error_nodes=list(raw.error_nodes),
-        path=str(raw.saved_model) if raw.saved_model else None,
-        tflite_path=str(raw.tflite) if raw.tflite else None,
-        tflite_ops=raw.tflite_ops,
-        layout=dict(raw.layout),
-        name_map=dict(raw.name_map),
-        seconds={k: round(v, 3) for k, v in raw.seconds.items()},
-        distinct_unknown_dims=distinct_unknown_dims,
-    )
-    if raw.converted:
-        result.parity = compare_outputs(session.reference, raw.tf_outputs, session.tolerance)
-        late_failures = [*raw.layout_problems, *([raw.error] if raw.error else [])]
-        result.parity.problems.extend(late_failures)
-        result.parity.ok &= not late_failures
-        if options.tflite:
-            result.tflite_parity = (
-                compare_outputs(session.reference, raw.tflite_outputs, session.tolerance)
-                if raw.tflite_outputs is not None
-                else Parity(False, problems=[raw.error or _NO_TFLITE])
-            )
-    return result
+    if not raw.converted:
+        return raw
+    parity = compare_outputs(session.reference, raw.tf_outputs, session.tolerance)
+    late_failures = [*raw.layout_problems, *([raw.error] if raw.error else [])]
+    parity.problems.extend(late_failures)
+    parity.ok &= not late_failures
+    tflite_parity = None
+    if options.tflite:
+        tflite_parity = (
+            compare_outputs(session.reference, raw.tflite_outputs, session.tolerance)
+            if raw.tflite_outputs is not None
+            else Parity(False, problems=[raw.error or _NO_TFLITE])
+        )
+    # The outputs have been compared: the report keeps the verdicts, not the tensors.
+    return replace(raw, parity=parity, tflite_parity=tflite_parity, tf_outputs=(), tflite_outputs=None)
 
 
 _NO_TFLITE = "no .tflite was written: the SavedModel it would be made from does not match the reference"
@@ -415,7 +408,12 @@ def _account_conversion(timings: dict[str, float], waited: float, worker: dict[s
 
 
 def _finish(
-    report: Report, session: _Session, pinned, rules: RuleSet, result: TfResult, culprit: ir.Node | None
+    report: Report,
+    session: _Session,
+    pinned,
+    rules: RuleSet,
+    result: ConversionResult,
+    culprit: ir.Node | None,
 ) -> None:
     final = scan(session.model, pinned, rules)
     repairs = [s for s in report.accepted_steps if s.rule != SIMPLIFY.name]
@@ -434,7 +432,9 @@ def _finish(
     report.remaining = [f for f in final if f.blocking] + _target_findings(result, session.model, culprit)
 
 
-def _divergent_node(session: _Session, target, scratch: Path, result: TfResult) -> ir.Node | None:
+def _divergent_node(
+    session: _Session, backend: Backend, scratch: Path, result: ConversionResult
+) -> ir.Node | None:
     """Where TF first computes differently: the only computing node, or found by comparing intermediates."""
     if not result.converted:
         return None
@@ -444,7 +444,7 @@ def _divergent_node(session: _Session, target, scratch: Path, result: TfResult) 
     node = localize.first_divergence(
         session.model,
         session.probe_set,
-        target,
+        backend,
         scratch,
         session.tolerance,
         distinct_unknown_dims=result.distinct_unknown_dims,
@@ -454,7 +454,7 @@ def _divergent_node(session: _Session, target, scratch: Path, result: TfResult) 
     return node
 
 
-def _target_findings(result: TfResult, model: ir.Model, culprit: ir.Node | None) -> list[Finding]:
+def _target_findings(result: ConversionResult, model: ir.Model, culprit: ir.Node | None) -> list[Finding]:
     """What the conversion showed, as findings at the node they point to, so rules can claim them by op.
 
     A conversion error names its nodes; a divergence is placed at the culprit node when it is known,
@@ -476,7 +476,7 @@ def _target_findings(result: TfResult, model: ir.Model, culprit: ir.Node | None)
 def _at(finding: Finding, node: ir.Node | None) -> Finding:
     if node is None:
         return replace(finding, subject=finding.subject or "model")
-    return replace(finding, node=node.name, op=op_id(node.domain, node.op_type))
+    return replace(finding, node=node.name, op=node_op(node))
 
 
 def _write_outputs(report: Report, model: ir.Model, options: RepairOptions) -> None:
@@ -485,13 +485,14 @@ def _write_outputs(report: Report, model: ir.Model, options: RepairOptions) -> N
         report.output = str(options.output)
     if options.tf_out is not None and report.tf.converted and report.tf.path:
         saved_model = Path(report.tf.path)
+        tflite_path = None
         if report.tf.tflite_path:
             shutil.copy2(report.tf.tflite_path, saved_model / "model.tflite")
-            report.tf.tflite_path = str(options.tf_out / "model.tflite")
+            tflite_path = str(options.tf_out / "model.tflite")
         _install_dir(saved_model, options.tf_out)
-        report.tf.path = str(options.tf_out)
-    elif report.tf.converted:
-        report.tf.path = report.tf.tflite_path = None
+        report.tf = replace(report.tf, path=str(options.tf_out), tflite_path=tflite_path)
+    elif report.tf.converted:  # the artifacts were in a scratch folder, gone now
+        report.tf = replace(report.tf, path=None, tflite_path=None)
 
 
 def _install_dir(source: Path, target: Path) -> None:
@@ -499,6 +500,7 @@ def _install_dir(source: Path, target: Path) -> None:
     target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(staging, model_io.permissions(directory=True))
     shutil.copytree(source, staging, dirs_exist_ok=True)
     if target.exists():
         if not target.is_dir():

@@ -55,9 +55,10 @@ def main() -> None:
     sys.unraisablehook = _unless_interrupt
     try:
         if sys.argv[1:2] == ["repair"] and "--help" not in sys.argv:
-            from convfix.target.process import start_early
+            from convfix.boundary.process import start_early
 
-            start_early()
+            start_early("onnx2tf")  # TensorFlow's import: seconds
+            start_early("oracle")
         from convfix import cli
 
         if _received:  # it was raised inside a callback, where Python only reports it

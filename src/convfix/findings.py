@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+import onnx_ir as ir
+
 KINDS = (
     "unsupported-op",
     "dynamic-shape",
@@ -57,5 +59,20 @@ class Finding:
         return f"{self.kind} at {self.where}: {self.reason}"
 
 
+ATEN_DOMAIN = "org.pytorch.aten"
+
+
 def op_id(domain: str, op_type: str) -> str:
     return op_type if domain in ("", "ai.onnx") else f"{domain}::{op_type}"
+
+
+def node_op(node: object) -> str:
+    """A node's op id; an ATen fallback node is named by the operator it stands for
+    (`org.pytorch.aten::special_erfcx` whether the exporter wrote `ATen(operator=...)` or a node of that
+    type), so that findings name it and rules claim it by operator."""
+    domain, op_type = node.domain, node.op_type
+    if domain == ATEN_DOMAIN and op_type == "ATen":
+        attribute = node.attributes.get("operator")
+        if attribute is not None and attribute.type == ir.AttributeType.STRING and attribute.value:
+            op_type = attribute.value
+    return op_id(domain, op_type)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convfix.backends.base import ConversionResult
 from convfix.findings import Finding
 from convfix.model_io import atomic_path
 from convfix.parity import Parity
@@ -39,36 +40,6 @@ class Step:
 
 
 @dataclass
-class TfResult:
-    """The conversion and what verifying its saved artifacts showed."""
-
-    converted: bool = False
-    error: str | None = None
-    error_nodes: list[str] = field(default_factory=list)
-    parity: Parity | None = None
-    path: str | None = None
-    tflite_path: str | None = None
-    tflite_ops: str | None = None
-    tflite_parity: Parity | None = None
-    layout: dict[str, str] = field(default_factory=dict)
-    name_map: dict[str, str] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    # onnx2tf took no unknown dim as equal to another (target/layout_judgement.py)
-    distinct_unknown_dims: bool = False
-
-    @property
-    def verified(self) -> bool:
-        tflite_ok = self.tflite_parity is None or self.tflite_parity.ok
-        return self.converted and self.parity is not None and self.parity.ok and tflite_ok
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["parity"] = self.parity.to_json() if self.parity else None
-        data["tflite_parity"] = self.tflite_parity.to_json() if self.tflite_parity else None
-        return data
-
-
-@dataclass
 class Report:
     """What `repair` did and what holds now; `status` is repaired | clean | partial | failed."""
 
@@ -79,7 +50,7 @@ class Report:
     branch_coverage: dict[str, list[bool]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
-    tf: TfResult = field(default_factory=TfResult)
+    tf: ConversionResult = field(default_factory=ConversionResult)
     remaining: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     output: str | None = None
@@ -88,6 +59,21 @@ class Report:
     @property
     def exit_code(self) -> int:
         return 0 if self.status in ("repaired", "clean") else 1
+
+    @property
+    def reason(self) -> str | None:
+        """Why the model is not repaired, in one line (None when it is)."""
+        if self.exit_code == 0:
+            return None
+        oracle_failure = next((n for n in self.notes if n.startswith("no oracle can run")), None)
+        if oracle_failure:
+            return oracle_failure
+        if not self.tf.converted:
+            return f"conversion failed: {self.tf.error}"
+        for label, parity in (("TensorFlow", self.tf.parity), ("TFLite", self.tf.tflite_parity)):
+            if parity is not None and not parity.ok:
+                return f"{label} outputs differ from the reference: {'; '.join(parity.problems[:2])}"
+        return self.remaining[0].describe() if self.remaining else None
 
     @property
     def accepted_steps(self) -> list[Step]:

@@ -16,6 +16,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix import model_io, oracle
+from convfix.backends.base import Backend
 from convfix.parity import Tolerance, compare_tensor
 
 MAX_EXPOSED = 1500
@@ -33,7 +34,7 @@ def _exposable(node: ir.Node) -> list[ir.Value]:
 def first_divergence(
     model: ir.Model,
     probe_set: Sequence[Mapping[str, np.ndarray]],
-    target,
+    backend: Backend,
     scratch: Path,
     tolerance: Tolerance,
     distinct_unknown_dims: bool = False,
@@ -46,13 +47,13 @@ def first_divergence(
     exposed.graph.outputs.extend(extra)
     probes = list(probe_set[:PROBES_USED])
     try:
-        reference = oracle.evaluate(exposed, probes).outputs
+        reference = oracle.evaluate(exposed, probes, "localizing a divergence").outputs
     except oracle.OracleError:
         return None
     folder = Path(tempfile.mkdtemp(prefix="localize-", dir=scratch))
     model_io.save(exposed, folder / "model.onnx", external=False)
     (folder / "tf").mkdir()
-    result = target.convert(
+    result = backend.convert(
         folder / "model.onnx",
         folder / "tf",
         probes,

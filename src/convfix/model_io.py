@@ -185,15 +185,35 @@ def _weights_bytes(model: ir.Model) -> int:
     return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says (Linux), else by setting
+    and restoring it once."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def permissions(directory: bool = False) -> int:
+    """The mode a new file (or directory) gets under the user's umask, as open() and mkdir() give it:
+    temporary files are made private (0600), and renamed into place they would stay so."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside target; rename it over target only if the block succeeds."""
+    """Yield a temporary path beside target; rename it over target only if the block succeeds. The
+    file ends with the mode the user's umask gives new files."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, permissions())
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -1,9 +1,12 @@
 """The reference: outputs of a model on the probes, from the best runtime that can execute it.
 
 onnxruntime first; where it cannot run a node, `onnx.reference`; `org.pytorch.aten` nodes are then
-evaluated by torch itself (imported only when such a node exists). A model holding an op whose
-onnxruntime kernel was measured to deviate from the ONNX reference implementation is run by both, and
-where they disagree the reference implementation speaks. The report says which spoke.
+evaluated by torch itself, on an allowlist (runtimes/aten.py). A model holding an op whose onnxruntime
+kernel was measured to deviate from the ONNX reference implementation is run by both, and where they
+disagree the reference implementation speaks. The report says which spoke.
+
+Every runtime runs in the oracle worker process (runtimes/worker.py): a model that kills or hangs a
+runtime fails the request that ran it, with what happened and on which probe, never this process.
 """
 
 from __future__ import annotations
@@ -12,14 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 
 from convfix import model_io
-from convfix.parity import Tolerance, compare_outputs
-from convfix.proto_walk import all_nodes
+from convfix.boundary.process import Died, Limits, Pool, take_early
+from convfix.runtimes.messages import ONNXRUNTIME, REFERENCE, Evaluate, Evaluated
 
-ATEN_DOMAIN = "org.pytorch.aten"
 # Default-domain ops whose onnxruntime 1.23 kernels disagree with the ONNX reference implementation on
 # the ONNX node suite (benchmarks/results/conformance.md): Attention with grouped key/value heads
 # returns uninitialized values (errors up to 1e36), DFT is off by 3e-4, and Resize with align_corners
@@ -27,6 +28,7 @@ ATEN_DOMAIN = "org.pytorch.aten"
 # (input length x scale) when scales are given (errors up to 1.05 when it downsamples).
 CROSS_CHECKED_OPS = frozenset({"Attention", "DFT"})
 CROSS_CHECKED_RESIZE_MODE = "align_corners"
+_INTEGER_DIVISIONS = frozenset({"Div", "Mod"})
 Outputs = list[dict[str, np.ndarray]]
 
 
@@ -40,99 +42,107 @@ class OracleError(Exception):
     """No runtime could execute the model on the probes."""
 
 
-def _session(model: bytes | str):
-    """An onnxruntime session with graph optimizations off: even the basic ones change what a QDQ
-    model computes (seen: 3e-4 on a Conv with per-channel quantized weights, against onnx.reference
-    and the unoptimized graph); the reference is what the ONNX graph itself computes. Some graphs load
-    only with onnxruntime's own rewrites (seen: float16 Attention bodies): those get the basic ones."""
-    import onnxruntime as ort
+class OracleDied(OracleError):
+    """The runtime died (or hung) on a probe; `probe` is its index when known."""
 
-    def build(level: ort.GraphOptimizationLevel) -> ort.InferenceSession:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = level
-        options.log_severity_level = 3
-        options.intra_op_num_threads = 1
-        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-    try:
-        return build(ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    except Exception:  # noqa: BLE001 - any load failure: try with the basic rewrites
-        return build(ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+    def __init__(self, message: str, probe: int | None) -> None:
+        super().__init__(message)
+        self.probe = probe
 
 
-def run_onnxruntime(model: bytes | str, probes: Sequence[Mapping[str, np.ndarray]]) -> Outputs:
-    """Run serialized model bytes, or a model file path, on every probe."""
-    session = _session(model)
-    names = [o.name for o in session.get_outputs()]
-    return [dict(zip(names, session.run(names, dict(p)), strict=True)) for p in probes]
+_pool = Pool("oracle")
 
 
-def _aten_op_classes(proto: onnx.ModelProto) -> list[type]:
-    """onnx.reference kernels for the ATen nodes of the model, each calling torch."""
-    op_types = {n.op_type for n in all_nodes(proto.graph) if n.domain == ATEN_DOMAIN}
-    if not op_types:
-        return []
-    import torch
-    from onnx.reference.op_run import OpRun
-
-    def kernel(op_type: str) -> type:
-        def _run(self, *inputs, **attributes):
-            name = attributes.pop("operator", None) or op_type
-            overload = attributes.pop("overload_name", None) or "default"
-            packet = getattr(torch.ops.aten, name)
-            func = getattr(packet, overload, packet)
-            result = func(*(torch.from_numpy(np.asarray(x)) for x in inputs), **attributes)
-            results = result if isinstance(result, tuple) else (result,)
-            return tuple(r.numpy() for r in results)
-
-        return type(op_type, (OpRun,), {"op_domain": ATEN_DOMAIN, "_run": _run})
-
-    return [kernel(t) for t in sorted(op_types)]
+def set_limits(limits: Limits) -> None:
+    """The time and memory each oracle request may take from now on."""
+    _pool.set_limits(limits)
 
 
-def run_reference_evaluator(proto: onnx.ModelProto, probes: Sequence[Mapping[str, np.ndarray]]) -> Outputs:
-    from onnx.reference import ReferenceEvaluator
+def start() -> None:
+    """Start the oracle worker now (or adopt the one the CLI started early), so that its imports
+    overlap the caller's work."""
+    _pool.adopt(take_early("oracle"))
+    _pool.start()
 
-    evaluator = ReferenceEvaluator(proto, new_ops=_aten_op_classes(proto))
-    names = [o.name for o in proto.graph.output]
-    return [dict(zip(names, evaluator.run(None, dict(p)), strict=True)) for p in probes]
+
+def close() -> None:
+    _pool.close()
 
 
-def evaluate(model: ir.Model, probes: Sequence[Mapping[str, np.ndarray]]) -> Reference:
-    """Run the model on every probe with the first runtime that can; raise OracleError if none can."""
-    errors = []
+def run(
+    source: bytes | str,
+    probes: Sequence[Mapping[str, np.ndarray]],
+    runtimes: tuple[str, ...] = (ONNXRUNTIME, REFERENCE),
+    *,
+    cross_check: bool = False,
+    purpose: str = "running the model",
+) -> Evaluated:
+    """Run serialized model bytes, or a model file, in the oracle worker. A death or a hang raises
+    OracleDied; a runtime's failure is in the reply's `errors`."""
+    _pool.adopt(take_early("oracle"))
+    request = Evaluate(source, tuple(dict(p) for p in probes), runtimes, cross_check)
+    reply = _pool.call(request)
+    if isinstance(reply, Died):
+        probe = reply.last_progress.probe if reply.last_progress else None
+        raise OracleDied(reply.describe("the oracle worker", purpose), probe)
+    return reply
+
+
+def run_onnxruntime(source: bytes | str, probes: Sequence[Mapping[str, np.ndarray]]) -> Outputs:
+    """onnxruntime's outputs alone (no fallback); OracleError if it cannot run the model."""
+    reply = run(source, probes, (ONNXRUNTIME,))
+    if reply.outputs is None:
+        raise OracleError("; ".join(reply.errors))
+    return list(reply.outputs)
+
+
+def evaluate(
+    model: ir.Model, probes: Sequence[Mapping[str, np.ndarray]], purpose: str = "running the model"
+) -> Reference:
+    """Run the model on every probe with the first runtime that can; raise OracleError if none can
+    (OracleDied, naming the probe and the likely cause, if a runtime died or hung on one)."""
+    big = model_io.needs_external_data(model)
+    runtimes = (ONNXRUNTIME,) if big else (ONNXRUNTIME, REFERENCE)
+    suspects = sorted({n.op_type for n in model.graph.all_nodes() if _deviates(n)})
     try:
         with model_io.runnable(model) as source:
-            outputs = run_onnxruntime(source, probes)
-        return _cross_checked(model, probes, outputs)
-    except Exception as exc:  # noqa: BLE001 - any failure hands over to the next runtime
-        errors.append(f"onnxruntime: {_first_line(exc)}")
-    if model_io.needs_external_data(model):
-        raise OracleError(f"{errors[0]}; onnx.reference cannot take a model over 2 GB")
-    proto = model_io.to_proto(model)
-    has_aten = any(n.domain == ATEN_DOMAIN for n in all_nodes(proto.graph))
-    try:
-        outputs = run_reference_evaluator(proto, probes)
-        return Reference(outputs, "onnx.reference+torch(aten)" if has_aten else "onnx.reference")
-    except Exception as exc:  # noqa: BLE001
-        errors.append(f"onnx.reference: {_first_line(exc)}")
-    raise OracleError("; ".join(errors))
+            reply = run(source, probes, runtimes, cross_check=bool(suspects), purpose=purpose)
+    except OracleDied as died:
+        raise OracleDied(_with_cause(str(died), model, probes, died.probe), died.probe) from None
+    if reply.outputs is None:
+        errors = [*reply.errors, *([f"{REFERENCE}: cannot take a model over 2 GB"] if big else [])]
+        raise OracleError("; ".join(errors))
+    oracle = reply.oracle
+    if reply.overruled:
+        oracle = f"{REFERENCE} (onnxruntime disagrees; it deviates on {', '.join(suspects)})"
+    return Reference([dict(o) for o in reply.outputs], oracle)
 
 
-def _cross_checked(
-    model: ir.Model, probes: Sequence[Mapping[str, np.ndarray]], outputs: Outputs
-) -> Reference:
-    """onnxruntime's outputs, unless the model holds a cross-checked op and onnx.reference disagrees."""
-    suspects = sorted({n.op_type for n in model.graph.all_nodes() if _deviates(n)})
-    if not suspects or model_io.needs_external_data(model):
-        return Reference(outputs, "onnxruntime")
-    try:
-        spec = run_reference_evaluator(model_io.to_proto(model), probes)
-    except Exception:  # noqa: BLE001 - the reference cannot check it: onnxruntime stands
-        return Reference(outputs, "onnxruntime")
-    if compare_outputs(spec, outputs, Tolerance()).ok:
-        return Reference(outputs, "onnxruntime")
-    return Reference(spec, f"onnx.reference (onnxruntime disagrees; it deviates on {', '.join(suspects)})")
+def _with_cause(message: str, model: ir.Model, probes: Sequence[Mapping], probe: int | None) -> str:
+    """A death by SIGFPE is an integer division by zero: name the node and where its zero came from."""
+    if "SIGFPE" not in message:
+        return message
+    feeds = probes[probe] if probe is not None and probe < len(probes) else {}
+    divisions = [
+        n
+        for n in model.graph.all_nodes()
+        if n.op_type in _INTEGER_DIVISIONS
+        and n.domain in ("", "ai.onnx")
+        and n.inputs[0] is not None
+        and n.inputs[0].dtype is not None
+        and not n.inputs[0].dtype.is_floating_point()
+    ]
+    for node in divisions:
+        divisor = node.inputs[1]
+        tensor = ir.convenience.get_const_tensor(divisor) if divisor is not None else None
+        values = tensor.numpy() if tensor is not None else feeds.get(divisor.name if divisor else "")
+        if values is not None and np.any(np.asarray(values) == 0):
+            source = "a constant" if tensor is not None else f"input {divisor.name!r}"
+            return f"{message}: integer {node.op_type} {node.name!r} divides by zero ({source} holds 0)"
+    if divisions:
+        names = ", ".join(repr(n.name) for n in divisions[:5])
+        return f"{message}: an integer Div or Mod ({names}) met a zero divisor computed by the model"
+    return message
 
 
 def _deviates(node: ir.Node) -> bool:
@@ -165,11 +175,6 @@ def _whole_output_lengths(node: ir.Node) -> bool:
     return True
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
-
-
 def branch_coverage(model: ir.Model, probes: Sequence[Mapping[str, np.ndarray]]) -> dict[str, list[bool]]:
     """For each top-level `If`, the condition each probe took: shows both branches were exercised."""
     ifs = [n for n in model.graph if n.op_type == "If" and n.domain == "" and n.inputs[0] is not None]
@@ -182,7 +187,7 @@ def branch_coverage(model: ir.Model, probes: Sequence[Mapping[str, np.ndarray]])
             probe_model.graph.outputs.append(node.inputs[0])
             conditions[node.name] = node.inputs[0].name
     try:
-        outputs = evaluate(probe_model, probes).outputs
+        outputs = evaluate(probe_model, probes, "telling which If branch each probe takes").outputs
     except OracleError:
         return {}
     return {node: [bool(np.asarray(o[value]).item()) for o in outputs] for node, value in conditions.items()}

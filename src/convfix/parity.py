@@ -7,10 +7,13 @@ different answer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from convfix.errors import ConvfixError
 
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
@@ -21,8 +24,16 @@ FLOAT16_RTOL = 1e-3
 
 @dataclass
 class Tolerance:
+    """An element passes when |actual - expected| <= atol + rtol * |expected|."""
+
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
+
+    def check(self) -> None:
+        """Refuse a tolerance no comparison could use (negative, NaN, infinite)."""
+        for name, value in (("rtol", self.rtol), ("atol", self.atol)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+                raise ConvfixError(f"{name} must be a finite number >= 0, not {value!r}")
 
 
 @dataclass

@@ -19,11 +19,13 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.errors import ConvfixError
+from convfix.preconditions import Constraint, value_range
 
 DYNAMIC_SIZES = (1, 5, 10)
 FLOAT_SHIFTS = (0.0, 1.0, -1.0)
 MAX_PROBE_BYTES = 256 * 1024 * 1024
 SEED = 20240611
+DEFAULT_INTEGERS = (0, 10, False)  # integer probes: [0, 10), zero allowed
 
 Dim = int | str | None
 
@@ -106,15 +108,26 @@ def _dim_names(specs: Sequence[InputSpec]) -> list[str | None]:
 
 
 def _random_tensor(
-    rng: np.random.Generator, dtype: np.dtype, shape: tuple[int, ...], shift: float
+    rng: np.random.Generator,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    shift: float,
+    bounds: tuple[int, int, bool] = DEFAULT_INTEGERS,
 ) -> np.ndarray:
+    """Floats shifted by `shift`; integers in [low, high) of `bounds`, without 0 if it says so."""
     # np.asarray: for shape () numpy returns a scalar, which runtimes refuse as a tensor.
     if dtype.kind == "f":
         return np.asarray(rng.standard_normal(shape) + shift).astype(dtype)
     if dtype.kind == "b":
         return np.asarray(rng.random(shape) < 0.5)
-    if dtype.kind in "iu":
+    if dtype.kind in "iu" and bounds == DEFAULT_INTEGERS:
         return np.asarray(rng.integers(0, 10, size=shape)).astype(dtype)
+    if dtype.kind in "iu":
+        low, high, nonzero = bounds
+        info = np.iinfo(dtype)
+        low, high = max(low, int(info.min)), min(high, int(info.max) + 1)
+        choices = [v for v in range(low, max(high, low + 1)) if not (nonzero and v == 0)] or [1]
+        return np.asarray(rng.choice(np.array(choices), size=shape)).astype(dtype)
     raise ConvfixError(f"cannot generate probe values of dtype {dtype}; give them with --inputs")
 
 
@@ -123,12 +136,15 @@ def make_probes(
     pinned: Mapping[str, tuple[int, ...]] | None = None,
     *,
     independent: bool = True,
+    constraints: Mapping[str, Constraint] | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """One probe per (dynamic size, shift) pair: every dynamic dim is tried at several sizes.
 
     independent=False gives every dynamic dim of a probe the same size, for a model that needs dims
-    of different names to be equal."""
+    of different names to be equal. `constraints` (preconditions.constraints) bound what integer
+    inputs hold: no zero divisor, indices inside their axis, small shapes."""
     pinned = pinned or {}
+    constraints = constraints or {}
     rng = np.random.default_rng(SEED)
     names = _dim_names(specs)
     probes = []
@@ -144,7 +160,19 @@ def make_probes(
                 f"probe inputs would need {total / 2**20:.0f} MiB (shapes {shapes}); "
                 "pin smaller dims with --input-shape NAME=D1,D2,..."
             )
-        probes.append({s.name: _random_tensor(rng, s.dtype, shapes[s.name], shift) for s in specs})
+
+        def size(dim: str | int | None, sizes: Mapping = size_of) -> int:
+            return dim if isinstance(dim, int) else sizes.get(dim, 1)
+
+        bounds = {name: value_range(c, size) for name, c in constraints.items()}
+        probes.append(
+            {
+                s.name: _random_tensor(
+                    rng, s.dtype, shapes[s.name], shift, bounds.get(s.name, DEFAULT_INTEGERS)
+                )
+                for s in specs
+            }
+        )
     return probes
 
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from convfix import engine, model_io, oracle, probes
+from convfix.backends.base import Backend
 from convfix.errors import ConvfixError
 from convfix.journal import Report
+from convfix.options import RepairOptions
 from convfix.parity import compare_outputs
 
 EXPORTERS = ("dynamo", "torchscript")
@@ -109,12 +111,12 @@ def _eager_outputs(module, probe_set, input_names: Sequence[str], output_names: 
 def repair_torch(
     module,
     example_args: tuple,
-    options: engine.RepairOptions | None = None,
+    options: RepairOptions | None = None,
     *,
     exporter: str = "auto",
     input_names: Sequence[str] | None = None,
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
-    target: object | None = None,
+    backend: Backend | None = None,
     workdir: Path | None = None,
 ) -> TorchRepair:
     """Export `module`, repair the ONNX, and verify every step and the TF model against eager PyTorch.
@@ -123,7 +125,7 @@ def repair_torch(
     shifted so that sign-dependent branches are taken both ways.
     """
     module.eval()
-    options = options or engine.RepairOptions()
+    options = options or RepairOptions()
     input_names = list(input_names or [f"input_{i}" for i in range(len(example_args))])
     folder = Path(workdir or tempfile.mkdtemp(prefix="convfix-torch-"))
     onnx_path = folder / "exported.onnx"
@@ -143,7 +145,7 @@ def repair_torch(
         reference = _eager_outputs(module, probe_set, input_names, output_names)
         notes.append(f"the module cannot run its dynamic dims at different sizes ({exc}); probed equal")
     try:
-        exported_outputs = oracle.evaluate(exported, probe_set).outputs
+        exported_outputs = oracle.evaluate(exported, probe_set, "checking the export").outputs
         fidelity = compare_outputs(reference, exported_outputs, options.tolerance)
         if not fidelity.ok:
             notes.append(
@@ -156,7 +158,7 @@ def repair_torch(
     report = engine.repair(
         onnx_path,
         options,
-        target=target,
+        backend=backend,
         reference=reference,
         reference_oracle="torch (eager module)",
         probe_set=probe_set,

@@ -1,36 +1,35 @@
-"""The worker process: the only code that imports tensorflow, tf_keras and onnx2tf.
+"""The onnx2tf worker: the only code that imports tensorflow, tf_keras and onnx2tf.
 
-TensorFlow takes seconds to import, so one long-lived process serves many requests over a Pipe.
-onnx2tf prints from Python and C++, calls sys.exit on failure and rewrites its input file, so every
-request runs with fd 1/2 sent to a log file, catches BaseException, and converts a scratch copy.
-Requests and replies are plain dicts (see Onnx2TfTarget for the fields).
+It runs inside a worker process (convfix.boundary.serve), which keeps TensorFlow's seconds-long import
+to one per process and contains what onnx2tf and TensorFlow can do on a model: print from Python and
+C++ (sent to the request's log), call sys.exit on failure (caught here), rewrite their input file (they
+get a scratch copy), crash or hang (the caller is told, and starts another worker).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from convfix.backends.base import ConversionResult
+from convfix.backends.onnx2tf.errors_map import clean_log, error_nodes, essential_error
+from convfix.backends.onnx2tf.layout import decide_on_fewest_probes, signature_names
+from convfix.backends.onnx2tf.messages import ArtifactOutputs, Convert, RunArtifact
+from convfix.boundary.channel import Channel, output_to
+from convfix.boundary.process import WORKER_LOG
 from convfix.parity import Tolerance
 from convfix.proto_walk import all_tensors
-from convfix.target.layout import decide_on_fewest_probes, signature_names
-from convfix.target.process import REQUEST_LOG, WORKER_LOG
 
 THREADS = 2
-LOG_TAIL_LINES = 400
 # onnx2tf fetches this from the internet unless it is in the working directory (all-NHWC-image inputs).
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 _QUIET_ENV = {
@@ -48,6 +47,7 @@ _KERAS_WRAPPER = "Exception encountered when calling layer"
 # In an eager layer error, the call arguments end with the op's name: onnx2tf's is the ONNX node's.
 _LAYER_NODE = re.compile(r"^• name='(.+)'$")
 _TF_FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
+_startup: dict[str, float] = {}  # TensorFlow's import, reported with the first conversion that waited
 
 
 def _cause(line: str) -> str:
@@ -59,136 +59,25 @@ class _Failure(Exception):
     """An error whose message is already the one line to report."""
 
 
-def main(conn: Connection, workdir: str, parent: int) -> None:
-    """Serve requests until the parent goes away (or kills this process)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    _exit_with_parent(parent, workdir)
-    _forbid_network()
-    os.environ.update(_QUIET_ENV)
-    os.chdir(workdir)
-    _point_fds_at(WORKER_LOG)
-    rng = np.random.default_rng(0)
-    np.save(CALIBRATION_FILE, rng.random((20, 128, 128, 3), dtype=np.float32))
-    handlers: dict[str, Callable[[dict], dict]] = {
-        "convert": _convert,
-        "run": _run,
-        "_test_exit": _test_exit,
-        "_test_sleep": _test_sleep,
-        "_test_connect": _test_connect,
-    }
-    startup = _warm_up()
-    while True:
-        try:
-            request = conn.recv()
-        except EOFError:
-            return
-        with _output_to(REQUEST_LOG):
-            reply = handlers[request["op"]](request)
-        reply["log"] = _tail(REQUEST_LOG)
-        if startup and "seconds" in reply:  # the first timed reply carries the import it waited for
-            reply["seconds"] = {**startup, **reply["seconds"]}
-            startup = {}
-        conn.send(reply)
-
-
-def _warm_up() -> dict[str, float]:
-    """Import onnx2tf (and TensorFlow: seconds) before the first request arrives, so that a parent
+def warm_up() -> None:
+    """Import onnx2tf (and TensorFlow: seconds) before the first request arrives, so that a caller
     which starts the worker early overlaps that import with its own work. A failed import is left
     for the first conversion to report."""
-    seconds: dict[str, float] = {}
+    import os
+
+    os.environ.update(_QUIET_ENV)
+    rng = np.random.default_rng(0)
+    np.save(CALIBRATION_FILE, rng.random((20, 128, 128, 3), dtype=np.float32))
     with contextlib.suppress(BaseException):
-        _timed_import(seconds, "onnx2tf")
-    return seconds
+        _timed_import(_startup, "onnx2tf")
 
 
-def _exit_with_parent(parent: int, workdir: str) -> None:
-    """A worker whose parent was killed mid-conversion would go on converting for nobody: end it,
-    and remove the working directory the parent can no longer remove.
-
-    The parent's pid comes from the parent: it may have died before this process got this far."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                shutil.rmtree(workdir, ignore_errors=True)
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _forbid_network() -> None:
-    """convfix never touches the network: a download attempt by onnx2tf or TF fails loudly instead."""
-    import socket
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise OSError("network access is disabled in convfix's conversion worker")
-
-    original_connect = socket.socket.connect
-
-    def connect(self: socket.socket, address: Any) -> None:
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            refuse()
-        original_connect(self, address)
-
-    socket.socket.connect = connect
-    socket.socket.connect_ex = lambda self, address: connect(self, address) or 0
-    socket.getaddrinfo = refuse
-
-
-def _test_exit(request: dict) -> dict:
-    """Tests only: a real process death (as a segfault or an OOM kill would be)."""
-    os._exit(request["code"])
-
-
-def _test_sleep(request: dict) -> dict:
-    """Tests only: a request that outlives the time limit."""
-    time.sleep(request["seconds"])
-    return {"ok": True}
-
-
-def _test_connect(request: dict) -> dict:
-    """Tests only: what a download attempt inside the worker meets."""
-    import socket
-
-    try:
-        socket.create_connection((request["host"], request["port"]), timeout=2).close()
-    except OSError as exc:
-        return {"ok": False, "error": str(exc)}
-    return {"ok": True, "error": None}
-
-
-def _point_fds_at(path: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-
-
-@contextmanager
-def _output_to(path: str, append: bool = False) -> Iterator[None]:
-    """Send fd 1 and 2 (Python and C++ output alike) to path for the duration."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags, 0o644)
-    try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for each in (fd, *saved):
-            os.close(each)
-
-
-def _tail(path: str) -> str:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return "".join(handle.readlines()[-LOG_TAIL_LINES:])
+def handle(request: Any, channel: Channel) -> ConversionResult | ArtifactOutputs:
+    if isinstance(request, Convert):
+        return _convert(request, channel)
+    if isinstance(request, RunArtifact):
+        return _run(request, channel)
+    return ArtifactOutputs(None, f"the onnx2tf worker does not take {type(request).__name__}")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -208,7 +97,7 @@ def _timed_import(seconds: dict[str, float], module: str) -> Any:
     """Import a heavy module (its import chatter goes to the worker log); record the cost once."""
     start = time.perf_counter()
     already = module in sys.modules
-    with _output_to(WORKER_LOG, append=True):
+    with output_to(WORKER_LOG, append=True):
         imported = __import__(module)
     if not already:
         seconds["import"] = seconds.get("import", 0.0) + time.perf_counter() - start
@@ -218,37 +107,71 @@ def _timed_import(seconds: dict[str, float], module: str) -> Any:
 # --- converting ---------------------------------------------------------------------------------
 
 
-def _convert(request: dict) -> dict:
-    reply: dict[str, Any] = {"ok": False, "stage": None, "error": None, "op_name": None, "seconds": {}}
-    reply.update(converted=False, saved_model=None, tflite=None, tflite_ops=None, tflite_outputs=None)
-    reply.update(layout={}, layout_problems=[], tf_outputs=[])
+def _convert(request: Convert, channel: Channel) -> ConversionResult:
+    draft: dict[str, Any] = {"stage": None, "seconds": {}, "layout": {}, "layout_problems": []}
+    error = op_name = None
     scratch = Path("scratch")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     try:
-        _convert_steps(request, reply, scratch)
-        reply["ok"], reply["stage"] = True, None
+        _convert_steps(request, draft, scratch, channel)
     except BaseException as exc:  # noqa: BLE001 - onnx2tf calls sys.exit inside op code
-        reply["error"] = _one_line(exc)
-        reply["op_name"] = getattr(exc, "onnx_op_name", None)
+        error = _one_line(exc)
+        op_name = getattr(exc, "onnx_op_name", None)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if "tf_keras" in sys.modules:
             sys.modules["tf_keras"].backend.clear_session()
-    return reply
+    if _startup:  # the first conversion carries the import it waited for
+        draft["seconds"] = {**_startup, **draft["seconds"]}
+        _startup.clear()
+    return _result(request, draft, error, op_name, channel.log_tail())
 
 
-def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
-    onnx2tf = _timed_import(reply["seconds"], "onnx2tf")
-    _set_layout_judgement(request.get("distinct_unknown_dims", False))
+def _result(
+    request: Convert, draft: dict[str, Any], error: str | None, op_name: str | None, log: str
+) -> ConversionResult:
+    """The conversion's outcome, its error reduced to one line and mapped to the nodes it names
+    (onnx2tf's own failures name them in its log; a run-time failure carries its layer's node)."""
+    essential = essential_error(error, log) if error else None
+    nodes: tuple[str, ...] = ()
+    if essential:
+        import onnx
+
+        model = onnx.load(request.onnx_path, load_external_data=False)
+        in_onnx2tf = draft["stage"] == "convert"
+        nodes = tuple(error_nodes(model, essential, log if in_onnx2tf else "", op_name))
+    return ConversionResult(
+        converted=draft.get("converted", False),
+        error=essential,
+        error_nodes=nodes,
+        path=draft.get("saved_model"),
+        tflite_path=draft.get("tflite"),
+        tflite_ops=draft.get("tflite_ops"),
+        layout=draft["layout"],
+        name_map={s.name: s.sig for s in request.inputs if s.name != s.sig},
+        seconds=draft["seconds"],
+        distinct_unknown_dims=request.distinct_unknown_dims,
+        tf_outputs=tuple(draft.get("tf_outputs", ())),
+        tflite_outputs=tuple(draft["tflite_outputs"]) if "tflite_outputs" in draft else None,
+        layout_problems=tuple(draft["layout_problems"]),
+        log=clean_log(log),
+        stage=draft["stage"] if error else None,
+    )
+
+
+def _convert_steps(request: Convert, draft: dict[str, Any], scratch: Path, channel: Channel) -> None:
+    onnx2tf = _timed_import(draft["seconds"], "onnx2tf")
+    _set_layout_judgement(request.distinct_unknown_dims)
     tf = sys.modules["tensorflow"]
-    out_dir = Path(request["out_dir"])
-    inputs, outputs = request["inputs"], request["outputs"]
-    probes, reference = request["probes"], request["reference"]
+    out_dir = Path(request.out_dir)
+    inputs, outputs = request.inputs, list(request.outputs)
+    probes, reference = request.probes, request.reference
 
-    with _phase(reply, "convert"):
-        copy = _scratch_copy(Path(request["onnx_path"]), scratch)
-        names = [spec["name"] for spec in inputs]
+    with _phase(draft, "convert"):
+        channel.progress("onnx2tf")
+        copy = _scratch_copy(Path(request.onnx_path), scratch)
+        names = [spec.name for spec in inputs]
         keras_model = onnx2tf.convert(
             input_onnx_file_path=str(copy),
             output_folder_path=str(scratch / "onnx2tf"),
@@ -263,60 +186,64 @@ def _convert_steps(request: dict, reply: dict, scratch: Path) -> None:
         )
         feeding = _feeding(keras_model, names, outputs)
 
-    with _phase(reply, "trace"):  # the graph the SavedModel is saved from: traced once, here
+    with _phase(draft, "trace"):  # the graph the SavedModel is saved from: traced once, here
+        channel.progress("TensorFlow")
         raw_fn = _raw_function(keras_model, request, feeding)
-        _trace(raw_fn, [probes[0][s["name"]] for s in inputs] if probes else None)
+        _trace(raw_fn, [probes[0][s.name] for s in inputs] if probes else None)
 
-    with _phase(reply, "layout"):
+    with _phase(draft, "layout"):
 
         def raw_outputs(index: int) -> dict[str, np.ndarray]:
-            feeds = [probes[index][s["name"]] for s in inputs]
+            channel.progress("TensorFlow", index)
+            feeds = [probes[index][s.name] for s in inputs]
             return _on_probe(index, lambda: _numpy(_traced_or_eager(raw_fn, feeds)))
 
-        tolerance = Tolerance(request["rtol"], request["atol"])
-        decision = decide_on_fewest_probes(raw_outputs, reference, outputs, tolerance)
-        reply["layout"], reply["layout_problems"] = decision.described, decision.problems
+        tolerance = Tolerance(request.rtol, request.atol)
+        decision = decide_on_fewest_probes(raw_outputs, list(reference), outputs, tolerance)
+        draft["layout"], draft["layout_problems"] = decision.described, list(decision.problems)
 
-    with _phase(reply, "save"):
+    with _phase(draft, "save"):
+        channel.progress("TensorFlow")
         saved_dir = out_dir / "saved_model"
         module = _serving_module(raw_fn, decision.perms)
         tf.saved_model.save(module, str(saved_dir), signatures={"serving_default": module.serve})
-        reply["converted"], reply["saved_model"] = True, str(saved_dir)
+        draft["converted"], draft["saved_model"] = True, str(saved_dir)
 
-    with _phase(reply, "run"):
+    with _phase(draft, "run"):
         signature = tf.saved_model.load(str(saved_dir)).signatures["serving_default"]
         callbacks = _python_callbacks(saved_dir)
         if callbacks:
-            reply["layout_problems"].append(
+            draft["layout_problems"].append(
                 f"the SavedModel calls back into Python ({', '.join(callbacks)}, a tf.numpy_function in "
                 "onnx2tf's op code): it runs only inside the process that converted it"
             )
-        reply["tf_outputs"] = _run_signature(signature, probes)
-    if request["tflite"] and not reply["layout_problems"]:  # else the SavedModel cannot verify
-        with _phase(reply, "tflite"):
+        draft["tf_outputs"] = _run_signature(signature, probes, channel)
+    if request.tflite and not draft["layout_problems"]:  # else the SavedModel cannot verify
+        with _phase(draft, "tflite"):
+            channel.progress("TFLite")
             tflite_path = out_dir / "model.tflite"
-            reply["tflite_ops"] = _to_tflite(saved_dir, tflite_path)
-            reply["tflite"] = str(tflite_path)
-        with _phase(reply, "tflite_run"):
-            reply["tflite_outputs"] = _run_tflite(_load_tflite(tflite_path), probes)
+            draft["tflite_ops"] = _to_tflite(saved_dir, tflite_path)
+            draft["tflite"] = str(tflite_path)
+        with _phase(draft, "tflite_run"):
+            draft["tflite_outputs"] = _run_tflite(_load_tflite(tflite_path), probes, channel)
 
 
 @contextmanager
-def _phase(reply: dict, stage: str) -> Iterator[None]:
+def _phase(draft: dict, stage: str) -> Iterator[None]:
     """Name the stage a failure would be reported at, and time it, failed or not (a failed
     conversion's time is still the converter's, not convfix's)."""
-    reply["stage"] = stage
+    draft["stage"] = stage
     start = time.perf_counter()
     try:
         yield
     finally:
-        reply["seconds"][stage] = time.perf_counter() - start
+        draft["seconds"][stage] = time.perf_counter() - start
 
 
 def _set_layout_judgement(distinct_unknown_dims: bool) -> None:
     """Install convfix's mode of onnx2tf's layout judgement (before onnx2tf imports any op module,
     so on the first conversion of every worker) and switch it for this conversion."""
-    from convfix.target import layout_judgement
+    from convfix.backends.onnx2tf import layout_judgement
 
     problem = layout_judgement.install()
     if problem and distinct_unknown_dims:
@@ -377,15 +304,18 @@ def _feeding(keras_model: Any, onnx_inputs: list[str], onnx_outputs: list[str]) 
     return feeding
 
 
-def _raw_function(keras_model: Any, request: dict, feeding: list[int]) -> Any:
+def _raw_function(keras_model: Any, request: Convert, feeding: list[int]) -> Any:
     """onnx2tf's model as a tf.function of the ONNX inputs, returning the ONNX outputs by name in the
     ONNX dtypes both ways (onnx2tf computes float16 in float32, and some integer ops in float), each
     in the layout onnx2tf left it in."""
     import tensorflow as tf
 
-    inputs, outputs = request["inputs"], request["outputs"]
-    output_dtypes = {name: tf.as_dtype(dtype) for name, dtype in request["output_dtypes"].items()}
-    specs = [tf.TensorSpec(spec["shape"], tf.as_dtype(spec["dtype"]), name=spec["sig"]) for spec in inputs]
+    inputs, outputs = request.inputs, request.outputs
+    output_dtypes = {name: tf.as_dtype(dtype) for name, dtype in request.output_dtypes.items()}
+    specs = [
+        tf.TensorSpec(None if s.shape is None else list(s.shape), tf.as_dtype(s.dtype), name=s.sig)
+        for s in inputs
+    ]
     keras_dtypes = [tensor.dtype for tensor in keras_model.inputs]
 
     def raw(*args: Any) -> dict:
@@ -449,25 +379,24 @@ def _to_tflite(saved_dir: Path, target: Path) -> str:
 # --- running ------------------------------------------------------------------------------------
 
 
-def _run(request: dict) -> dict:
+def _run(request: RunArtifact, channel: Channel) -> ArtifactOutputs:
     """Run a SavedModel directory or a .tflite file on probes."""
-    reply: dict[str, Any] = {"ok": False, "stage": "load", "error": None, "outputs": [], "seconds": {}}
-    artifact = Path(request["artifact"])
+    artifact = Path(request.artifact)
+    stage = "load"
     try:
-        _timed_import(reply["seconds"], "tensorflow")
+        _timed_import({}, "tensorflow")
         if artifact.suffix == ".tflite":
             runner = _load_tflite(artifact)
-            reply["stage"] = "run"
-            reply["outputs"] = _run_tflite(runner, request["probes"])
+            stage = "run"
+            outputs = _run_tflite(runner, request.probes, channel)
         else:
             loaded = sys.modules["tensorflow"].saved_model.load(str(artifact))
             signature = loaded.signatures["serving_default"]
-            reply["stage"] = "run"
-            reply["outputs"] = _run_signature(signature, request["probes"])
-        reply["ok"], reply["stage"] = True, None
+            stage = "run"
+            outputs = _run_signature(signature, request.probes, channel)
     except BaseException as exc:  # noqa: BLE001 - any failure is the reply, the worker lives on
-        reply["error"] = _one_line(exc)
-    return reply
+        return ArtifactOutputs(None, _one_line(exc), stage)
+    return ArtifactOutputs(tuple(outputs))
 
 
 def _feed(probe: Probe, accepted: set[str]) -> dict[str, np.ndarray]:
@@ -486,8 +415,14 @@ def _numpy(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {name: np.array(value) for name, value in outputs.items()}
 
 
-def _each_probe(probes: list[Probe], run_one: Callable[[Probe], dict]) -> list[dict[str, np.ndarray]]:
-    return [_on_probe(index, lambda probe=probe: run_one(probe)) for index, probe in enumerate(probes)]
+def _each_probe(
+    probes: tuple[Probe, ...], run_one: Callable[[Probe], dict], channel: Channel, activity: str
+) -> list[dict[str, np.ndarray]]:
+    results = []
+    for index, probe in enumerate(probes):
+        channel.progress(activity, index)
+        results.append(_on_probe(index, lambda probe=probe: run_one(probe)))
+    return results
 
 
 def _on_probe(index: int, run: Callable[[], dict]) -> dict[str, np.ndarray]:
@@ -538,9 +473,10 @@ def _python_callbacks(saved_dir: Path) -> list[str]:
     return sorted(ops & _PYTHON_CALLBACK_OPS)
 
 
-def _run_signature(signature: Any, probes: list[Probe]) -> list[dict[str, np.ndarray]]:
+def _run_signature(signature: Any, probes: tuple[Probe, ...], channel: Channel) -> list[dict]:
     accepted = set(signature.structured_input_signature[1])
-    return _each_probe(probes, lambda probe: _numpy(signature(**_feed(probe, accepted))))
+    run_one = lambda probe: _numpy(signature(**_feed(probe, accepted)))  # noqa: E731
+    return _each_probe(probes, run_one, channel, "TensorFlow")
 
 
 def _load_tflite(path: Path) -> Any:
@@ -550,7 +486,8 @@ def _load_tflite(path: Path) -> Any:
     return interpreter.get_signature_runner("serving_default")
 
 
-def _run_tflite(runner: Any, probes: list[Probe]) -> list[dict[str, np.ndarray]]:
+def _run_tflite(runner: Any, probes: tuple[Probe, ...], channel: Channel) -> list[dict[str, np.ndarray]]:
     """The signature runner resizes inputs to each probe's shape and keeps the signature names."""
     accepted = set(runner.get_input_details())
-    return _each_probe(probes, lambda probe: _numpy(runner(**_feed(probe, accepted))))
+    run_one = lambda probe: _numpy(runner(**_feed(probe, accepted)))  # noqa: E731
+    return _each_probe(probes, run_one, channel, "TFLite")

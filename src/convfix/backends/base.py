@@ -1,0 +1,94 @@
+"""What every converter backend provides, and the one result type a conversion produces.
+
+A backend converts an ONNX file into TF artifacts and runs artifacts on probes, in a worker process
+of its own (convfix.boundary): the engine never imports TensorFlow. onnx2tf is the first backend
+(backends/onnx2tf/); another converter, or another onnx2tf line in its own environment, is a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from convfix.parity import Parity
+
+Probe = dict[str, np.ndarray]
+# Fields that carry data, not facts: kept out of the report.
+_NOT_REPORTED = frozenset({"tf_outputs", "tflite_outputs", "log", "layout_problems", "stage"})
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """One conversion: what was written, what the artifacts computed on the probes, and, once the
+    engine compared those with the reference, the parity of each artifact. `stage` says where a failed
+    conversion stopped: convert | trace | layout | save | run | tflite | tflite_run | worker."""
+
+    converted: bool = False  # SavedModel written and loadable
+    error: str | None = None
+    error_nodes: tuple[str, ...] = ()
+    path: str | None = None  # the SavedModel directory
+    tflite_path: str | None = None
+    tflite_ops: str | None = None  # "builtins" | "builtins+select_tf_ops"
+    layout: dict[str, str] = field(default_factory=dict)
+    name_map: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    # the backend took no unknown dim as equal to another (backends/onnx2tf/layout_judgement.py)
+    distinct_unknown_dims: bool = False
+    parity: Parity | None = None
+    tflite_parity: Parity | None = None
+    tf_outputs: tuple[Probe, ...] = ()
+    tflite_outputs: tuple[Probe, ...] | None = None
+    layout_problems: tuple[str, ...] = ()
+    log: str = ""
+    stage: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        tflite_ok = self.tflite_parity is None or self.tflite_parity.ok
+        return self.converted and self.parity is not None and self.parity.ok and tflite_ok
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_REPORTED}
+        data["error_nodes"] = list(self.error_nodes)
+        data["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
+        data["parity"] = asdict(self.parity) if self.parity else None
+        data["tflite_parity"] = asdict(self.tflite_parity) if self.tflite_parity else None
+        return data
+
+
+class Backend(Protocol):
+    """A converter behind the runtime boundary."""
+
+    name: str
+
+    def convert(
+        self,
+        onnx_path: Path,
+        out_dir: Path,
+        probes: Sequence[Probe],
+        reference: Sequence[Probe],
+        *,
+        rtol: float,
+        atol: float,
+        tflite: bool = False,
+        distinct_unknown_dims: bool = False,
+    ) -> ConversionResult:
+        """Convert a copy of onnx_path into out_dir, fix the output layout against `reference`, and
+        run every probe through the artifacts as loaded back from disk."""
+        ...
+
+    def run(self, artifact: Path, probes: Sequence[Probe]) -> list[Probe]:
+        """Run a saved artifact on probes; outputs keyed by the ONNX output names."""
+        ...
+
+    def supported_ops(self) -> frozenset[str]:
+        """Op ids the converter has an implementation for ('domain::Op' outside the default domain)."""
+        ...
+
+    def close(self) -> None:
+        """Stop the worker process."""
+        ...

@@ -1,0 +1,44 @@
+"""The oracle worker's requests and replies: frozen dataclasses, the same classes on both sides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+Probe = dict[str, np.ndarray]
+# What the oracle worker sends back at most: a model whose outputs exceed it (a 16 GB ConstantOfShape
+# a model asked for) fails its request instead of moving gigabytes across the boundary.
+MAX_OUTPUT_BYTES = 2**30
+
+
+ONNXRUNTIME = "onnxruntime"
+REFERENCE = "onnx.reference"
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """Run a model on probes with the first of `runtimes` that can.
+
+    `model` is the serialized model, or the path of a .onnx whose external data sit beside it.
+    `cross_check`: the model holds an op whose onnxruntime kernel deviates from the ONNX reference
+    implementation, so run both and let the reference implementation speak where they disagree.
+    """
+
+    model: bytes | str
+    probes: tuple[Probe, ...]
+    runtimes: tuple[str, ...] = (ONNXRUNTIME, REFERENCE)
+    cross_check: bool = False
+    max_output_bytes: int = MAX_OUTPUT_BYTES
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """The outputs per probe and which runtime computed them; outputs None when none could, with
+    each runtime's reason in `errors`. `overruled`: onnxruntime ran but onnx.reference disagreed on a
+    cross-checked model, and spoke."""
+
+    outputs: tuple[dict[str, np.ndarray], ...] | None
+    oracle: str
+    errors: tuple[str, ...] = ()
+    overruled: bool = False
