@@ -16,8 +16,11 @@ from conftest import EXAMPLES, digest, save, scale_model
 CONVFIX = [sys.executable, "-m", "convfix"]
 
 
-def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CONVFIX, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=900)
+def run(*args: str | Path, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **env} if env else None
+    return subprocess.run(
+        [*CONVFIX, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=900, env=environment
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from convfix import api, oracle
 from convfix.batch import BatchEntry, write_batch_summary
@@ -26,8 +27,8 @@ from convfix.options import RepairOptions
 from convfix.parity import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
-out = Console()
-err = Console(stderr=True)
+out = Console(markup=False)  # messages and names are shown as written, never as markup
+err = Console(stderr=True, markup=False)
 
 InputShapes = Annotated[list[str], typer.Option("--input-shape", help="Pin an input: NAME=D1,D2,...")]
 RuleDirs = Annotated[list[Path], typer.Option("--rules", help="A directory of rule modules (repeatable)")]
@@ -105,10 +106,8 @@ def _render_report(report: Report) -> None:
         out.print(f"note: {note}")
     colour = "green" if report.exit_code == 0 else "red"
     why = f": {report.reason}" if report.reason else ""
-    out.print(
-        f"[{colour}]{report.model}: {report.status}[/{colour}] (oracle: {report.oracle}){why}",
-        highlight=False,
-    )
+    line = Text.assemble((f"{report.model}: {report.status}", colour), f" (oracle: {report.oracle}){why}")
+    out.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -9,8 +9,10 @@ get a scratch copy), crash or hang (the caller is told, and starts another worke
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -63,8 +65,6 @@ def warm_up() -> None:
     """Import onnx2tf (and TensorFlow: seconds) before the first request arrives, so that a caller
     which starts the worker early overlaps that import with its own work. A failed import is left
     for the first conversion to report."""
-    import os
-
     os.environ.update(_QUIET_ENV)
     rng = np.random.default_rng(0)
     np.save(CALIBRATION_FILE, rng.random((20, 128, 128, 3), dtype=np.float32))
@@ -171,6 +171,7 @@ def _convert_steps(request: Convert, draft: dict[str, Any], scratch: Path, chann
     with _phase(draft, "convert"):
         channel.progress("onnx2tf")
         copy = _scratch_copy(Path(request.onnx_path), scratch)
+        _injected_fault(copy)
         names = [spec.name for spec in inputs]
         keras_model = onnx2tf.convert(
             input_onnx_file_path=str(copy),
@@ -226,6 +227,29 @@ def _convert_steps(request: Convert, draft: dict[str, Any], scratch: Path, chann
             draft["tflite"] = str(tflite_path)
         with _phase(draft, "tflite_run"):
             draft["tflite_outputs"] = _run_tflite(_load_tflite(tflite_path), probes, channel)
+
+
+def _injected_fault(path: Path) -> None:
+    """Tests only (tests/hostile.py): with CONVFIX_TEST_FAULT=GRAPH=SIGNAL[,GRAPH=hang...] in the
+    environment, converting a model whose graph is named GRAPH ends in that real signal, or never
+    ends, inside onnx2tf's conversion: how the caller meets a converter crash that no model here
+    reliably causes."""
+    faults = dict(
+        item.partition("=")[::2] for item in os.environ.get("CONVFIX_TEST_FAULT", "").split(",") if item
+    )
+    if not faults:
+        return
+    import onnx
+
+    fault = faults.get(onnx.load(str(path), load_external_data=False).graph.name)
+    if fault is None:
+        return
+    if fault == "hang":
+        while True:
+            time.sleep(60)
+    signum = signal.Signals[fault]
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 @contextmanager
