@@ -68,6 +68,16 @@ def test_a_broken_user_rule_is_reported_and_skipped(tmp_path):
         ["repair", "model.onnx", "--input-shape", "nope=1,2"],
         ["repair", "model.onnx", "model.onnx"],
         ["scan", "--no-such-flag", "model.onnx"],
+        ["repair", "model.onnx", "--rtol", "-1"],
+        ["repair", "model.onnx", "--atol", "nan"],
+        ["repair", "model.onnx", "--timeout", "0"],
+        ["repair", "model.onnx", "--memory-limit", "-1"],
+        ["repair", "model.onnx", "-o", "/proc/x.onnx"],
+        ["repair", "model.onnx", "--report", "."],
+        ["repair", "model.onnx", "--tf-out", "notes.txt/tf"],
+        ["repair", "model.onnx", "--inputs", "missing.npz"],
+        ["repair", "model.onnx", str(Path("sub") / "model.onnx"), "--out-dir", "out"],
+        ["check", "model.onnx", "notes.txt", "--rtol", "-1"],
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args):
@@ -91,6 +101,24 @@ def test_the_worker_started_early_for_repair_leaves_nothing_behind_on_bad_input(
     )
     assert_one_line_error(result)
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_outputs_are_written_with_the_users_umask(tmp_path):
+    """Temporary files are private (0600) until renamed into place; the outputs then get the mode
+    any new file gets under the caller's umask."""
+    out = tmp_path / "out"
+    outputs = ["-o", out / "m.onnx", "--tf-out", out / "tf", "--report", out / "r.json"]
+    result = subprocess.run(
+        [*CONVFIX, "repair", EXAMPLES / "entr.onnx", *outputs],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=lambda: os.umask(0o027),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes == {"m.onnx": 0o640, "r.json": 0o640, "tf": 0o750}
 
 
 @pytest.mark.slow

@@ -157,3 +157,16 @@ def test_the_worker_ends_when_its_parent_is_killed_and_leaves_nothing_behind(tmp
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"orphaned workers still running: {alive}"
     assert list(scratch.iterdir()) == [], "the worker's directory outlived it"
+
+
+def test_a_rewrite_that_asks_for_more_memory_than_its_budget_meets_a_memory_error():
+    """While a rule runs, this process's address space is capped at its size plus a budget: an
+    allocation a model sizes (a folded Range, a Tile) fails there instead of exhausting the machine,
+    and the cap is lifted afterwards."""
+    import numpy as np
+
+    from convfix.boundary.process import memory_ceiling
+
+    with pytest.raises(MemoryError), memory_ceiling(256 * 2**20):
+        np.ones(2**30, np.uint8)
+    assert np.ones(2**29, np.uint8).sum() == 2**29

@@ -20,6 +20,7 @@ import onnxscript.optimizer
 
 from convfix import localize, model_io, normalize, oracle, preconditions, probes
 from convfix.backends.base import Backend, ConversionResult
+from convfix.boundary.process import Limits, memory_ceiling
 from convfix.errors import ConvfixError
 from convfix.findings import Finding, node_op
 from convfix.journal import Report, Step
@@ -71,6 +72,7 @@ class _Session:
     context: RuleContext
     tolerance: Tolerance
     report: Report
+    rewrite_memory: int  # bytes a rewrite may allocate beyond what this process holds
     tried: set[tuple[str, tuple]] = field(default_factory=set)
 
     def parity_of(self, model: ir.Model, tolerance: Tolerance, purpose: str) -> Parity:
@@ -87,9 +89,13 @@ class _Session:
         trial = model_io.clone(self.model)
         step = Step(rule.name, finding, False, "", nodes_before=_count_nodes(self.model))
         try:
-            reason = rule.apply(trial, finding, self.context)
-            if reason is None:
-                normalize.tidy(trial)
+            with memory_ceiling(self.rewrite_memory):
+                reason = rule.apply(trial, finding, self.context)
+                if reason is None:
+                    normalize.tidy(trial)
+        except MemoryError:
+            reason = f"the rule needed more than the {self.rewrite_memory / 2**30:.1f} GiB a rewrite may take"
+            step.outcome = f"error: {reason}"
         except Exception as exc:  # noqa: BLE001 - a failing rule is reported and skipped
             reason = f"the rule raised {type(exc).__name__}: {exc}"
             step.outcome = f"error: {reason}"
@@ -161,6 +167,16 @@ SIMPLIFY = Rule(
     _optimize,
     "onnxscript optimizer: fold constants and shape arithmetic (what onnxsim would do, in-process)",
 )
+
+
+REWRITE_BASE_BUDGET = 2 * 2**30
+
+
+def rewrite_budget(model: ir.Model, limits: Limits) -> int:
+    """What a rewrite may allocate in this process: room for a few copies of the model's weights
+    (rules build constants of their size) plus a base, never more than a worker may take. Constant
+    folding of a model-sized Range or Tile would otherwise take whatever the model asks."""
+    return min(limits.memory, REWRITE_BASE_BUDGET + 2 * model_io.weights_bytes(model))
 
 
 def _count_nodes(model: ir.Model) -> int:
@@ -276,6 +292,7 @@ def repair(
         RuleContext(pinned),
         options.tolerance,
         report,
+        rewrite_budget(original, options.limits),
     )
     report.findings = scan(session.model, pinned, rules)
     progress("rewriting")

@@ -181,7 +181,8 @@ def load(path: str | os.PathLike) -> ir.Model:
     return model
 
 
-def _weights_bytes(model: ir.Model) -> int:
+def weights_bytes(model: ir.Model) -> int:
+    """Bytes of the model's initializers, external ones included."""
     return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
 
 
@@ -220,7 +221,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
 
 
 def needs_external_data(model: ir.Model) -> bool:
-    return _weights_bytes(model) > EXTERNAL_DATA_THRESHOLD
+    return weights_bytes(model) > EXTERNAL_DATA_THRESHOLD
 
 
 def _external_tensors(model: ir.Model) -> list[ir.ExternalTensor]:

@@ -72,6 +72,38 @@ class Limits:
         return self.memory_bytes or default_memory_limit()
 
 
+def _address_space() -> int | None:
+    """This process's virtual memory size in bytes, where the system says (Linux)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration, IndexError):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmSize:")).split()[1]) * 1024
+    return None
+
+
+@contextlib.contextmanager
+def memory_ceiling(extra_bytes: int) -> Iterator[None]:
+    """Cap this process's address space at its present size plus extra_bytes for the duration, so
+    that code working on a model in this process (a rule, constant folding) meets a MemoryError,
+    not the OOM killer, when the model asks it for more. A no-op where the size cannot be read."""
+    import resource
+
+    current = _address_space()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    ceiling = None if current is None else current + extra_bytes
+    if (
+        ceiling is None
+        or (hard != resource.RLIM_INFINITY and ceiling > hard)
+        or (soft != resource.RLIM_INFINITY and ceiling > soft)
+    ):
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 @dataclass(frozen=True)
 class Died:
     """The reply that stands in for one the worker never sent: it died, hung or closed its pipe."""

@@ -1,0 +1,40 @@
+"""ATen nodes are evaluated only for allowlisted pure functions whose arguments fit the schema."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convfix.runtimes import aten
+
+pytest.importorskip("torch")
+
+
+def test_an_allowlisted_function_is_evaluated_through_the_overload_its_arguments_fit():
+    x = np.array([[3.0, 1.0, 2.0], [0.0, -1.0, 5.0]], np.float32)
+    values, indices = aten.call("median", "", [x, np.array(1, np.int64), np.array(False)], {})
+    np.testing.assert_array_equal(values, [2.0, 0.0])
+    np.testing.assert_array_equal(indices, [2, 0])
+
+
+@pytest.mark.parametrize(
+    ("operator", "inputs", "attributes", "reason"),
+    [
+        ("from_file", [], {"filename": b"/etc/passwd"}, "not on convfix's allowlist"),
+        ("empty", [np.array([2**40], np.int64)], {}, "not on convfix's allowlist"),
+        ("no_such_op", [], {}, "not on convfix's allowlist"),
+        ("bincount", [np.arange(3), None, np.array(2**40)], {}, "beyond convfix's cap"),
+        ("histc", [np.ones(3, np.float32), np.array(2**30)], {}, "beyond convfix's cap"),
+        (
+            "linalg_qr",
+            [np.eye(2, dtype=np.float32), np.array(["/tmp/x"], dtype=object)],
+            {},
+            "not one convfix",
+        ),
+        ("rot90", [np.ones((2, 2), np.float32)], {"filename": b"x"}, "no arguments of it"),
+        ("rot90", [np.ones((2, 2), np.float32), np.ones((2, 2))], {}, "must be one value"),
+    ],
+)
+def test_anything_else_is_refused_with_its_reason_never_called(operator, inputs, attributes, reason):
+    with pytest.raises(aten.Refused, match=reason):
+        aten.call(operator, "", inputs, attributes)
