@@ -166,7 +166,11 @@ FUNCTIONS: list[AtenFunction] = [
         ("diff.n2", lambda x: torch.diff(x, n=2, dim=0), _of(_normal(5, 4))),
         ("rot90", lambda x: torch.rot90(x, 1, [0, 1]), X),
         ("searchsorted", torch.searchsorted, _of(_sorted(3, 6), _normal(3, 4))),
-        ("searchsorted.right", lambda s, x: torch.searchsorted(s, x, right=True), _of(_sorted(3, 6), _normal(3, 4))),
+        (
+            "searchsorted.right",
+            lambda s, x: torch.searchsorted(s, x, right=True),
+            _of(_sorted(3, 6), _normal(3, 4)),
+        ),
         ("bincount", lambda x: torch.bincount(x, minlength=12), _of(_ints(10, low=0, high=10))),
         ("histc", lambda x: torch.histc(x, bins=6, min=-2, max=2), _of(_normal(20))),
         ("take_along_dim", lambda x: torch.take_along_dim(x, torch.argsort(x, 1), 1), X),
@@ -189,14 +193,22 @@ FUNCTIONS: list[AtenFunction] = [
         ("linalg.qr", lambda a: torch.linalg.qr(a)[1], _of(_matrix(3))),
         ("linalg.svdvals", torch.linalg.svdvals, _of(_matrix(3))),
         ("linalg.eigvalsh", torch.linalg.eigvalsh, _of(_spd(3))),
-        ("linalg.solve_triangular", lambda a, b: torch.linalg.solve_triangular(a, b, upper=True), _of(_upper(3), _normal(3, 2))),
+        (
+            "linalg.solve_triangular",
+            lambda a, b: torch.linalg.solve_triangular(a, b, upper=True),
+            _of(_upper(3), _normal(3, 2)),
+        ),
         ("trace", torch.trace, _of(_normal(3, 3))),
         ("pdist", F.pdist, _of(_normal(4, 3))),
         # losses
         ("huber_loss", F.huber_loss, XX),
         ("smooth_l1_loss", F.smooth_l1_loss, XX),
         ("poisson_nll_loss", F.poisson_nll_loss, _of(_normal(3, 5), _positive(3, 5))),
-        ("margin_ranking_loss", F.margin_ranking_loss, _of(_normal(5), _normal(5), lambda g: torch.sign(torch.randn(5, generator=g)))),
+        (
+            "margin_ranking_loss",
+            F.margin_ranking_loss,
+            _of(_normal(5), _normal(5), lambda g: torch.sign(torch.randn(5, generator=g))),
+        ),
         ("triplet_margin_loss", F.triplet_margin_loss, _of(_normal(3, 5), _normal(3, 5), _normal(3, 5))),
         ("rms_norm", lambda x: F.rms_norm(x, [5]), X),
     ]

@@ -72,3 +72,27 @@ def test_arithmetic_hides_the_precondition_and_the_default_range_stays():
     one = numpy_helper.from_array(np.array(1, np.int64), "one")
     model = _model(nodes, [_int("a", [4]), _int("b", [4])], [_int("y", [4])], [one])
     assert preconditions.constraints(model) == {}
+
+
+def test_structured_inputs_axes_reshape_targets_split_sizes_and_scales():
+    nodes = [
+        helper.make_node("ReduceSum", ["x", "axes"], ["r"]),
+        helper.make_node("Reshape", ["x", "target"], ["flat"]),
+        helper.make_node("Split", ["x", "parts"], ["p0", "p1", "p2"], axis=1),
+        helper.make_node("Resize", ["x", "", "scales"], ["big"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("x", 1, [2, 9, 4, 4]),
+        _int("axes", [2]),
+        _int("target", [3]),
+        _int("parts", [3]),
+        helper.make_tensor_value_info("scales", 1, [4]),
+    ]
+    outputs = [helper.make_tensor_value_info(n, 1, None) for n in ("r", "flat", "p0", "p1", "p2", "big")]
+    model = _model(nodes, inputs, outputs)
+    for probe in _generated(model):
+        axes = probe["axes"] % 4
+        assert len(set(axes)) == 2 and (probe["axes"] >= -4).all() and (probe["axes"] < 4).all()
+        assert list(probe["target"]) == [1, 1, -1]
+        assert probe["parts"].sum() == 9 and (probe["parts"] > 0).all()
+        assert list(probe["scales"][:2]) == [1, 1] and (probe["scales"][2:] >= 1.5).all()

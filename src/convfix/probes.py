@@ -19,13 +19,12 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.errors import ConvfixError
-from convfix.preconditions import Constraint, value_range
+from convfix.preconditions import Constraint, draw
 
 DYNAMIC_SIZES = (1, 5, 10)
 FLOAT_SHIFTS = (0.0, 1.0, -1.0)
 MAX_PROBE_BYTES = 256 * 1024 * 1024
 SEED = 20240611
-DEFAULT_INTEGERS = (0, 10, False)  # integer probes: [0, 10), zero allowed
 
 Dim = int | str | None
 
@@ -108,26 +107,15 @@ def _dim_names(specs: Sequence[InputSpec]) -> list[str | None]:
 
 
 def _random_tensor(
-    rng: np.random.Generator,
-    dtype: np.dtype,
-    shape: tuple[int, ...],
-    shift: float,
-    bounds: tuple[int, int, bool] = DEFAULT_INTEGERS,
+    rng: np.random.Generator, dtype: np.dtype, shape: tuple[int, ...], shift: float
 ) -> np.ndarray:
-    """Floats shifted by `shift`; integers in [low, high) of `bounds`, without 0 if it says so."""
     # np.asarray: for shape () numpy returns a scalar, which runtimes refuse as a tensor.
     if dtype.kind == "f":
         return np.asarray(rng.standard_normal(shape) + shift).astype(dtype)
     if dtype.kind == "b":
         return np.asarray(rng.random(shape) < 0.5)
-    if dtype.kind in "iu" and bounds == DEFAULT_INTEGERS:
-        return np.asarray(rng.integers(0, 10, size=shape)).astype(dtype)
     if dtype.kind in "iu":
-        low, high, nonzero = bounds
-        info = np.iinfo(dtype)
-        low, high = max(low, int(info.min)), min(high, int(info.max) + 1)
-        choices = [v for v in range(low, max(high, low + 1)) if not (nonzero and v == 0)] or [1]
-        return np.asarray(rng.choice(np.array(choices), size=shape)).astype(dtype)
+        return np.asarray(rng.integers(0, 10, size=shape)).astype(dtype)
     raise ConvfixError(f"cannot generate probe values of dtype {dtype}; give them with --inputs")
 
 
@@ -164,15 +152,14 @@ def make_probes(
         def size(dim: str | int | None, sizes: Mapping = size_of) -> int:
             return dim if isinstance(dim, int) else sizes.get(dim, 1)
 
-        bounds = {name: value_range(c, size) for name, c in constraints.items()}
-        probes.append(
-            {
-                s.name: _random_tensor(
-                    rng, s.dtype, shapes[s.name], shift, bounds.get(s.name, DEFAULT_INTEGERS)
-                )
-                for s in specs
-            }
-        )
+        probe = {}
+        for spec in specs:
+            shape = shapes[spec.name]
+            drawn = None
+            if spec.name in constraints:
+                drawn = draw(constraints[spec.name], rng, spec.dtype, shape, size)
+            probe[spec.name] = drawn if drawn is not None else _random_tensor(rng, spec.dtype, shape, shift)
+        probes.append(probe)
     return probes
 
 
