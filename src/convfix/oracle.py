@@ -19,7 +19,7 @@ import onnx_ir as ir
 
 from convfix import model_io
 from convfix.boundary.process import Died, Limits, Pool, take_early
-from convfix.runtimes.messages import ONNXRUNTIME, REFERENCE, Evaluate, Evaluated
+from convfix.runtimes.messages import ONNXRUNTIME, REFERENCE, DecomposeAten, Decomposed, Evaluate, Evaluated
 
 # Default-domain ops whose onnxruntime 1.23 kernels disagree with the ONNX reference implementation on
 # the ONNX node suite (benchmarks/results/conformance.md): Attention with grouped key/value heads
@@ -85,6 +85,18 @@ def run(
     if isinstance(reply, Died):
         probe = reply.last_progress.probe if reply.last_progress else None
         raise OracleDied(reply.describe("the oracle worker", purpose), probe)
+    return reply
+
+
+def decompose(request: DecomposeAten) -> Decomposed:
+    """One ATen node as standard ONNX, written by torch's exporter in the oracle worker (see
+    runtimes/decompose.py); a death or a hang of the worker is the reply's error."""
+    _pool.adopt(take_early("oracle"))
+    reply = _pool.call(request)
+    if isinstance(reply, Died):
+        return Decomposed(
+            None, error=reply.describe("the oracle worker", f"decomposing aten::{request.operator}")
+        )
     return reply
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnx_ir as ir
 
@@ -41,6 +43,41 @@ def replace_node(node: ir.Node, values: list[ir.Value]) -> None:
             graph.outputs[graph.outputs.index(old)] = new
         old.replace_all_uses_with(new)
     graph.remove(node, safe=True)
+
+
+def splice(model: ir.Model, node: ir.Node, piece: ir.Model, feeds: Sequence[ir.Value]) -> None:
+    """Put the graph of `piece` in node's place: its inputs fed by `feeds`, its outputs standing for
+    node's outputs, its weights made Constant nodes; names prefixed with node's, so that nothing
+    clashes. The opsets and functions the piece uses are added to the model (its default opset must
+    be the model's)."""
+    inner = piece.graph
+    prefix = f"{node.name}/"
+    stands_for: dict[int, ir.Value] = {}  # an inner input or weight -> what replaces it
+    constants = []
+    for name, weight in list(inner.initializers.items()):
+        inner.initializers.pop(name)
+        constant = ir.node("Constant", [], attributes={"value": weight.const_value}, name=name)
+        constant.outputs[0].name = name
+        constant.outputs[0].dtype, constant.outputs[0].shape = weight.dtype, weight.shape
+        weight.replace_all_uses_with(constant.outputs[0])
+        stands_for[id(weight)] = constant.outputs[0]
+        constants.append(constant)
+    for value, feed in zip(inner.inputs, feeds, strict=True):
+        value.replace_all_uses_with(feed)
+        stands_for[id(value)] = feed
+    outputs = [stands_for.get(id(value), value) for value in inner.outputs]
+    moved = list(inner)
+    inner.outputs.clear()
+    inner.remove(moved)
+    for index, each in enumerate((*constants, *moved)):
+        each.name = f"{prefix}{each.name or f'{each.op_type}_{index}'}"
+        for number, value in enumerate(each.outputs):
+            value.name = f"{prefix}{value.name or f'{each.name}_{number}'}"
+    node.graph.insert_before(node, [*constants, *moved])
+    for domain, version in piece.opset_imports.items():
+        model.opset_imports.setdefault(domain, version)
+    model.functions.update(piece.functions)
+    replace_node(node, outputs)
 
 
 def int64_constant(values: list[int] | int, name: str) -> ir.Node:

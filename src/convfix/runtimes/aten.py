@@ -14,6 +14,7 @@ Anything else is refused with the reason, never called.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -170,8 +171,27 @@ def refusal(operator: str) -> str | None:
     )
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """The overload an ATen node's arguments fit, its torch arguments, and which of them are tensors
+    (their positions among the node's inputs)."""
+
+    function: Any
+    args: tuple
+    tensors: tuple[int, ...]
+
+
 def call(operator: str, overload: str, inputs: Sequence[Any], attributes: Mapping[str, Any]) -> tuple:
     """Evaluate one ATen node with torch; Refused if the allowlist or the schema says no."""
+    resolved = resolve(operator, overload, inputs, attributes)
+    result = resolved.function(*resolved.args)
+    results = result if isinstance(result, tuple | list) else (result,)
+    return tuple(np.asarray(r.detach().numpy()) for r in results)
+
+
+def resolve(operator: str, overload: str, inputs: Sequence[Any], attributes: Mapping[str, Any]) -> Resolved:
+    """The overload (the given one, else the first whose schema every argument fits) and its torch
+    arguments; Refused if the allowlist or every schema says no."""
     reason = refusal(operator)
     if reason:
         raise Refused(reason)
@@ -193,9 +213,8 @@ def call(operator: str, overload: str, inputs: Sequence[Any], attributes: Mappin
         except Refused as exc:
             problems.append(f"{name}: {exc}")
             continue
-        result = function(*args)
-        results = result if isinstance(result, tuple | list) else (result,)
-        return tuple(np.asarray(r.detach().numpy()) for r in results)
+        tensors = tuple(i for i, arg in enumerate(args[: len(inputs)]) if isinstance(arg, torch.Tensor))
+        return Resolved(function, tuple(args), tensors)
     raise Refused(f"aten::{operator}: no overload takes these arguments ({'; '.join(problems)})")
 
 

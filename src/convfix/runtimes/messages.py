@@ -42,3 +42,36 @@ class Evaluated:
     oracle: str
     errors: tuple[str, ...] = ()
     overruled: bool = False
+
+
+@dataclass(frozen=True)
+class TensorArg:
+    """A run-time tensor input of a node: numpy dtype name, and shape (an int per static dim; a name
+    or None per dynamic one)."""
+
+    dtype: str
+    shape: tuple[int | str | None, ...]
+
+
+@dataclass(frozen=True)
+class DecomposeAten:
+    """Write one ATen node as standard ONNX with torch's exporter, at the model's opset.
+
+    `inputs` are the node's, in order: a TensorArg for a value computed at run time, the value itself
+    (an ndarray) for a constant, None for an absent one."""
+
+    operator: str
+    overload: str
+    inputs: tuple[TensorArg | np.ndarray | None, ...]
+    attributes: dict
+    opset: int
+
+
+@dataclass(frozen=True)
+class Decomposed:
+    """The node as an ONNX model whose inputs are the node's tensor inputs at `tensors` (positions
+    among the node's inputs), and whose outputs are the node's; or why there is none."""
+
+    model: bytes | None
+    tensors: tuple[int, ...] = ()
+    error: str | None = None

@@ -16,8 +16,16 @@ import numpy as np
 
 from convfix.boundary.channel import Channel
 from convfix.parity import Tolerance, compare_outputs
-from convfix.runtimes import aten
-from convfix.runtimes.messages import ONNXRUNTIME, REFERENCE, Evaluate, Evaluated, Probe
+from convfix.runtimes import aten, decompose
+from convfix.runtimes.messages import (
+    ONNXRUNTIME,
+    REFERENCE,
+    DecomposeAten,
+    Decomposed,
+    Evaluate,
+    Evaluated,
+    Probe,
+)
 
 _ALLOCATION_FAILURES = ("bad_alloc", "Failed to allocate", "bfc_arena", "std::bad_alloc")
 
@@ -31,7 +39,10 @@ def warm_up() -> None:
     import onnxruntime  # noqa: F401
 
 
-def handle(request: Any, channel: Channel) -> Evaluated:
+def handle(request: Any, channel: Channel) -> Evaluated | Decomposed:
+    if isinstance(request, DecomposeAten):
+        channel.progress("torch's exporter")
+        return decompose.handle(request)
     if not isinstance(request, Evaluate):
         return Evaluated(None, "", (f"the oracle worker does not take {type(request).__name__}",))
     errors: list[str] = []

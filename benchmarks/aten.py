@@ -1,0 +1,232 @@
+"""ATen fallbacks: PyTorch functions the TorchScript exporter cannot express, repaired by convfix.
+
+    .venv/bin/python benchmarks/aten.py [--only NAME,...] [--out DIR]
+
+For every function of `aten_functions.py` (each one the TorchScript exporter refuses):
+(a) TorchScript with ONNX_ATEN_FALLBACK: the export holds an `org.pytorch.aten` node. `convfix.repair`
+    (`--tflite`, its own probes, torch as the oracle for ATen nodes) repairs it; then, independently
+    of convfix's verdict, the SavedModel AND the .tflite it wrote are run here on TWO fresh input sets
+    (seeds 1 and 2, drawn from the function's domain) and compared with PyTorch eager. pass: convfix
+    says repaired and both artifacts match on both sets; FALSE REPAIR: it says repaired and they do
+    not; fail: convfix does not claim it (its reason is recorded).
+(b) The torch.export-based exporter: plain `torch.onnx.export(dynamo=True)` (does it export at all
+    today?), then `convfix.repair_torch(exporter="dynamo")`, which hands torch's exporter convfix's
+    translations and repairs the export, checked against eager PyTorch on its probes.
+Results: DIR/aten.json and DIR/aten.md (DIR: benchmarks/results for a full run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aten_functions import FUNCTIONS, AtenFunction
+
+import convfix
+from convfix import model_io
+from convfix.backends import Onnx2TfBackend
+from convfix.boundary.process import Limits
+from convfix.parity import Parity, Tolerance, compare_outputs
+
+TOLERANCE = Tolerance()
+TIMEOUT_S = 120.0
+HERE = Path(__file__).resolve().parent
+
+
+def _module(function: AtenFunction) -> torch.nn.Module:
+    class Wrapped(torch.nn.Module):
+        def forward(self, *args: torch.Tensor):
+            return function.function(*args)
+
+    return Wrapped().eval()
+
+
+def eager(
+    function: AtenFunction, inputs: tuple[torch.Tensor, ...], names: list[str]
+) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        result = function.function(*inputs)
+    flat = result if isinstance(result, tuple | list) else (result,)
+    return {name: t.detach().numpy() for name, t in zip(names, flat, strict=True)}
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:240]
+
+
+def torchscript_case(function: AtenFunction, backend: Onnx2TfBackend, work: Path) -> dict:
+    example = function.inputs(torch.Generator().manual_seed(0))
+    names = [f"x{i}" for i in range(len(example))]
+    path = work / "aten_fallback.onnx"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _module(function),
+                example,
+                str(path),
+                dynamo=False,
+                input_names=names,
+                operator_export_type=torch.onnx.OperatorExportTypes.ONNX_ATEN_FALLBACK,
+            )
+    except Exception as exc:  # noqa: BLE001 - the exporter's failure is the row
+        return {"status": "export-failed", "error": _first_line(exc)}
+    model = model_io.load(path)
+    operators = sorted(
+        {str(n.attributes["operator"].value) for n in model.graph.all_nodes() if n.op_type == "ATen"}
+    )
+    outputs = [v.name for v in model.graph.outputs]
+    options = convfix.RepairOptions(tf_out=work / "tf", tflite=True, timeout=TIMEOUT_S)
+    started = time.perf_counter()
+    report = convfix.repair(path, options, backend=backend)
+    row = {
+        "aten_operators": operators,
+        "seconds": round(time.perf_counter() - started, 2),
+        "convfix_status": report.status,
+        "reason": report.reason,
+        "rules": [s.rule for s in report.accepted_steps],
+    }
+    if report.status not in ("repaired", "clean"):
+        row["status"] = "fail"
+        return row
+    checks = []
+    for seed in (1, 2):
+        inputs = function.inputs(torch.Generator().manual_seed(seed))
+        probe = {name: t.numpy() for name, t in zip(names, inputs, strict=True)}
+        expected = [eager(function, inputs, outputs)]
+        for artifact in (work / "tf", work / "tf" / "model.tflite"):
+            try:
+                checks.append(compare_outputs(expected, backend.run(artifact, [probe]), TOLERANCE))
+            except convfix.ConvfixError as exc:
+                checks.append(Parity(False, problems=[str(exc)[:200]]))
+    ok = all(check.ok for check in checks)
+    row["independent_check"] = {
+        "ok": ok,
+        "max_abs_err": max(check.max_abs_err for check in checks),
+        "problems": [p for check in checks for p in check.problems][:3],
+    }
+    row["status"] = "pass" if ok else "false-repair"
+    return row
+
+
+def dynamo_case(function: AtenFunction, backend: Onnx2TfBackend, work: Path) -> dict:
+    example = function.inputs(torch.Generator().manual_seed(0))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_module(function), example, dynamo=True, verbose=False)
+        plain = {"ok": True}
+    except Exception as exc:  # noqa: BLE001
+        plain = {"ok": False, "error": _first_line(exc)}
+    names = [f"x{i}" for i in range(len(example))]
+    options = convfix.RepairOptions(tflite=True, timeout=TIMEOUT_S)
+    try:
+        result = convfix.repair_torch(
+            _module(function),
+            example,
+            options,
+            exporter="dynamo",
+            input_names=names,
+            backend=backend,
+            workdir=work,
+        )
+        status = result.report.status
+        reason = result.report.reason
+    except convfix.ConvfixError as exc:
+        status, reason = "export-failed", str(exc)[:240]
+    return {"plain_export": plain, "repair_torch": status, "reason": reason}
+
+
+def render(rows: list[dict], meta: dict) -> str:
+    measured = [r for r in rows if r["torchscript"]["status"] != "export-failed"]
+    passed = [r for r in measured if r["torchscript"]["status"] == "pass"]
+    false = [r for r in measured if r["torchscript"]["status"] == "false-repair"]
+    failing_today = [r for r in rows if not r["dynamo"]["plain_export"]["ok"]]
+    now_ok = [r for r in failing_today if r["dynamo"]["repair_torch"] in ("repaired", "clean")]
+    lines = [
+        "# ATen fallbacks: functions the TorchScript exporter cannot express",
+        "",
+        f"Run {meta['when']} on {meta['machine']}; {meta['versions']}. Wall time {meta['minutes']:.1f} min.",
+        "Regenerate with `.venv/bin/python benchmarks/aten.py`.",
+        "",
+        "| figure | value | goal |",
+        "|---|---|---|",
+        f"| TorchScript + ATen fallback, repaired, SavedModel and TFLite match eager on 2 input sets | "
+        f"{len(passed)} / {len(measured)} ({100 * len(passed) / max(1, len(measured)):.1f}%) | >= 90% |",
+        f"| false repairs | {len(false)} | 0 |",
+        f"| the torch.export-based exporter fails today (plain `torch.onnx.export(dynamo=True)`) | "
+        f"{len(failing_today)} | |",
+        f"| ... of those, `repair_torch(exporter='dynamo')` exports and repairs | {len(now_ok)} / "
+        f"{len(failing_today)} ({100 * len(now_ok) / max(1, len(failing_today)):.1f}%) | >= 80% |",
+        "",
+        "| function | ATen operator | convfix (TorchScript) | max abs err | plain dynamo export "
+        "| repair_torch (dynamo) | why not |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ts, dy = row["torchscript"], row["dynamo"]
+        check = ts.get("independent_check") or {}
+        error = check.get("max_abs_err")
+        why = ts.get("reason") or ts.get("error") or (check.get("problems") or [""])[0]
+        if ts["status"] == "pass" and dy["repair_torch"] not in ("repaired", "clean"):
+            why = f"dynamo: {dy['reason']}"
+        lines.append(
+            f"| {row['name']} | {', '.join(ts.get('aten_operators', []))} | {ts['status']} | "
+            f"{'' if error is None else f'{error:.2g}'} | {'ok' if dy['plain_export']['ok'] else 'fails'} | "
+            f"{dy['repair_torch']} | {(why or '').replace('|', '/')[:160]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated function names")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    chosen = [f for f in FUNCTIONS if not args.only or f.name in args.only.split(",")]
+    out = args.out or (HERE / "results" if not args.only else Path(tempfile.gettempdir()) / "convfix-aten")
+    started = time.perf_counter()
+    rows = []
+    with Onnx2TfBackend(Limits(TIMEOUT_S)) as backend, tempfile.TemporaryDirectory() as scratch:
+        for index, function in enumerate(chosen):
+            work = Path(scratch) / f"f{index}"
+            (work / "ts").mkdir(parents=True)
+            (work / "dy").mkdir()
+            row = {"name": function.name}
+            row["torchscript"] = torchscript_case(function, backend, work / "ts")
+            row["dynamo"] = dynamo_case(function, backend, work / "dy")
+            rows.append(row)
+            print(
+                f"{function.name:32s} {row['torchscript']['status']:14s} {row['dynamo']['repair_torch']}",
+                flush=True,
+            )
+    meta = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "versions": ", ".join(
+            f"{p} {metadata.version(p)}" for p in ("torch", "onnx2tf", "tensorflow", "onnxscript")
+        ),
+        "minutes": (time.perf_counter() - started) / 60,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "aten.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str) + "\n")
+    (out / "aten.md").write_text(render(rows, meta))
+    print(render(rows, meta).split("\n| function")[0])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""One ATen node written as standard ONNX by torch's own exporter, in the oracle worker.
+
+The node's operator is called from a one-line torch module and exported with `torch.onnx.export(...,
+dynamo=True)`: torch.export applies torch's decomposition table, the exporter translates what is left
+with onnxscript's torchlib, and convfix's translations (convfix/translations/) cover what neither
+has. The operator goes through the same allowlist and schema checks as its evaluation (aten.py);
+tensor arguments become the exported model's inputs (dynamic where the node's dims are), the others
+are baked in. The caller splices the model in place of the node and checks parity as for any rule.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from convfix.runtimes import aten
+from convfix.runtimes.messages import DecomposeAten, Decomposed, TensorArg
+
+FIRST_DYNAMIC_SIZE = 3  # torch.export specializes sizes 0 and 1: dynamic dims get 3, 4, 5, ...
+
+
+def handle(request: DecomposeAten) -> Decomposed:
+    try:
+        return _decompose(request)
+    except aten.Refused as exc:
+        return Decomposed(None, error=f"refused: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the exporter's failure is the answer
+        return Decomposed(
+            None, error=f"torch's exporter cannot write aten::{request.operator}: {_first_line(exc)}"
+        )
+
+
+def _examples(inputs: tuple) -> list[Any]:
+    """An example value per node input: constants as they are, run-time tensors as random values of
+    their dtype and shape, each dynamic dim name a size of its own."""
+    sizes: dict[str, int] = {}
+
+    def size(dim: int | str | None) -> int:
+        if isinstance(dim, int):
+            return dim
+        key = dim if dim is not None else f"unnamed {len(sizes)}"  # every unnamed dim its own size
+        return sizes.setdefault(key, FIRST_DYNAMIC_SIZE + len(sizes))
+
+    rng = np.random.default_rng(0)
+    examples = []
+    for value in inputs:
+        if not isinstance(value, TensorArg):
+            examples.append(value)
+            continue
+        shape = [size(dim) for dim in value.shape]
+        dtype = np.dtype(value.dtype)
+        example = rng.standard_normal(shape) if dtype.kind == "f" else rng.integers(0, 3, shape)
+        examples.append(np.asarray(example).astype(dtype))
+    return examples
+
+
+def _decompose(request: DecomposeAten) -> Decomposed:
+    import torch
+
+    from convfix import translations
+
+    resolved = aten.resolve(request.operator, request.overload, _examples(request.inputs), request.attributes)
+    for index, value in enumerate(request.inputs):
+        if isinstance(value, TensorArg) and index not in resolved.tensors:
+            raise aten.Refused(
+                f"input {index} is computed at run time but the operator takes it as a constant"
+            )
+
+    class Node(torch.nn.Module):
+        def forward(self, *tensors: torch.Tensor) -> Any:
+            args = list(resolved.args)
+            for position, tensor in zip(resolved.tensors, tensors, strict=True):
+                args[position] = tensor
+            return resolved.function(*args)
+
+    examples = tuple(resolved.args[i] for i in resolved.tensors)
+    dynamic = tuple(
+        {
+            axis: torch.export.Dim.DYNAMIC
+            for axis, dim in enumerate(request.inputs[i].shape)
+            if not isinstance(dim, int)
+        }
+        if isinstance(request.inputs[i], TensorArg)
+        else None
+        for i in resolved.tensors
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            Node(),
+            examples,
+            dynamo=True,
+            opset_version=request.opset,
+            dynamic_shapes=dynamic if any(dynamic) else None,
+            custom_translation_table=translations.table(),
+            verbose=False,
+        )
+    return Decomposed(program.model_proto.SerializeToString(), resolved.tensors)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300]
