@@ -157,30 +157,29 @@ def solve_triangular(
 
 
 def qr(a: Tensor, mode: str = "reduced") -> tuple[Tensor, Tensor]:
-    """Householder QR; `reduced` (m >= n) or `complete`."""
+    """Householder QR; `reduced` (m >= n) or `complete`. Each reflector is a full-length vector with
+    zeros above its row, so that every step updates whole matrices (no slicing into blocks)."""
     m, n = _size(a, -2), _size(a, -1)
     if mode not in ("reduced", "complete") or (mode == "reduced" and m < n):
         raise ValueError(f"QR mode {mode!r} with a {m}x{n} matrix is not translated")
     r = a
     q = op.Expand(_identity(m, a), op.Concat(op.Shape(a, end=-2), _ints([m, m]), axis=0))
     for j in range(min(m - 1, n)):
-        x = op.Squeeze(
-            op.Slice(r, _ints([j, j]), _ints([m, j + 1]), _ints([-2, -1])), _ints([-1])
-        )  # [..., m-j]
-        alpha = op.Slice(x, _ints([0]), _ints([1]), _ints([-1]))
-        norm = op.Sqrt(op.ReduceSum(op.Mul(x, x), _ints([-1]), keepdims=1))
+        below = op.CastLike(op.Constant(value_floats=[1.0 if i > j else 0.0 for i in range(m)]), a)
+        column = _column(r, j)  # [..., m]
+        alpha = op.Unsqueeze(
+            op.Squeeze(op.Slice(column, _ints([j]), _ints([j + 1]), _ints([-1])), _ints([-1])), _ints([-1])
+        )
+        tail = op.Mul(column, below)
+        norm = op.Sqrt(
+            op.Add(op.Mul(alpha, alpha), op.ReduceSum(op.Mul(tail, tail), _ints([-1]), keepdims=1))
+        )
         beta = op.Neg(op.Where(op.Less(alpha, scalar(0.0, a)), op.Neg(norm), norm))
         tau = op.Div(op.Sub(beta, alpha), beta)
-        tail = op.Div(op.Slice(x, _ints([1]), _ints([m]), _ints([-1])), op.Sub(alpha, beta))
-        v = op.Concat(op.Add(op.Mul(alpha, scalar(0.0, a)), scalar(1.0, a)), tail, axis=-1)  # [..., m-j]
-        block = op.Slice(r, _ints([j]), _ints([m]), _ints([-2]))  # [..., m-j, n]
-        projection = op.MatMul(op.Unsqueeze(v, _ints([-2])), block)  # [..., 1, n]
-        block = op.Sub(block, op.Mul(op.Unsqueeze(op.Mul(tau, v), _ints([-1])), projection))
-        r = op.Concat(op.Slice(r, _ints([0]), _ints([j]), _ints([-2])), block, axis=-2)
-        columns = op.Slice(q, _ints([j]), _ints([m]), _ints([-1]))  # [..., m, m-j]
-        product = op.MatMul(columns, op.Unsqueeze(v, _ints([-1])))  # [..., m, 1]
-        columns = op.Sub(columns, op.Mul(product, op.Unsqueeze(op.Mul(tau, v), _ints([-2]))))
-        q = op.Concat(op.Slice(q, _ints([0]), _ints([j]), _ints([-1])), columns, axis=-1)
+        v = op.Add(op.Div(tail, op.Sub(alpha, beta)), _unit(m, j, a))  # [..., m], v[j] = 1
+        scaled = op.Mul(tau, v)
+        r = op.Sub(r, _outer(scaled, op.Squeeze(op.MatMul(op.Unsqueeze(v, _ints([-2])), r), _ints([-2]))))
+        q = op.Sub(q, _outer(op.Squeeze(op.MatMul(q, op.Unsqueeze(v, _ints([-1]))), _ints([-1])), scaled))
     if mode == "reduced":
         q = op.Slice(q, _ints([0]), _ints([n]), _ints([-1]))
         r = op.Slice(r, _ints([0]), _ints([n]), _ints([-2]))

@@ -67,6 +67,12 @@ def _positive_lgamma(z: Tensor) -> Tensor:
     return op.Sub(op.Add(stirling, series), shift)
 
 
+def _reduced(x: Tensor) -> Tensor:
+    """x - round(x), exact in floating point: sin(pi x) and tan(pi x) from it keep their precision
+    near the integers, where pi x itself has lost it."""
+    return op.Sub(x, op.Round(x))
+
+
 def _is_non_positive_integer(x: Tensor) -> Tensor:
     return op.And(op.LessOrEqual(x, scalar(0.0, x)), op.Equal(op.Floor(x), x))
 
@@ -76,7 +82,7 @@ def lgamma(x: Tensor) -> Tensor:
     positive = op.Greater(x, scalar(0.0, x))
     direct = _positive_lgamma(op.Where(positive, x, scalar(1.0, x)))
     one_minus = op.Where(positive, scalar(1.0, x), op.Sub(scalar(1.0, x), x))
-    sine = op.Abs(op.Sin(op.Mul(x, scalar(math.pi, x))))
+    sine = op.Abs(op.Sin(op.Mul(_reduced(x), scalar(math.pi, x))))
     reflected = op.Sub(op.Log(op.Div(scalar(math.pi, x), sine)), _positive_lgamma(one_minus))
     value = op.Where(positive, direct, reflected)
     return op.Where(_is_non_positive_integer(x), scalar(math.inf, x), value)
@@ -107,9 +113,8 @@ def digamma(x: Tensor) -> Tensor:
     negative = op.Less(x, scalar(0.0, x))
     direct = _positive_digamma(op.Where(negative, scalar(1.0, x), x))
     one_minus = op.Where(negative, op.Sub(scalar(1.0, x), x), scalar(1.0, x))
-    reflected = op.Sub(
-        _positive_digamma(one_minus), op.Div(scalar(math.pi, x), op.Tan(op.Mul(x, scalar(math.pi, x))))
-    )
+    cotangent = op.Div(scalar(math.pi, x), op.Tan(op.Mul(_reduced(x), scalar(math.pi, x))))
+    reflected = op.Sub(_positive_digamma(one_minus), cotangent)
     value = op.Where(negative, reflected, direct)
     pole = op.And(negative, op.Equal(op.Floor(x), x))
     return op.Where(pole, scalar(math.nan, x), value)
