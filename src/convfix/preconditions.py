@@ -33,8 +33,9 @@ class Constraint:
     """What one input may hold.
 
     Element-wise: `indexes` the dims its values index into (the smallest bounds them, negative
-    indices included); `positive` at least 1 (sizes, counts, or a positive float); `small` a
-    shape-like value; `nonzero` a divisor or a step; `ones` a broadcasting target.
+    indices included, unless `labels`: class labels, never negative); `positive` at least 1 (sizes,
+    counts, or a positive float); `small` a shape-like value; `nonzero` a divisor or a step; `ones` a
+    broadcasting target.
     Structured: `axes_rank` distinct axes of a tensor of that rank (`axes_dims`, if given, the only
     axes allowed: Squeeze's size-1 dims); `reshape` a Reshape target (ones and one -1: any data
     fits); `parts_of` sizes adding up to that dim; `scales` Resize scales (1 on the two leading dims).
@@ -45,6 +46,7 @@ class Constraint:
     small: bool = False
     nonzero: bool = False
     ones: bool = False
+    labels: bool = False
     axes_rank: int | None = None
     axes_dims: tuple[int, ...] | None = None
     reshape: bool = False
@@ -66,6 +68,7 @@ class Constraint:
             self.small or other.small,
             self.nonzero or other.nonzero,
             self.ones or other.ones,
+            self.labels or other.labels,
         )
 
 
@@ -136,8 +139,8 @@ def _sites(node: ir.Node) -> Iterator[tuple[ir.Value | None, Constraint | None]]
         yield inputs[1], Constraint(indexes=(_dim(inputs[0], _axis(node)),))
     elif op in ("GatherND", "ScatterND") and _rank(inputs[0]) is not None:
         yield inputs[1], Constraint(indexes=tuple(_dim(inputs[0], a) for a in range(_rank(inputs[0]))))
-    elif op in ("SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"):
-        yield inputs[1], Constraint(indexes=(_dim(inputs[0], 1),), positive=False)
+    elif op in ("SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"):  # class labels: no negatives
+        yield inputs[1], Constraint(indexes=(_dim(inputs[0], 1),), labels=True)
     elif op in ("ConstantOfShape", "Tile", "OneHot"):
         yield inputs[0 if op == "ConstantOfShape" else 1], _SMALL_SIZE
     elif op == "Expand":
@@ -236,7 +239,7 @@ def _range(constraint: Constraint, size_of: SizeOf) -> tuple[int, int, bool]:
     low, high = DEFAULT_LOW, DEFAULT_HIGH
     if constraint.indexes:
         bound = min(max(1, size_of(d)) for d in constraint.indexes)
-        low, high = -bound, bound
+        low, high = (0 if constraint.labels else -bound), bound
     if constraint.positive:
         low = max(low, 1)
         high = max(high, low + 1)
