@@ -20,7 +20,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from convfix.errors import ConvfixError
-from convfix.proto_walk import all_tensors
+from convfix.proto_walk import all_nodes, all_tensors
 
 # Models whose weights exceed this are saved with external data (protobuf's limit is 2 GiB).
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -99,7 +99,22 @@ def _check_text(path: Path, proto: onnx.ModelProto) -> None:
         raise ConvfixError(f"{path}: invalid ONNX model: some text in it is not valid UTF-8")
 
 
-def _check_structure(path: Path, proto: onnx.ModelProto) -> onnx.ModelProto:
+def _string_constants_respelled(proto: onnx.ModelProto) -> bool:
+    """The TorchScript exporter writes a string argument of an ATen fallback (linalg_qr's mode,
+    eigvalsh's UPLO) as Constant(value=<a string>), which the checker rejects: `value` holds tensors,
+    strings go in `value_string`. Respell them in memory (the file is not touched); True if any was."""
+    patched = False
+    for node in all_nodes(proto.graph):
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+            continue
+        for attribute in node.attribute:
+            if attribute.name == "value" and attribute.type == onnx.AttributeProto.STRING:
+                attribute.name = "value_string"
+                patched = True
+    return patched
+
+
+def _check_structure(path: Path, proto: onnx.ModelProto, patched: bool = False) -> onnx.ModelProto:
     """Validate; return the model with every shape ONNX inference derives (strict: a conflict is an error).
 
     This is the checker's full check done in two halves, so that the inference it runs anyway is kept
@@ -120,7 +135,7 @@ def _check_structure(path: Path, proto: onnx.ModelProto) -> onnx.ModelProto:
     try:
         # By path: external data is then looked up beside the model (not in the working directory),
         # and only checked for existence, never read.
-        onnx.checker.check_model(str(path))
+        onnx.checker.check_model(proto if patched else str(path))
         return _infer(proto)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -128,13 +143,16 @@ def _check_structure(path: Path, proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Strict shape inference; an error nested inside a standard op's own function body (an onnx
-    defect, e.g. MeanVarianceNormalization's) is not the model's fault: infer leniently then."""
+    """Strict shape inference. Two onnx defects are not the model's fault, and inference is lenient
+    then: an error nested inside a standard op's own function body (MeanVarianceNormalization's),
+    and data propagation taking a 1-D Mul of broadcast vectors for shape arithmetic ("Invalid rank
+    for Mul broadcasting: (3) vs (6)" on an outer product that strict inference without data
+    propagation accepts)."""
     try:
         return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as exc:
         if str(exc).count("Inference error(s)") < 2:
-            raise
+            onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=False)
     return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=False, data_prop=True)
 
 
@@ -170,7 +188,7 @@ def load(path: str | os.PathLike) -> ir.Model:
         raise ConvfixError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     _check_text(path, proto)
     external = _check_external_locations(proto, path.parent)
-    inferred = _check_structure(path, proto)
+    inferred = _check_structure(path, proto, patched=_string_constants_respelled(proto))
     try:
         with _gc_paused():
             model = ir.serde.deserialize_model(inferred)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
+from convfix.findings import ATEN_DOMAIN, node_op
+
 # Values a shape-like input (ConstantOfShape's shape, Tile's repeats) may take, at most.
 SHAPE_VALUE_CAP = 4
 DEFAULT_LOW, DEFAULT_HIGH = 0, 10  # integer probes otherwise: [0, 10)
@@ -38,7 +40,8 @@ class Constraint:
     broadcasting target.
     Structured: `axes_rank` distinct axes of a tensor of that rank (`axes_dims`, if given, the only
     axes allowed: Squeeze's size-1 dims); `reshape` a Reshape target (ones and one -1: any data
-    fits); `parts_of` sizes adding up to that dim; `scales` Resize scales (1 on the two leading dims).
+    fits); `parts_of` sizes adding up to that dim; `scales` Resize scales (1 on the two leading dims);
+    `ascending` sorted along the last axis (what searchsorted searches).
     """
 
     indexes: tuple[Dim, ...] = ()
@@ -52,10 +55,17 @@ class Constraint:
     reshape: bool = False
     parts_of: Dim | bool = False
     scales: bool = False
+    ascending: bool = False
 
     @property
     def structured(self) -> bool:
-        return self.axes_rank is not None or self.reshape or self.parts_of is not False or self.scales
+        return (
+            self.axes_rank is not None
+            or self.reshape
+            or self.parts_of is not False
+            or self.scales
+            or self.ascending
+        )
 
     def merged(self, other: Constraint) -> Constraint:
         if other.structured:
@@ -193,13 +203,24 @@ def _sources(value: ir.Value) -> Iterator[ir.Value]:
             pending.extend(v for v in producer.inputs if v is not None)
 
 
+def _aten_sites(node: ir.Node) -> Iterator[tuple[ir.Value | None, Constraint | None]]:
+    """What an ATen fallback asks of its inputs: searchsorted searches a sorted sequence."""
+    operator = node_op(node).split("::", 1)[1]
+    if operator == "searchsorted" and node.inputs:
+        yield node.inputs[0], Constraint(ascending=True)
+
+
 def constraints(model: ir.Model) -> dict[str, Constraint]:
     """Per graph input, what the model asks of its values (main graph and subgraphs)."""
     found: dict[str, Constraint] = {}
     for node in model.graph.all_nodes():
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain == ATEN_DOMAIN:
+            sites = _aten_sites(node)
+        elif node.domain in ("", "ai.onnx"):
+            sites = _sites(node)
+        else:
             continue
-        for value, constraint in _sites(node):
+        for value, constraint in sites:
             if value is None or constraint is None:
                 continue
             direct = value.is_graph_input()
@@ -207,7 +228,7 @@ def constraints(model: ir.Model) -> dict[str, Constraint]:
                 # A structured constraint describes the whole tensor: only when it is the input itself.
                 if constraint.structured and not direct:
                     continue
-                if not (_integer(source) or constraint.scales):
+                if not (_integer(source) or constraint.scales or constraint.ascending):
                     continue
                 known = found.get(source.name)
                 found[source.name] = constraint if known is None else known.merged(constraint)
@@ -220,6 +241,9 @@ def draw(
     """Values for an input under `constraint`, or None where it cannot be met (defaults apply)."""
     if constraint.scales:
         return _scales(rng, dtype, shape)
+    if constraint.ascending:
+        values = rng.standard_normal(shape) * 3 if dtype.kind == "f" else rng.integers(-20, 20, size=shape)
+        return np.sort(np.asarray(values), axis=-1).astype(dtype)
     if dtype.kind not in "iu":
         return None
     if constraint.axes_rank is not None:

@@ -38,19 +38,11 @@ class TorchRepair:
 def _export_dynamo(module, args, path: Path, input_names, output_names, dynamic_axes) -> None:
     """torch.export-based export, with convfix's translations of the ATen operators neither torch's
     decompositions nor torchlib cover (convfix/translations/): the export itself succeeds."""
-    import torch
 
     from convfix import translations
 
-    program = torch.onnx.export(
-        module,
-        args,
-        dynamo=True,
-        input_names=input_names,
-        output_names=output_names,
-        dynamic_axes=dynamic_axes or None,
-        custom_translation_table=translations.table(),
-        verbose=False,
+    program = translations.export(
+        module, args, input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes or None
     )
     program.save(str(path), external_data=False)
 

@@ -144,6 +144,7 @@ STRING_CHOICES: Mapping[str, Mapping[str, frozenset[str]]] = {
     "quantile": {"interpolation": frozenset({"linear", "lower", "higher", "midpoint", "nearest"})},
     "nanquantile": {"interpolation": frozenset({"linear", "lower", "higher", "midpoint", "nearest"})},
     "linalg_qr": {"mode": frozenset({"reduced", "complete", "r"})},
+    "linalg_eigvalsh": {"UPLO": frozenset({"L", "U"})},
     "searchsorted": {"side": frozenset({"left", "right"})},
     "fft_rfft": {"norm": frozenset({"backward", "forward", "ortho"})},
 }
@@ -173,18 +174,26 @@ def refusal(operator: str) -> str | None:
 
 @dataclass(frozen=True)
 class Resolved:
-    """The overload an ATen node's arguments fit, its torch arguments, and which of them are tensors
-    (their positions among the node's inputs)."""
+    """The overload an ATen node's arguments fit, its torch arguments in schema order (`keyword`: the
+    names of those the schema takes by keyword only), and which of them are tensors (their positions
+    among the node's inputs)."""
 
     function: Any
     args: tuple
+    keyword: tuple[str | None, ...]
     tensors: tuple[int, ...]
+
+    def __call__(self, replaced: Mapping[int, Any] | None = None) -> Any:
+        """Call the overload, the arguments at the positions of `replaced` replaced."""
+        values = [(replaced or {}).get(i, arg) for i, arg in enumerate(self.args)]
+        positional = [v for v, name in zip(values, self.keyword, strict=True) if name is None]
+        named = {name: v for v, name in zip(values, self.keyword, strict=True) if name is not None}
+        return self.function(*positional, **named)
 
 
 def call(operator: str, overload: str, inputs: Sequence[Any], attributes: Mapping[str, Any]) -> tuple:
     """Evaluate one ATen node with torch; Refused if the allowlist or the schema says no."""
-    resolved = resolve(operator, overload, inputs, attributes)
-    result = resolved.function(*resolved.args)
+    result = resolve(operator, overload, inputs, attributes)()
     results = result if isinstance(result, tuple | list) else (result,)
     return tuple(np.asarray(r.detach().numpy()) for r in results)
 
@@ -214,7 +223,8 @@ def resolve(operator: str, overload: str, inputs: Sequence[Any], attributes: Map
             problems.append(f"{name}: {exc}")
             continue
         tensors = tuple(i for i, arg in enumerate(args[: len(inputs)]) if isinstance(arg, torch.Tensor))
-        return Resolved(function, tuple(args), tensors)
+        keyword = tuple(a.name if a.kwarg_only else None for a in function._schema.arguments)
+        return Resolved(function, tuple(args), keyword, tensors)
     raise Refused(f"aten::{operator}: no overload takes these arguments ({'; '.join(problems)})")
 
 
@@ -255,7 +265,8 @@ def _convert(operator: str, argument: Any, value: Any) -> Any:
     if isinstance(kind, torch.TensorType):
         return torch.from_numpy(np.ascontiguousarray(np.asarray(value)))
     if isinstance(kind, torch.StringType):
-        text = value.decode() if isinstance(value, bytes) else str(np.asarray(value).reshape(-1)[0])
+        item = value if isinstance(value, bytes | str) else np.asarray(value).reshape(-1)[0]
+        text = item.decode() if isinstance(item, bytes) else str(item)
         allowed = STRING_CHOICES.get(operator, {}).get(argument.name, frozenset())
         if text not in allowed:
             raise Refused(f"string argument {argument.name}={text!r} is not one convfix passes on")

@@ -10,7 +10,6 @@ are baked in. The caller splices the model in place of the node and checks parit
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -70,10 +69,7 @@ def _decompose(request: DecomposeAten) -> Decomposed:
 
     class Node(torch.nn.Module):
         def forward(self, *tensors: torch.Tensor) -> Any:
-            args = list(resolved.args)
-            for position, tensor in zip(resolved.tensors, tensors, strict=True):
-                args[position] = tensor
-            return resolved.function(*args)
+            return resolved(dict(zip(resolved.tensors, tensors, strict=True)))
 
     examples = tuple(resolved.args[i] for i in resolved.tensors)
     dynamic = tuple(
@@ -86,17 +82,9 @@ def _decompose(request: DecomposeAten) -> Decomposed:
         else None
         for i in resolved.tensors
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            Node(),
-            examples,
-            dynamo=True,
-            opset_version=request.opset,
-            dynamic_shapes=dynamic if any(dynamic) else None,
-            custom_translation_table=translations.table(),
-            verbose=False,
-        )
+    program = translations.export(
+        Node(), examples, opset_version=request.opset, dynamic_shapes=dynamic if any(dynamic) else None
+    )
     return Decomposed(program.model_proto.SerializeToString(), resolved.tensors)
 
 

@@ -23,3 +23,28 @@ def table() -> dict[Any, Callable]:
         module = importlib.import_module(f"{__name__}.{info.name}")
         found.update(module.translations())
     return found
+
+
+def export(module: Any, args: tuple, **options: Any) -> Any:
+    """torch.onnx.export(dynamo=True) with these translations, optimized without per-node ONNX shape
+    inference: with it, onnxscript 0.7.2's constant folding (torch's exporter runs it by default)
+    annotates some unrolled matrix arithmetic with wrong shapes, and the model then fails the
+    checker (seen on Gauss-Jordan and Householder steps). Returns torch's ONNXProgram."""
+    import warnings
+
+    import onnxscript.optimizer
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            optimize=False,
+            custom_translation_table=table(),
+            verbose=False,
+            **options,
+        )
+    onnxscript.optimizer.optimize(program.model, onnx_shape_inference=False)
+    return program

@@ -19,6 +19,7 @@ from convfix.translations._ops import Tensor, along_last, moved_back, scalar
 
 INT64 = 7
 INT32 = 6
+MAX_UNROLLED = 64  # along a static axis up to this long, cumulative ops go position by position
 
 
 def _ints(values: list[int]) -> Tensor:
@@ -59,17 +60,62 @@ def _running(x: Tensor, dim: int, largest: bool) -> tuple[Tensor, Tensor]:
     return values, indices
 
 
+def _static_length(x: Tensor, dim: int) -> int | None:
+    """The length of x along dim when it is static and short enough to unroll over."""
+    if x.shape is None or not x.shape:
+        return None
+    length = x.shape[dim]
+    return length if isinstance(length, int) and 0 < length <= MAX_UNROLLED else None
+
+
+def _slices(x: Tensor, dim: int, length: int) -> list[Tensor]:
+    return [op.Slice(x, _ints([k]), _ints([k + 1]), _ints([dim])) for k in range(length)]
+
+
+def _running_unrolled(x: Tensor, dim: int, length: int, largest: bool) -> tuple[Tensor, Tensor]:
+    """Position by position, keeping the rank (a mask one rank up confuses onnx2tf's layout
+    judgement): the new element wins when it is >= (<= for the minimum) or NaN, as in torch."""
+    compare = op.GreaterOrEqual if largest else op.LessOrEqual
+    parts = _slices(x, dim, length)
+    best = parts[0]
+    index = op.Expand(op.Constant(value_int=0), op.Shape(best))
+    values, indices = [best], [index]
+    for k, part in enumerate(parts[1:], start=1):
+        take = compare(part, best)
+        if x.dtype is not None and x.dtype.is_floating_point():
+            take = op.Or(take, op.IsNaN(part))
+        best = op.Where(take, part, best)
+        index = op.Where(take, op.CastLike(k, index), index)
+        values.append(best)
+        indices.append(index)
+    return op.Concat(*values, axis=dim), op.Concat(*indices, axis=dim)
+
+
 def cummax(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    length = _static_length(x, dim)
+    if length is not None:
+        return _running_unrolled(x, dim, length, largest=True)
     return _running(x, dim, largest=True)
 
 
 def cummin(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    length = _static_length(x, dim)
+    if length is not None:
+        return _running_unrolled(x, dim, length, largest=False)
     return _running(x, dim, largest=False)
 
 
 def cumprod(x: Tensor, dim: int, dtype: Any = None) -> Tensor:
-    """exp(cumsum(log|x|)) with the sign of the negatives counted so far, 0 from the first 0 on;
-    integers go through float32 and back (exact while the products stay below 2**24)."""
+    """Running products, position by position along a static axis (exact up to float rounding);
+    along a dynamic one exp(cumsum(log|x|)) with the sign of the negatives counted so far, 0 from the
+    first 0 on, integers through float32 and back (exact while the products stay below 2**24)."""
+    length = _static_length(x, dim)
+    if length is not None:
+        parts = _slices(x, dim, length)
+        running = [parts[0]]
+        for part in parts[1:]:
+            running.append(op.Mul(running[-1], part))
+        return op.Concat(*running, axis=dim)
     values = x if x.dtype is not None and x.dtype.is_floating_point() else op.Cast(x, to=1)
     axis = op.Constant(value_int=dim)
     zero = scalar(0.0, values)
@@ -156,8 +202,15 @@ def mode(x: Tensor, dim: int = -1, keepdim: bool = False) -> tuple[Tensor, Tenso
     rank = _rank(x)
     moved, back = along_last(x, dim, rank)
     positions = _positions(_last_length(moved))
-    same = op.Equal(op.Unsqueeze(moved, _ints([-1])), op.Unsqueeze(moved, _ints([-2])))  # [..., n, n]
-    counts = op.ReduceSum(op.Cast(same, to=INT64), _ints([-1]), keepdims=0)
+    length = _static_length(moved, -1)
+    if length is not None:  # value by value, keeping the rank (see cummax)
+        parts = _slices(moved, -1, length)
+        counts = op.Cast(op.Equal(moved, parts[0]), to=INT64)
+        for part in parts[1:]:
+            counts = op.Add(counts, op.Cast(op.Equal(moved, part), to=INT64))
+    else:
+        same = op.Equal(op.Unsqueeze(moved, _ints([-1])), op.Unsqueeze(moved, _ints([-2])))  # [..., n, n]
+        counts = op.ReduceSum(op.Cast(same, to=INT64), _ints([-1]), keepdims=0)
     most = op.ReduceMax(counts, _ints([-1]), keepdims=1)
     frequent = op.Equal(counts, most)
     largest = op.ReduceMax(moved, _ints([-1]), keepdims=1)
@@ -184,9 +237,17 @@ def searchsorted(
     if sorter is not None:
         sorted_sequence = op.GatherElements(sorted_sequence, sorter, axis=-1)
     below = op.LessOrEqual if (right or side == "right") else op.Less
-    entries = op.Unsqueeze(sorted_sequence, _ints([-2]))  # [..., 1, M]
-    values = op.Unsqueeze(op.CastLike(x, sorted_sequence), _ints([-1]))  # [..., N, 1]
-    count = op.ReduceSum(op.Cast(below(entries, values), to=INT64), _ints([-1]), keepdims=0)
+    values = op.CastLike(x, sorted_sequence)
+    length = _static_length(sorted_sequence, -1)
+    if length is not None:  # entry by entry: [..., 1] against [..., N] keeps the rank (see cummax)
+        count = op.Cast(below(_slices(sorted_sequence, -1, length)[0], values), to=INT64)
+        for entry in _slices(sorted_sequence, -1, length)[1:]:
+            count = op.Add(count, op.Cast(below(entry, values), to=INT64))
+    else:
+        entries = op.Unsqueeze(sorted_sequence, _ints([-2]))  # [..., 1, M]
+        count = op.ReduceSum(
+            op.Cast(below(entries, op.Unsqueeze(values, _ints([-1]))), to=INT64), _ints([-1]), keepdims=0
+        )
     return op.Cast(count, to=INT32) if out_int32 else count
 
 
