@@ -114,6 +114,30 @@ def _string_constants_respelled(proto: onnx.ModelProto) -> bool:
     return patched
 
 
+# Ops onnxruntime registers in the default domain although ONNX does not define them: its transformer
+# optimizers write them (RMS normalization), and the checker would call such a model invalid.
+ONNXRUNTIME_DEFAULT_DOMAIN_OPS = frozenset({"SimplifiedLayerNormalization"})
+_SET_ASIDE = "convfix.onnxruntime_default_domain"
+
+
+def _set_aside(proto: onnx.ModelProto, back: bool) -> bool:
+    """Move onnxruntime's default-domain ops to a private domain for the checker and shape inference
+    (back=False), or return them (back=True); whether there were any."""
+    source, target = ("", _SET_ASIDE) if not back else (_SET_ASIDE, "")
+    moved = False
+    for node in all_nodes(proto.graph):
+        if node.domain == source and node.op_type in ONNXRUNTIME_DEFAULT_DOMAIN_OPS:
+            node.domain = target
+            moved = True
+    imports = [o for o in proto.opset_import if o.domain == _SET_ASIDE]
+    if moved and not back and not imports:
+        proto.opset_import.add(domain=_SET_ASIDE, version=1)
+    if back:
+        for opset in imports:
+            proto.opset_import.remove(opset)
+    return moved
+
+
 def _check_structure(path: Path, proto: onnx.ModelProto, patched: bool = False) -> onnx.ModelProto:
     """Validate; return the model with every shape ONNX inference derives (strict: a conflict is an error).
 
@@ -135,8 +159,12 @@ def _check_structure(path: Path, proto: onnx.ModelProto, patched: bool = False) 
     try:
         # By path: external data is then looked up beside the model (not in the working directory),
         # and only checked for existence, never read.
-        onnx.checker.check_model(proto if patched else str(path))
-        return _infer(proto)
+        aside = _set_aside(proto, back=False)
+        onnx.checker.check_model(proto if patched or aside else str(path))
+        inferred = _infer(proto)
+        if aside:
+            _set_aside(inferred, back=True)
+        return inferred
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConvfixError(f"{path}: invalid ONNX model: {first}") from None

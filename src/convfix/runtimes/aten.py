@@ -198,9 +198,16 @@ def call(operator: str, overload: str, inputs: Sequence[Any], attributes: Mappin
     return tuple(np.asarray(r.detach().numpy()) for r in results)
 
 
-def resolve(operator: str, overload: str, inputs: Sequence[Any], attributes: Mapping[str, Any]) -> Resolved:
-    """The overload (the given one, else the first whose schema every argument fits) and its torch
-    arguments; Refused if the allowlist or every schema says no."""
+def resolve(
+    operator: str,
+    overload: str,
+    inputs: Sequence[Any],
+    attributes: Mapping[str, Any],
+    constants: frozenset[int] = frozenset(),
+) -> Resolved:
+    """The overload (the given one, else the first whose schema every argument fits, preferring one
+    that takes the inputs at `constants` as scalars) and its torch arguments; Refused if the
+    allowlist or every schema says no."""
     reason = refusal(operator)
     if reason:
         raise Refused(reason)
@@ -212,6 +219,7 @@ def resolve(operator: str, overload: str, inputs: Sequence[Any], attributes: Map
     named = {k: v for k, v in attributes.items() if k not in NODE_ATTRIBUTES}
     candidates = [overload] if overload else [o for o in packet.overloads() if "out" not in o.split("_")]
     problems = []
+    fitting = []
     for name in candidates:
         function = getattr(packet, name, None)
         if function is None:
@@ -224,7 +232,9 @@ def resolve(operator: str, overload: str, inputs: Sequence[Any], attributes: Map
             continue
         tensors = tuple(i for i, arg in enumerate(args[: len(inputs)]) if isinstance(arg, torch.Tensor))
         keyword = tuple(a.name if a.kwarg_only else None for a in function._schema.arguments)
-        return Resolved(function, tuple(args), keyword, tensors)
+        fitting.append(Resolved(function, tuple(args), keyword, tensors))
+    if fitting:
+        return min(fitting, key=lambda r: len(constants.intersection(r.tensors)))
     raise Refused(f"aten::{operator}: no overload takes these arguments ({'; '.join(problems)})")
 
 

@@ -18,6 +18,7 @@ from convfix.runtimes import aten
 from convfix.runtimes.messages import DecomposeAten, Decomposed, TensorArg
 
 FIRST_DYNAMIC_SIZE = 3  # torch.export specializes sizes 0 and 1: dynamic dims get 3, 4, 5, ...
+BAKED_ELEMENTS = 4096  # constant tensor arguments up to this size are baked into the export
 
 
 def handle(request: DecomposeAten) -> Decomposed:
@@ -60,18 +61,29 @@ def _decompose(request: DecomposeAten) -> Decomposed:
 
     from convfix import translations
 
-    resolved = aten.resolve(request.operator, request.overload, _examples(request.inputs), request.attributes)
+    constants = frozenset(i for i, v in enumerate(request.inputs) if isinstance(v, np.ndarray))
+    resolved = aten.resolve(
+        request.operator, request.overload, _examples(request.inputs), request.attributes, constants
+    )
     for index, value in enumerate(request.inputs):
         if isinstance(value, TensorArg) and index not in resolved.tensors:
             raise aten.Refused(
                 f"input {index} is computed at run time but the operator takes it as a constant"
             )
 
+    # Small constant tensors are baked in, as the constants they are (a translation may need their
+    # value: a polynomial's degree); the rest become the exported model's inputs.
+    fed = tuple(
+        i
+        for i in resolved.tensors
+        if isinstance(request.inputs[i], TensorArg) or np.asarray(request.inputs[i]).size > BAKED_ELEMENTS
+    )
+
     class Node(torch.nn.Module):
         def forward(self, *tensors: torch.Tensor) -> Any:
-            return resolved(dict(zip(resolved.tensors, tensors, strict=True)))
+            return resolved(dict(zip(fed, tensors, strict=True)))
 
-    examples = tuple(resolved.args[i] for i in resolved.tensors)
+    examples = tuple(resolved.args[i] for i in fed)
     dynamic = tuple(
         {
             axis: torch.export.Dim.DYNAMIC
@@ -80,12 +92,12 @@ def _decompose(request: DecomposeAten) -> Decomposed:
         }
         if isinstance(request.inputs[i], TensorArg)
         else None
-        for i in resolved.tensors
+        for i in fed
     )
     program = translations.export(
         Node(), examples, opset_version=request.opset, dynamic_shapes=dynamic if any(dynamic) else None
     )
-    return Decomposed(program.model_proto.SerializeToString(), resolved.tensors)
+    return Decomposed(program.model_proto.SerializeToString(), fed)
 
 
 def _first_line(exc: BaseException) -> str:
