@@ -221,7 +221,7 @@ def _first_line(exc: BaseException | str) -> str:
 
 @dataclass
 class Outcome:
-    status: str  # ort-unsupported | excluded | convert-error | run-error | mismatch | suite-erratum | pass
+    status: str  # excluded | convert-error | run-error | mismatch | suite-erratum | pass
     max_abs_err: float | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -386,6 +386,8 @@ class Row:
     plain: Outcome
     convfix: Outcome
     ort_differs: str | None = None  # onnxruntime runs it but disagrees with the suite: how
+    ort_unsupported: str | None = None  # onnxruntime cannot run the original: why (convfix's oracle
+    # is then onnx.reference; both runs are still judged against the suite)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -397,18 +399,21 @@ def run_case(target, case: Case, scratch: Path) -> Row:
     model = onnx.load(str(case.path), load_external_data=False)
     why_not = not_deployment(case, model)
 
-    def row(plain: Outcome, fixed: Outcome, ort_differs: str | None = None) -> Row:
-        return Row(case.name, case.kind, case.op, why_not is None, why_not, plain, fixed, ort_differs)
+    def row(plain: Outcome, fixed: Outcome, ort_differs: str | None = None, unsupported=None) -> Row:
+        return Row(
+            case.name, case.kind, case.op, why_not is None, why_not, plain, fixed, ort_differs, unsupported
+        )
 
     problem = next(filter(None, map(_type_problem, [*model.graph.input, *model.graph.output])), None)
     if problem:
         return row(Outcome("excluded", error=problem), Outcome("excluded", error=problem))
     probes, refs = load_data(case, model)
     ort = _ort_outputs(case.path, probes)
-    if isinstance(ort, str):
-        return row(Outcome("ort-unsupported", error=ort), Outcome("ort-unsupported", error=ort))
-    ort_status, _, ort_problems = _verdict(refs, ort)
-    ort_differs = ort_problems if ort_status != "pass" else None
+    unsupported = ort if isinstance(ort, str) else None
+    ort_differs = None
+    if unsupported is None:
+        ort_status, _, ort_problems = _verdict(refs, ort)
+        ort_differs = ort_problems if ort_status != "pass" else None
     target.set_limits(Limits(CONVERSION_TIMEOUT_S[case.kind]))
     work = Path(tempfile.mkdtemp(prefix=f"{case.name}-", dir=scratch))
     (work / "plain").mkdir()
@@ -416,7 +421,7 @@ def run_case(target, case: Case, scratch: Path) -> Row:
     plain = run_plain(target, case, probes, refs, work / "plain")
     fixed = run_convfix(RecordingTarget(target), case, probes, refs, work / "convfix")
     shutil.rmtree(work, ignore_errors=True)
-    return row(plain, fixed, ort_differs)
+    return row(plain, fixed, ort_differs, unsupported)
 
 
 # --- child and supervisor -----------------------------------------------------------------------

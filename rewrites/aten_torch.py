@@ -59,6 +59,7 @@ def _decompose(model: ir.Model, finding: Finding, context: RuleContext) -> str |
         return reply.error
     piece = ir.serde.deserialize_model(onnx.load_from_string(reply.model))
     splice(model, node, piece, [node.inputs[i] for i in reply.tensors])
+    context.details.append(f"aten::{operator} by {reply.method}")
     return None
 
 

@@ -4,6 +4,8 @@ does not know them, spelled out in standard ONNX (onnxruntime, which runs them, 
 - Gelu(x) = x/2 (1 + erf(x / sqrt 2)); BiasGelu(x, b) = Gelu(x + b);
 - FastGelu(x[, b]) = y/2 (1 + tanh(sqrt(2/pi) (y + 0.044715 y^3))), y = x + b;
 - QuickGelu(x) = x sigmoid(alpha x), alpha 1.702 by default;
+- BiasAdd(x, bias, skip) = x + bias + skip (onnxruntime runs it only on GPU: the oracle's reference
+  kernel for it is written from the spec, runtimes/contrib.py);
 - FusedMatMul(A, B) = alpha op(A) op(B), op transposing the last two dims when transA/transB
   (transBatchA/transBatchB, which move batch dims, are refused).
 """
@@ -86,6 +88,14 @@ class QuickGeluDecomposed(orp.RewriteRuleClassBase):
         return op.Mul(x, op.Sigmoid(op.Mul(x, _const(op, alpha, x))))
 
 
+class BiasAddDecomposed(orp.RewriteRuleClassBase):
+    def pattern(self, op, x, bias, skip):
+        return op.BiasAdd(x, bias, skip, _domain=MS)
+
+    def rewrite(self, op, x, bias, skip, **_):
+        return op.Add(op.Add(x, bias), skip)
+
+
 class FusedMatMulDecomposed(orp.RewriteRuleClassBase):
     def pattern(self, op, a, b):
         return op.FusedMatMul(a, b, _domain=MS, _outputs=["result"])
@@ -134,6 +144,7 @@ RULES = [
         QuickGeluDecomposed,
         "com.microsoft QuickGelu as x sigmoid(alpha x)",
     ),
+    _rule("contrib-bias-add", "BiasAdd", BiasAddDecomposed, "com.microsoft BiasAdd as x + bias + skip"),
     _rule(
         "contrib-fused-matmul",
         "FusedMatMul",

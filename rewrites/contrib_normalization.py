@@ -5,8 +5,9 @@
   onnxruntime's CPU kernel leaves unset, are refused where used);
 - SkipSimplifiedLayerNormalization(input, skip, gamma[, bias]): the same with RMS normalization
   s / sqrt(mean(s^2) + eps) * gamma;
-- SimplifiedLayerNormalization(x, scale) (onnxruntime registers it in the default domain too): RMS
-  normalization over the dims from `axis` on, computed in float32 as its stash_type says;
+- SimplifiedLayerNormalization(x, scale) (onnxruntime registers it in the default domain, where
+  its optimizers and onnxscript's write it, not in com.microsoft): RMS normalization over the dims
+  from `axis` on, computed in float32 as its stash_type says;
 - EmbedLayerNormalization(input_ids, segment_ids, word, position, segment, gamma, beta[, mask][,
   position_ids]): the three embedding lookups (positions 0..S-1 unless given) summed, layer-normalized;
   mask_index = the number of 1s in each mask row (0 without a mask); embedding_sum = the sum.
@@ -19,17 +20,12 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, find_node
+from convfix.rewriting import Emitter, contrib_node
 from convfix.rules import Rule, RuleContext
 
 MS = "com.microsoft"
 FLOAT = ir.DataType.FLOAT
 DEFAULT_EPSILON = 1e-12  # onnxruntime's default for these ops
-
-
-def contrib_node(model: ir.Model, finding: Finding, op_type: str, domains=(MS,)) -> ir.Node | None:
-    node = find_node(model, finding)
-    return node if node is not None and node.op_type == op_type and node.domain in domains else None
 
 
 def _input(node: ir.Node, index: int) -> ir.Value | None:
@@ -119,7 +115,7 @@ def skip_simplified_layer_norm(model: ir.Model, finding: Finding, context: RuleC
 
 
 def simplified_layer_norm(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = contrib_node(model, finding, "SimplifiedLayerNormalization", ("", "ai.onnx", MS))
+    node = contrib_node(model, finding, "SimplifiedLayerNormalization", ("", "ai.onnx"))
     if node is None:
         return "no SimplifiedLayerNormalization at the finding"
     x = node.inputs[0]
@@ -184,7 +180,7 @@ RULES = [
         _KINDS,
         simplified_layer_norm,
         "onnxruntime's SimplifiedLayerNormalization (RMSNorm) as x / sqrt(mean(x^2) + eps) * scale",
-        ops=("SimplifiedLayerNormalization", f"{MS}::SimplifiedLayerNormalization"),
+        ops=("SimplifiedLayerNormalization",),
     ),
     Rule(
         "contrib-embed-layer-norm",

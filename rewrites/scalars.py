@@ -20,21 +20,32 @@ from convfix.rules import Rule, RuleContext
 _MARK = "_kept_scalar"
 
 
-def _kept_scalar(value: ir.Value, uses: list[ir.Usage], before: ir.Node) -> None:
-    node = ir.node("ReduceMax", [value], attributes={"keepdims": 0}, name=f"{value.name}{_MARK}")
+def _kept_scalar(value: ir.Value, uses: list[ir.Usage], before: ir.Node, taken: set[str]) -> None:
+    name = f"{value.name}{_MARK}"
+    while name in taken:
+        name = f"{name}_"
+    taken.add(name)
+    node = ir.node("ReduceMax", [value], attributes={"keepdims": 0}, name=name)
     before.graph.insert_before(before, node)
     node.outputs[0].dtype, node.outputs[0].shape = value.dtype, ir.Shape([])
     for use in uses:
         use.node.replace_input_with(use.idx, node.outputs[0])
 
 
+def _is_wrapper(node: ir.Node | None) -> bool:
+    return node is not None and (node.name or "").endswith(_MARK)
+
+
 def _wrapped(value: ir.Value) -> bool:
-    producer = value.producer()
-    return producer is not None and producer.name.endswith(_MARK)
+    return _is_wrapper(value.producer())
 
 
 def scalars_kept_scalar(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    inputs = [v for v in model.graph.inputs if v.shape is not None and len(v.shape) == 0 and v.uses()]
+    inputs = [
+        v
+        for v in model.graph.inputs
+        if v.shape is not None and len(v.shape) == 0 and any(not _is_wrapper(use.node) for use in v.uses())
+    ]
     ranges = [n for n, _ in walk(model.graph) if n.op_type == "Range" and n.domain in ("", "ai.onnx")]
     bounds = [
         (node, index)
@@ -48,11 +59,13 @@ def scalars_kept_scalar(model: ir.Model, finding: Finding, context: RuleContext)
     if not inputs and not bounds:
         return "no scalar graph input and no computed Range bound"
     first = next(iter(model.graph))
+    taken = {n.name for n, _ in walk(model.graph) if n.name}
     for value in inputs:
-        _kept_scalar(value, list(value.uses()), first)
+        uses = [u for u in value.uses() if not _is_wrapper(u.node)]
+        _kept_scalar(value, uses, first, taken)
     for node, index in bounds:
         value = node.inputs[index]
-        _kept_scalar(value, [u for u in value.uses() if u.node is node and u.idx == index], node)
+        _kept_scalar(value, [u for u in value.uses() if u.node is node and u.idx == index], node, taken)
     return None
 
 

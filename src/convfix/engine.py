@@ -74,12 +74,19 @@ class _Session:
     report: Report
     rewrite_memory: int  # bytes a rewrite may allocate beyond what this process holds
     tried: set[tuple[str, tuple]] = field(default_factory=set)
+    # Tried and found not applicable, with the number of rewrites accepted by then: retried when
+    # nothing else is left and the model has changed since, as a rewrite elsewhere can give them what
+    # they lacked (a shape inferred through an op now spelled in standard ONNX).
+    inapplicable: dict[tuple[str, tuple], int] = field(default_factory=dict)
+    accepted: int = 0
 
     def parity_of(self, model: ir.Model, tolerance: Tolerance, purpose: str) -> Parity:
         try:
             outputs = oracle.evaluate(model, self.probe_set, purpose).outputs
         except oracle.OracleError as exc:
             return Parity(False, problems=[f"the rewritten model cannot be run: {exc}"])
+        except ir.serde.SerdeError as exc:  # a rule left the IR in a state onnx cannot hold
+            return Parity(False, problems=[f"the rewritten model cannot be written: {exc}"])
         return compare_outputs(self.reference, outputs, tolerance)
 
     def try_rule(self, rule: Rule, finding: Finding) -> bool:
@@ -88,6 +95,7 @@ class _Session:
         started = time.perf_counter()
         trial = model_io.clone(self.model)
         step = Step(rule.name, finding, False, "", nodes_before=_count_nodes(self.model))
+        self.context.details.clear()
         try:
             with memory_ceiling(self.rewrite_memory):
                 reason = rule.apply(trial, finding, self.context)
@@ -100,6 +108,8 @@ class _Session:
             reason = f"the rule raised {type(exc).__name__}: {exc}"
             step.outcome = f"error: {reason}"
         if reason is not None:
+            if not step.outcome:
+                self.inapplicable[(rule.name, finding.key)] = self.accepted
             step.outcome = step.outcome or f"not applicable: {reason}"
         else:
             tolerance = Tolerance(*rule.tolerance) if rule.tolerance else self.tolerance
@@ -109,12 +119,17 @@ class _Session:
             step.outcome = "accepted" if step.accepted else "rolled back: parity lost"
             if step.accepted:
                 self.model = trial
+                self.accepted += 1
         step.seconds = time.perf_counter() - started
+        step.detail = "; ".join(self.context.details)
         self.report.steps.append(step)
         return step.accepted
 
-    def rewrite_until_fixpoint(self, extra: Sequence[Finding] = ()) -> None:
-        """Try each claiming rule once per finding until no blocking finding has an untried rule."""
+    def rewrite_until_fixpoint(
+        self, extra: Sequence[Finding] = (), kinds: frozenset[str] | None = None
+    ) -> None:
+        """Try each claiming rule once per finding (of `kinds`, if given) until no blocking finding has
+        an untried rule; one that was not applicable is tried again if the model changed since."""
         pending_extra = list(extra)
         findings: list[Finding] | None = None  # rescanned only after the model changed
         for _ in range(MAX_STEPS):
@@ -126,14 +141,21 @@ class _Session:
                 (
                     (rule, f)
                     for f in findings
-                    if f.blocking
+                    if f.blocking and (kinds is None or f.kind in kinds)
                     for rule in self.rules.claiming(f)
                     if (rule.name, f.key) not in self.tried
                 ),
                 None,
             )
             if candidate is None:
-                return
+                stale = {key for key, seen in self.inapplicable.items() if seen < self.accepted}
+                if not stale:
+                    return
+                self.tried -= stale
+                for key in stale:
+                    del self.inapplicable[key]
+                findings = None
+                continue
             rule, finding = candidate
             if self.try_rule(rule, finding):
                 pending_extra, findings = [], None
@@ -281,6 +303,13 @@ def repair(
         report.probes = probes.describe(probe_list)
         report.notes.extend(notes)
     report.oracle = reference_oracle
+    coarse = oracle.low_precision_nodes(original)
+    if coarse:
+        report.notes.append(
+            f"the reference runs {len(coarse)} node(s) ({', '.join(sorted({n.op_type for n in coarse}))}) "
+            "at the precision the op defines (accuracy_level 0): the model lets onnxruntime round their "
+            "activations to int8, which it does differently per CPU"
+        )
     report.branch_coverage = oracle.branch_coverage(original, probe_list)
     clock.lap("reference")
 
@@ -296,6 +325,14 @@ def repair(
     )
     report.findings = scan(session.model, pinned, rules)
     progress("rewriting")
+    # A model newer than the runtimes first (until then only onnx.reference runs it), then the ops
+    # the converter lacks: what replaces them computes shapes that folding makes static, and the
+    # detectors that predict divergences from dynamic dims must see the folded model.
+    accepted = session.accepted
+    session.rewrite_until_fixpoint(kinds=frozenset({"opset"}))
+    session.rewrite_until_fixpoint(kinds=frozenset({"unsupported-op"}))
+    if session.accepted > accepted:
+        session.simplify()
     session.rewrite_until_fixpoint()
     unsimplified = session.simplify()
     clock.lap("rewrite")

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 import onnx_ir as ir
 
 KINDS = (
+    "opset",
     "unsupported-op",
     "dynamic-shape",
     "unresolved-shape",

@@ -25,6 +25,7 @@ class Step:
     nodes_before: int = 0
     nodes_after: int = 0
     seconds: float = 0.0
+    detail: str = ""  # how the rule rewrote, where it says (the ATen rule: which exporter path)
 
     def to_json(self) -> dict:
         return {
@@ -36,6 +37,7 @@ class Step:
             "nodes_before": self.nodes_before,
             "nodes_after": self.nodes_after,
             "seconds": round(self.seconds, 3),
+            "detail": self.detail,
         }
 
 

@@ -138,6 +138,47 @@ def _set_aside(proto: onnx.ModelProto, back: bool) -> bool:
     return moved
 
 
+@contextlib.contextmanager
+def _linked_copy(serialized: bytes, links: dict[str, Path]) -> Iterator[Path]:
+    """A temporary folder holding the serialized model and, at each location, a link to that external
+    file: runtimes and the checker find the data beside the model without a byte copied. The model is
+    written first, under a name no location takes, so that nothing is ever written through a link."""
+    name = "model.onnx"
+    while name in links:
+        name = f"_{name}"
+    with tempfile.TemporaryDirectory(prefix="convfix-linked-") as folder:
+        path = Path(folder, name)
+        path.write_bytes(serialized)
+        for location, target in links.items():
+            link = Path(folder, location)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(target.resolve())
+        yield path
+
+
+def _check_by_path(proto: onnx.ModelProto, path: Path, changed: bool) -> None:
+    """The checker, given a path: external data is then looked up beside the model (given a model in
+    memory, it looks in the working directory), and only checked for existence, never read. A model
+    changed in memory is checked from a scratch folder that links the model's external files."""
+    if not changed:
+        onnx.checker.check_model(str(path))
+        return
+    locations = {
+        entry.value
+        for tensor in all_tensors(proto.graph)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    if not locations:
+        onnx.checker.check_model(proto)
+        return
+    # Each location lies inside the model's folder (_check_external_locations).
+    links = {location: path.parent / location for location in locations}
+    with _linked_copy(proto.SerializeToString(), links) as copy:
+        onnx.checker.check_model(str(copy))
+
+
 def _check_structure(path: Path, proto: onnx.ModelProto, patched: bool = False) -> onnx.ModelProto:
     """Validate; return the model with every shape ONNX inference derives (strict: a conflict is an error).
 
@@ -157,10 +198,8 @@ def _check_structure(path: Path, proto: onnx.ModelProto, patched: bool = False) 
         if opset.domain in ("", "ai.onnx") and opset.version > newest:
             raise ConvfixError(f"{path}: opset {opset.version} is newer than this onnx knows ({newest})")
     try:
-        # By path: external data is then looked up beside the model (not in the working directory),
-        # and only checked for existence, never read.
         aside = _set_aside(proto, back=False)
-        onnx.checker.check_model(proto if patched or aside else str(path))
+        _check_by_path(proto, path, changed=patched or aside)
         inferred = _infer(proto)
         if aside:
             _set_aside(inferred, back=True)
@@ -171,6 +210,20 @@ def _check_structure(path: Path, proto: onnx.ModelProto, patched: bool = False) 
 
 
 def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Strict shape inference. The shapes a model states for intermediate values are advice that
+    onnxruntime does not follow, and writers get them wrong (onnxruntime-genai's builder states a
+    1-element constant as a scalar): when they conflict with inference they are dropped and inferred
+    again."""
+    try:
+        return _infer_strictly(proto)
+    except onnx.shape_inference.InferenceError:
+        if not proto.graph.value_info:
+            raise
+    del proto.graph.value_info[:]
+    return _infer_strictly(proto)
+
+
+def _infer_strictly(proto: onnx.ModelProto) -> onnx.ModelProto:
     """Strict shape inference. Two onnx defects are not the model's fault, and inference is lenient
     then: an error nested inside a standard op's own function body (MeanVarianceNormalization's),
     and data propagation taking a 1-D Mul of broadcast vectors for shape arithmetic ("Invalid rank
@@ -328,14 +381,8 @@ def runnable(model: ir.Model) -> Iterator[bytes | str]:
     if not external:
         yield to_bytes(model)
         return
-    with tempfile.TemporaryDirectory(prefix="convfix-run-") as folder:
-        for tensor in external:
-            link = Path(folder) / tensor.location
-            if not link.exists():
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to((Path(tensor.base_dir) / tensor.location).resolve())
-        path = Path(folder) / "model.onnx"
-        path.write_bytes(ir.to_proto(model).SerializeToString(deterministic=True))
+    links = {tensor.location: Path(tensor.base_dir) / tensor.location for tensor in external}
+    with _linked_copy(ir.to_proto(model).SerializeToString(deterministic=True), links) as path:
         yield str(path)
 
 

@@ -11,7 +11,8 @@ runtime fails the request that ran it, with what happened and on which probe, ne
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,11 @@ from convfix.runtimes.messages import ONNXRUNTIME, REFERENCE, DecomposeAten, Dec
 CROSS_CHECKED_OPS = frozenset({"Attention", "DFT"})
 CROSS_CHECKED_RESIZE_MODE = "align_corners"
 _INTEGER_DIVISIONS = frozenset({"Div", "Mod"})
+# The newest default-domain opset and IR version onnxruntime 1.23 loads ("Unsupported model IR version:
+# 12, max supported IR version: 11"); onnx2tf 1.29 implements the ops of the same opsets. A newer
+# model is run by onnx.reference until it is converted down (rewrites/versions.py).
+RUNTIME_OPSET = 23
+RUNTIME_IR_VERSION = 11
 Outputs = list[dict[str, np.ndarray]]
 
 
@@ -117,7 +123,7 @@ def evaluate(
     runtimes = (ONNXRUNTIME,) if big else (ONNXRUNTIME, REFERENCE)
     suspects = sorted({n.op_type for n in model.graph.all_nodes() if _deviates(n)})
     try:
-        with model_io.runnable(model) as source:
+        with at_full_precision(model), model_io.runnable(model) as source:
             reply = run(source, probes, runtimes, cross_check=bool(suspects), purpose=purpose)
     except OracleDied as died:
         raise OracleDied(_with_cause(str(died), model, probes, died.probe), died.probe) from None
@@ -128,6 +134,38 @@ def evaluate(
     if reply.overruled:
         oracle = f"{REFERENCE} (onnxruntime disagrees; it deviates on {', '.join(suspects)})"
     return Reference([dict(o) for o in reply.outputs], oracle)
+
+
+# onnxruntime ops whose `accuracy_level` lets it compute with less precision than the op defines:
+# MatMulNBits at level 4 quantizes its activations to int8 (per block, on the fly), so its result
+# depends on the CPU's kernel. The reference takes the op as defined (level 0, float32 throughout);
+# the report says so (low_precision_nodes).
+_PRECISION_HINTS = {("com.microsoft", "MatMulNBits"): "accuracy_level"}
+
+
+def low_precision_nodes(model: ir.Model) -> list[ir.Node]:
+    """The nodes that permit onnxruntime less precision than the op defines."""
+    return [
+        n
+        for n in model.graph.all_nodes()
+        if (hint := _PRECISION_HINTS.get((n.domain, n.op_type))) and n.attributes.get_int(hint, 0) > 1
+    ]
+
+
+@contextlib.contextmanager
+def at_full_precision(model: ir.Model) -> Iterator[None]:
+    """The model with its precision hints at full precision while it is serialized for a run (the
+    model is restored after)."""
+    nodes = low_precision_nodes(model)
+    saved = [(n, _PRECISION_HINTS[(n.domain, n.op_type)]) for n in nodes]
+    kept = [(n, name, n.attributes[name]) for n, name in saved]
+    try:
+        for node, name in saved:
+            node.attributes[name] = ir.AttrInt64(name, 0)
+        yield
+    finally:
+        for node, name, attribute in kept:
+            node.attributes[name] = attribute
 
 
 def _with_cause(message: str, model: ir.Model, probes: Sequence[Mapping], probe: int | None) -> str:

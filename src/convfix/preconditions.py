@@ -203,6 +203,40 @@ def _sources(value: ir.Value) -> Iterator[ir.Value]:
             pending.extend(v for v in producer.inputs if v is not None)
 
 
+# Inputs of onnxruntime's attention ops that say which keys are real: a key padding mask, sequence
+# lengths. Their contracts (lengths within the key length; a prompt without padding, whose padded
+# rows onnxruntime leaves undefined) hold for a mask of ones, and what reaches them is usually the
+# model's attention mask through arithmetic (GroupQueryAttention's seqlens_k is ReduceSum(mask) - 1),
+# so every integer graph input they are computed from is drawn as ones.
+_KEY_LENGTH_INPUTS = {"GroupQueryAttention": (5, 6), "MultiHeadAttention": (4,), "Attention": (3,)}
+_READS_NO_VALUES = frozenset({"Shape", "Size"})
+
+
+def _computed_from(value: ir.Value, limit: int = 64) -> Iterator[ir.Value]:
+    """The graph inputs whose values `value` is computed from, through any op (at most `limit` nodes)."""
+    seen: set[int] = set()
+    pending = [value]
+    while pending and len(seen) < limit:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        producer = current.producer()
+        if producer is None:
+            if current.is_graph_input():
+                yield current
+        elif producer.op_type not in _READS_NO_VALUES:
+            pending.extend(v for v in producer.inputs if v is not None)
+
+
+def _contrib_sites(node: ir.Node) -> Iterator[tuple[ir.Value, Constraint]]:
+    for index in _KEY_LENGTH_INPUTS.get(node.op_type, ()):
+        value = node.inputs[index] if len(node.inputs) > index else None
+        if value is not None:
+            for source in _computed_from(value):
+                yield source, Constraint(ones=True)
+
+
 def _aten_sites(node: ir.Node) -> Iterator[tuple[ir.Value | None, Constraint | None]]:
     """What an ATen fallback asks of its inputs: searchsorted searches a sorted sequence."""
     operator = node_op(node).split("::", 1)[1]
@@ -216,6 +250,8 @@ def constraints(model: ir.Model) -> dict[str, Constraint]:
     for node in model.graph.all_nodes():
         if node.domain == ATEN_DOMAIN:
             sites = _aten_sites(node)
+        elif node.domain == "com.microsoft":
+            sites = _contrib_sites(node)
         elif node.domain in ("", "ai.onnx"):
             sites = _sites(node)
         else:

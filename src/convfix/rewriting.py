@@ -19,6 +19,15 @@ def find_node(model: ir.Model, finding: Finding) -> ir.Node | None:
     )
 
 
+def _take_type(new: ir.Value, old: ir.Value) -> None:
+    """What old's type says and new's does not; an unknown dtype is never written (onnx_ir would
+    hold a tensor type without an element type, which it cannot serialize)."""
+    if new.dtype is None and old.dtype is not None:
+        new.dtype = old.dtype
+    if new.shape is None and old.shape is not None:
+        new.shape = old.shape
+
+
 def replace_node(node: ir.Node, values: list[ir.Value]) -> None:
     """Make every use of node's outputs use `values` instead, then remove node.
 
@@ -28,17 +37,14 @@ def replace_node(node: ir.Node, values: list[ir.Value]) -> None:
     """
     graph = node.graph
     for old, new in zip(node.outputs, values, strict=True):
-        if new.dtype is None:
-            new.dtype = old.dtype
-        if new.shape is None:
-            new.shape = old.shape
+        _take_type(new, old)
         if old.is_graph_output():
             producer = new.producer()
             if producer is None or producer.graph is not graph or new.is_graph_output():
                 identity = ir.node("Identity", [new], name=f"{node.name}_out_{old.name}")
                 graph.insert_before(node, identity)
                 new = identity.outputs[0]
-                new.dtype, new.shape = old.dtype, old.shape
+                _take_type(new, old)
             new.name, old.name = old.name, f"{old.name}__replaced"
             graph.outputs[graph.outputs.index(old)] = new
         old.replace_all_uses_with(new)
@@ -109,6 +115,14 @@ def standard_node(model: ir.Model, finding: Finding, op_type: str) -> ir.Node | 
     """The finding's node if it is the default-domain op_type, else None."""
     node = find_node(model, finding)
     return node if node is not None and node.op_type == op_type and node.domain in ("", "ai.onnx") else None
+
+
+def contrib_node(
+    model: ir.Model, finding: Finding, op_type: str, domains: tuple[str, ...] = ("com.microsoft",)
+) -> ir.Node | None:
+    """The finding's node if it is op_type of one of `domains` (onnxruntime's contrib ops), else None."""
+    node = find_node(model, finding)
+    return node if node is not None and node.op_type == op_type and node.domain in domains else None
 
 
 def constant_input_ints(node: ir.Node, index: int) -> list[int] | None:

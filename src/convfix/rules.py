@@ -31,6 +31,8 @@ class RuleContext:
     """What a rule may consult besides the model and its finding."""
 
     pinned_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # What a rule says of how it rewrote (the report keeps it with the step): cleared before each try.
+    details: list[str] = field(default_factory=list)
 
 
 Apply = Callable[[ir.Model, Finding, RuleContext], "str | None"]

@@ -97,7 +97,24 @@ def _decompose(request: DecomposeAten) -> Decomposed:
     program = translations.export(
         Node(), examples, opset_version=request.opset, dynamic_shapes=dynamic if any(dynamic) else None
     )
-    return Decomposed(program.model_proto.SerializeToString(), fed)
+    return Decomposed(
+        program.model_proto.SerializeToString(), fed, method=_method(program, translations.table())
+    )
+
+
+def _method(program: Any, table: dict) -> str:
+    """Which of convfix's translations the export used, if any (else torch's own decompositions and
+    onnxscript's torchlib wrote it all)."""
+    used = sorted(
+        {
+            str(node.target)
+            for node in program.exported_program.graph.nodes
+            if node.op == "call_function" and node.target in table
+        }
+    )
+    if not used:
+        return "torch's exporter (its decompositions, onnxscript's torchlib)"
+    return f"convfix's translations ({', '.join(used)}) through torch's exporter"
 
 
 def _first_line(exc: BaseException) -> str:

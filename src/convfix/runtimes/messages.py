@@ -75,3 +75,4 @@ class Decomposed:
     model: bytes | None
     tensors: tuple[int, ...] = ()
     error: str | None = None
+    method: str = ""  # how it was written: torch's exporter alone, or which convfix translations

@@ -16,7 +16,7 @@ import numpy as np
 
 from convfix.boundary.channel import Channel
 from convfix.parity import Tolerance, compare_outputs
-from convfix.runtimes import aten, decompose
+from convfix.runtimes import aten, contrib, decompose
 from convfix.runtimes.messages import (
     ONNXRUNTIME,
     REFERENCE,
@@ -134,7 +134,7 @@ def _aten_kernels(proto: Any) -> list[type]:
 def _run_reference(proto: Any, probes: Sequence[Probe], channel: Channel) -> list[dict]:
     from onnx.reference import ReferenceEvaluator
 
-    evaluator = ReferenceEvaluator(proto, new_ops=_aten_kernels(proto))
+    evaluator = ReferenceEvaluator(proto, new_ops=_aten_kernels(proto) + contrib.kernels())
     names = [o.name for o in proto.graph.output]
     outputs = []
     for index, probe in enumerate(probes):
