@@ -16,7 +16,7 @@ its QLinearMatMul likewise. The ops are spelled out as their definitions with pl
   x_scale * w_scale / y_scale (w_scale per output channel or per tensor), then quantized as above;
   the zero points must be per tensor. A model below opset 11 (no Round) is first moved to opset 11
   by onnx's version converter.
-Exact for 8-bit and 16-bit integer types (blocked quantization and float8 outputs are refused).
+Exact for 8-bit and 16-bit integer types, per tensor, per axis or per block (float8 outputs are refused).
 """
 
 from __future__ import annotations
@@ -48,6 +48,21 @@ def _per_axis(b: Emitter, value: ir.Value, axis: int, rank: int) -> ir.Value:
     return b.op("Reshape", [value, b.const(np.array(shape, np.int64))])
 
 
+def _along(b: Emitter, node: ir.Node, value: ir.Value, x: ir.Value) -> ir.Value | str:
+    """A scale or zero point broadcasting against x: per tensor, per axis, or per block of
+    `block_size` along the axis (repeated to the axis' static length with a Gather)."""
+    rank = len(x.shape)
+    axis = node.attributes.get_int("axis", 1)
+    axis = axis + rank if axis < 0 else axis
+    block = node.attributes.get_int("block_size", 0)
+    if not block:
+        return _per_axis(b, value, axis, rank)
+    length = x.shape[axis]
+    if not isinstance(length, int):
+        return "blocked quantization along a dynamic axis"
+    return b.op("Gather", [value, b.const(np.arange(length, dtype=np.int64) // block)], axis=axis)
+
+
 def _quantized(
     b: Emitter, x: ir.Value, dtype: ir.DataType, scale: ir.Value, point: ir.Value | None, to: ir.DataType
 ) -> ir.Value:
@@ -67,16 +82,15 @@ def quantize_linear_spelled_out(model: ir.Model, finding: Finding, context: Rule
     x, scale = node.inputs[0], node.inputs[1]
     point = node.inputs[2] if len(node.inputs) > 2 else None
     to = _zero_point_type(node, 2)
-    if to not in _INTEGERS or node.attributes.get_int("block_size", 0):
-        return "a blocked or non-integer quantization"
+    if to not in _INTEGERS:
+        return "a non-integer quantization"
     if x.dtype is None or x.shape is None or scale.dtype != x.dtype:
         return "the input's dtype or rank is unknown, or the scale has another dtype"
-    rank = len(x.shape)
-    axis = node.attributes.get_int("axis", 1)
-    axis = axis + rank if axis < 0 else axis
     b = Emitter(model, node)
-    scale = _per_axis(b, scale, axis, rank)
-    point = None if point is None else _per_axis(b, point, axis, rank)
+    scale = _along(b, node, scale, x)
+    point = None if point is None else _along(b, node, point, x)
+    if isinstance(scale, str) or isinstance(point, str):
+        return scale if isinstance(scale, str) else point
     b.replace([_quantized(b, x, x.dtype, scale, point, to)])
     return None
 
@@ -87,18 +101,19 @@ def dequantize_linear_spelled_out(model: ir.Model, finding: Finding, context: Ru
         return "not a DequantizeLinear node"
     x, scale = node.inputs[0], node.inputs[1]
     point = node.inputs[2] if len(node.inputs) > 2 else None
-    if x.dtype not in {*_INTEGERS, ir.DataType.INT32} or node.attributes.get_int("block_size", 0):
-        return "a blocked or non-integer dequantization"
+    if x.dtype not in {*_INTEGERS, ir.DataType.INT32}:
+        return "a non-integer dequantization"
     if x.shape is None or scale.dtype is None:
         return "the input's rank or the scale's dtype is unknown"
-    rank = len(x.shape)
-    axis = node.attributes.get_int("axis", 1)
-    axis = axis + rank if axis < 0 else axis
     b = Emitter(model, node)
+    scale_along = _along(b, node, scale, x)
+    point_along = None if point is None else _along(b, node, point, x)
+    if isinstance(scale_along, str) or isinstance(point_along, str):
+        return scale_along if isinstance(scale_along, str) else point_along
     y = b.op("Cast", [x], to=scale.dtype)
-    if point is not None:
-        y = b.op("Sub", [y, b.op("Cast", [_per_axis(b, point, axis, rank)], to=scale.dtype)])
-    b.replace([b.op("Mul", [y, _per_axis(b, scale, axis, rank)])])
+    if point_along is not None:
+        y = b.op("Sub", [y, b.op("Cast", [point_along], to=scale.dtype)])
+    b.replace([b.op("Mul", [y, scale_along])])
     return None
 
 

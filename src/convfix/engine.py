@@ -79,6 +79,7 @@ class _Session:
     # they lacked (a shape inferred through an op now spelled in standard ONNX).
     inapplicable: dict[tuple[str, tuple], int] = field(default_factory=dict)
     accepted: int = 0
+    folds: dict[int, int] = field(default_factory=dict)  # id(model before a fold) -> its step index
 
     def parity_of(self, model: ir.Model, tolerance: Tolerance, purpose: str) -> Parity:
         try:
@@ -167,16 +168,19 @@ class _Session:
         on the folded model can be tried without it (onnx2tf takes some folded forms worse)."""
         subject = "model" if round_ == 0 else f"model (after conversion {round_})"
         before = self.model
+        self.folds[id(before)] = len(self.report.steps)
         accepted = self.try_rule(
             SIMPLIFY, Finding("simplify", "fold constants before conversion", subject=subject)
         )
         return before if accepted else None
 
     def undo_simplify(self, before: ir.Model, why: str) -> None:
+        """Back to `before`: every fold since it is rolled back (no other rewrite came after it)."""
         self.model = before
-        step = next(s for s in reversed(self.report.steps) if s.rule == SIMPLIFY.name)
-        step.accepted = False
-        step.outcome = f"rolled back: {why}"
+        for step in self.report.steps[self.folds[id(before)] :]:
+            if step.rule == SIMPLIFY.name and step.accepted:
+                step.accepted = False
+                step.outcome = f"rolled back: {why}"
 
 
 def _optimize(model: ir.Model, finding: Finding, context: RuleContext) -> None:
@@ -331,10 +335,12 @@ def repair(
     accepted = session.accepted
     session.rewrite_until_fixpoint(kinds=frozenset({"opset"}))
     session.rewrite_until_fixpoint(kinds=frozenset({"unsupported-op"}))
-    if session.accepted > accepted:
-        session.simplify()
+    early = session.simplify() if session.accepted > accepted else None
+    rewrites = session.accepted
     session.rewrite_until_fixpoint()
     unsimplified = session.simplify()
+    if early is not None and session.accepted - rewrites <= (unsimplified is not None):
+        unsimplified = early  # nothing but folding since: the unfolded model is the one before both
     clock.lap("rewrite")
 
     owns_backend = backend is None
