@@ -183,13 +183,28 @@ def _quantized(source: Path, target: Path, work: Path) -> None:
     """quantize_dynamic over the MatMuls, then onnxruntime's session optimizer writes the fused model."""
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    plain = work / f"{target.stem}.qdq.onnx"
-    quantize_dynamic(str(source), str(plain), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    prepared, plain = work / f"{target.stem}.prep.onnx", work / f"{target.stem}.qdq.onnx"
+    quant_pre_process(str(source), str(prepared), skip_optimization=True)  # the quantizer needs shapes
+    quantize_dynamic(str(prepared), str(plain), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(target)
     ort.InferenceSession(str(plain), options, providers=["CPUExecutionProvider"])
+
+
+def runs_in_onnxruntime(path: Path, inputs: Callable[[int], dict]) -> str | None:
+    """Why onnxruntime cannot run a made model on its first inputs (the maker's defect), or None."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in session.get_inputs()}
+        session.run(None, {k: v for k, v in inputs(0).items() if k in wanted})
+    except Exception as exc:  # noqa: BLE001 - any failure means the made model is broken
+        return f"onnxruntime cannot run what the tool made: {type(exc).__name__}: {str(exc)[:140]}"
+    return None
 
 
 def transformers_models(work: Path, arches: list[str]) -> Iterator[Model | tuple[str, str]]:
@@ -216,6 +231,10 @@ def transformers_models(work: Path, arches: list[str]) -> Iterator[Model | tuple
                         make(target)
                     except Exception as exc:  # noqa: BLE001
                         yield name, f"fusing failed: {type(exc).__name__}: {str(exc)[:160]}"
+                        continue
+                    broken = runs_in_onnxruntime(target, inputs)
+                    if broken:
+                        yield name, f"fusing: {broken}"
                         continue
                     yield Model(
                         name, f"fused by {fuser}", target, inputs=inputs, contrib_ops=contrib_ops(target)
@@ -264,7 +283,7 @@ def _decoder_config(arch: str):
     if arch == "qwen3":
         return transformers.Qwen3Config(head_dim=16, **shared), transformers.Qwen3ForCausalLM
     if arch == "phi3":
-        config = transformers.Phi3Config(original_max_position_embeddings=64, **shared)
+        config = transformers.Phi3Config(original_max_position_embeddings=64, pad_token_id=0, **shared)
         return config, transformers.Phi3ForCausalLM
     if arch == "gemma":
         return transformers.GemmaConfig(head_dim=16, **shared), transformers.GemmaForCausalLM

@@ -221,7 +221,8 @@ def _prepare(model_path: Path, options: RepairOptions) -> tuple[ir.Model, list, 
     if options.inputs:
         return original, probes.load_probes(options.inputs, specs), pinned
     asks = preconditions.constraints(original)
-    return original, probes.make_probes(specs, pinned, constraints=asks), pinned
+    made = probes.make_probes(specs, pinned, constraints=asks, rounds=probes.rounds_for(original))
+    return original, made, pinned
 
 
 def reference_of(
@@ -243,7 +244,11 @@ def reference_of(
             raise
         specs = probes.input_specs(original)
         equal = probes.make_probes(
-            specs, pinned, independent=False, constraints=preconditions.constraints(original)
+            specs,
+            pinned,
+            independent=False,
+            constraints=preconditions.constraints(original),
+            rounds=probes.rounds_for(original),
         )
         if probes.describe(equal) == probes.describe(probe_list):
             raise

@@ -125,18 +125,20 @@ def make_probes(
     *,
     independent: bool = True,
     constraints: Mapping[str, Constraint] | None = None,
+    rounds: int = 1,
 ) -> list[dict[str, np.ndarray]]:
     """One probe per (dynamic size, shift) pair: every dynamic dim is tried at several sizes.
 
     independent=False gives every dynamic dim of a probe the same size, for a model that needs dims
     of different names to be equal. `constraints` (preconditions.constraints) bound what integer
-    inputs hold: no zero divisor, indices inside their axis, small shapes."""
+    inputs hold: no zero divisor, indices inside their axis, small shapes. `rounds` repeats the
+    set with fresh values (QUANTIZED_ROUNDS for a model that quantizes activations at run time)."""
     pinned = pinned or {}
     constraints = constraints or {}
     rng = np.random.default_rng(SEED)
     names = _dim_names(specs)
     probes = []
-    for index, shift in enumerate(FLOAT_SHIFTS):
+    for index, shift in enumerate(FLOAT_SHIFTS * rounds):
         size_of = {
             name: DYNAMIC_SIZES[(index + (k if independent else 0)) % len(DYNAMIC_SIZES)]
             for k, name in enumerate(names)
@@ -161,6 +163,31 @@ def make_probes(
             probe[spec.name] = drawn if drawn is not None else _random_tensor(rng, spec.dtype, shape, shift)
         probes.append(probe)
     return probes
+
+
+# A model that rounds activations to integers at run time (dynamic quantization) turns a one-ulp
+# difference upstream into a whole quantization step wherever a value sits near a rounding boundary;
+# a few probes can miss that, so such a model is probed four times as much.
+QUANTIZED_ROUNDS = 4
+_QUANTIZING_OPS = frozenset(
+    {
+        "DynamicQuantizeLinear",
+        "com.microsoft::DynamicQuantizeMatMul",
+        "com.microsoft::DynamicQuantizeLSTM",
+        "com.microsoft::QAttention",
+        "com.microsoft::MatMulIntegerToFloat",
+    }
+)
+
+
+def rounds_for(model: ir.Model) -> int:
+    """How many probe sets the model needs: more where it quantizes activations at run time."""
+    for node in model.graph.all_nodes():
+        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+        computed = node.op_type == "QuantizeLinear" and node.inputs and node.inputs[0] is not None
+        if op in _QUANTIZING_OPS or (computed and ir.convenience.get_const_tensor(node.inputs[0]) is None):
+            return QUANTIZED_ROUNDS
+    return 1
 
 
 def load_probes(path: str | os.PathLike, specs: Sequence[InputSpec]) -> list[dict[str, np.ndarray]]:
