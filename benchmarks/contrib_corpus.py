@@ -58,60 +58,50 @@ def contrib_ops(path: Path) -> dict[str, int]:
 # --- transformers exports ----------------------------------------------------------------------------
 
 
+_TEXT = {"vocab_size": VOCAB, "max_position_embeddings": 64}
+_BERT_LIKE = {
+    "hidden_size": HIDDEN,
+    "num_hidden_layers": LAYERS,
+    "num_attention_heads": HEADS,
+    "intermediate_size": 128,
+}
+# transformers config and model class names, and the config's sizes in its own spelling
+_ARCHITECTURES: dict[str, tuple[str, str, dict]] = {
+    "bert": (
+        "BertConfig",
+        "BertModel",
+        {**_BERT_LIKE, **_TEXT},
+    ),
+    "distilbert": (
+        "DistilBertConfig",
+        "DistilBertModel",
+        {"dim": HIDDEN, "n_layers": LAYERS, "n_heads": HEADS, "hidden_dim": 128, **_TEXT},
+    ),
+    "gpt2": (
+        "GPT2Config",
+        "GPT2Model",
+        {"n_embd": HIDDEN, "n_layer": LAYERS, "n_head": HEADS, "vocab_size": VOCAB, "n_positions": 64},
+    ),
+    "vit": (
+        "ViTConfig",
+        "ViTModel",
+        {**_BERT_LIKE, "image_size": 32, "patch_size": 8},
+    ),
+    "llama": (
+        "LlamaConfig",
+        "LlamaModel",
+        {**_BERT_LIKE, "num_key_value_heads": 2, **_TEXT},
+    ),
+}
+
+
 def _transformers(arch: str) -> torch.nn.Module:
     import transformers
 
     torch.manual_seed(0)
-    common = {"attn_implementation": "eager"}
-    if arch == "bert":
-        config = transformers.BertConfig(
-            hidden_size=HIDDEN,
-            num_hidden_layers=LAYERS,
-            num_attention_heads=HEADS,
-            intermediate_size=128,
-            vocab_size=VOCAB,
-            max_position_embeddings=64,
-            **common,
-        )
-        return transformers.BertModel(config).eval()
-    if arch == "distilbert":
-        config = transformers.DistilBertConfig(
-            dim=HIDDEN,
-            n_layers=LAYERS,
-            n_heads=HEADS,
-            hidden_dim=128,
-            vocab_size=VOCAB,
-            max_position_embeddings=64,
-            **common,
-        )
-        return transformers.DistilBertModel(config).eval()
-    if arch == "gpt2":
-        config = transformers.GPT2Config(
-            n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS, vocab_size=VOCAB, n_positions=64, **common
-        )
-        return transformers.GPT2Model(config).eval()
-    if arch == "vit":
-        config = transformers.ViTConfig(
-            hidden_size=HIDDEN,
-            num_hidden_layers=LAYERS,
-            num_attention_heads=HEADS,
-            intermediate_size=128,
-            image_size=32,
-            patch_size=8,
-            **common,
-        )
-        return transformers.ViTModel(config).eval()
-    config = transformers.LlamaConfig(
-        hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-        **common,
-    )
-    return transformers.LlamaModel(config).eval()
+    config_class, model_class, sizes = _ARCHITECTURES[arch]
+    config = getattr(transformers, config_class)(**sizes, attn_implementation="eager")
+    return getattr(transformers, model_class)(config).eval()
 
 
 class _LastHidden(torch.nn.Module):
@@ -180,14 +170,22 @@ def _fused_by_onnxscript(source: Path, target: Path) -> None:
 
 
 def _quantized(source: Path, target: Path, work: Path) -> None:
-    """quantize_dynamic over the MatMuls, then onnxruntime's session optimizer writes the fused model."""
+    """quantize_dynamic over the MatMuls, then onnxruntime's session optimizer writes the fused model.
+
+    Run inside the work directory: the quantizer's shape inference writes scratch files into the current one.
+    """
+    import contextlib
+
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared, plain = work / f"{target.stem}.prep.onnx", work / f"{target.stem}.qdq.onnx"
-    quant_pre_process(str(source), str(prepared), skip_optimization=True)  # the quantizer needs shapes
-    quantize_dynamic(str(prepared), str(plain), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    with contextlib.chdir(work):
+        quant_pre_process(str(source), str(prepared), skip_optimization=True)  # the quantizer needs shapes
+        quantize_dynamic(
+            str(prepared), str(plain), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8
+        )
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(target)

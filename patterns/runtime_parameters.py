@@ -3,7 +3,7 @@ silently slices the wrong dims)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import onnx_ir as ir
 from convfix.rewrites.indexing import runtime_slice_axes
@@ -15,29 +15,31 @@ from convfix.findings import Finding
 from convfix.matcher import ScanContext, node_detector
 
 
-@node_detector(*OPS)
-def reduce_axes_at_run_time(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
-    if axes_at_run_time(node):
-        reason = f"{node.op_type} with axes computed at run time: onnx2tf needs constant axes"
-        yield Finding("unsupported-op", reason, node=node.name, op=node.op_type, path=path)
+def _parameter_at_run_time(
+    ops: tuple[str, ...], at_run_time: Callable[[ir.Node], object], kind: str, why: str
+) -> None:
+    """Register a detector finding `kind` ("{op} " + why) on every node of `ops` that `at_run_time` flags."""
+
+    def detect(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+        if at_run_time(node):
+            reason = f"{node.op_type} {why}"
+            yield Finding(kind, reason, node=node.name, op=node.op_type, path=path)
+
+    node_detector(*ops)(detect)
 
 
-@node_detector("Slice")
-def slice_axes_at_run_time(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
-    if runtime_slice_axes(node):
-        reason = "Slice with axes computed at run time: onnx2tf slices the wrong dims (a silent mismatch)"
-        yield Finding("divergence", reason, node=node.name, op="Slice", path=path)
-
-
-@node_detector("Unsqueeze", "Squeeze")
-def squeeze_axes_at_run_time(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
-    if runtime_axes(node):
-        reason = f"{node.op_type} with axes computed at run time: onnx2tf needs constant axes"
-        yield Finding("unsupported-op", reason, node=node.name, op=node.op_type, path=path)
-
-
-@node_detector("Pad")
-def pads_at_run_time(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
-    if runtime_pads(node):
-        reason = "Pad with pads or axes computed at run time: onnx2tf needs constants"
-        yield Finding("unsupported-op", reason, node=node.name, op="Pad", path=path)
+_NEEDS_CONSTANT_AXES = "with axes computed at run time: onnx2tf needs constant axes"
+_parameter_at_run_time(OPS, axes_at_run_time, "unsupported-op", _NEEDS_CONSTANT_AXES)
+_parameter_at_run_time(
+    ("Slice",),
+    runtime_slice_axes,
+    "divergence",
+    "with axes computed at run time: onnx2tf slices the wrong dims (a silent mismatch)",
+)
+_parameter_at_run_time(("Unsqueeze", "Squeeze"), runtime_axes, "unsupported-op", _NEEDS_CONSTANT_AXES)
+_parameter_at_run_time(
+    ("Pad",),
+    runtime_pads,
+    "unsupported-op",
+    "with pads or axes computed at run time: onnx2tf needs them constant",
+)

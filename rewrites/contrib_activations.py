@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import pattern as orp
 
-from convfix.rules import from_rewrite_rules
+from convfix.rules import for_contrib_op
 
 MS = "com.microsoft"
 
@@ -124,28 +124,24 @@ class FusedMatMulDecomposed(orp.RewriteRuleClassBase):
         return product if alpha == 1.0 else op.Mul(product, _const(op, alpha, a))
 
 
-def _rule(name: str, op_type: str, rule: type, what: str):
-    return from_rewrite_rules(
-        name,
-        ("unsupported-op", "conversion-error", "divergence"),
-        (f"{MS}::{op_type}",),
-        [rule().rule()],
-        what,
-    )
-
-
 RULES = [
-    _rule("contrib-gelu", "Gelu", GeluDecomposed, "com.microsoft Gelu as x/2 (1 + erf(x/sqrt 2))"),
-    _rule("contrib-bias-gelu", "BiasGelu", BiasGeluDecomposed, "com.microsoft BiasGelu as Gelu(x + bias)"),
-    _rule("contrib-fast-gelu", "FastGelu", FastGeluDecomposed, "com.microsoft FastGelu as its tanh formula"),
-    _rule(
+    for_contrib_op("contrib-gelu", "Gelu", GeluDecomposed, "com.microsoft Gelu as x/2 (1 + erf(x/sqrt 2))"),
+    for_contrib_op(
+        "contrib-bias-gelu", "BiasGelu", BiasGeluDecomposed, "com.microsoft BiasGelu as Gelu(x + bias)"
+    ),
+    for_contrib_op(
+        "contrib-fast-gelu", "FastGelu", FastGeluDecomposed, "com.microsoft FastGelu as its tanh formula"
+    ),
+    for_contrib_op(
         "contrib-quick-gelu",
         "QuickGelu",
         QuickGeluDecomposed,
         "com.microsoft QuickGelu as x sigmoid(alpha x)",
     ),
-    _rule("contrib-bias-add", "BiasAdd", BiasAddDecomposed, "com.microsoft BiasAdd as x + bias + skip"),
-    _rule(
+    for_contrib_op(
+        "contrib-bias-add", "BiasAdd", BiasAddDecomposed, "com.microsoft BiasAdd as x + bias + skip"
+    ),
+    for_contrib_op(
         "contrib-fused-matmul",
         "FusedMatMul",
         FusedMatMulDecomposed,

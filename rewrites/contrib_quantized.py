@@ -19,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import pattern as orp
 
-from convfix.rules import from_rewrite_rules
+from convfix.rules import for_contrib_op
 
 MS = "com.microsoft"
 _MAX_DEQUANTIZED_BYTES = 8 * 2**30  # float weights a rewrite may make, at most
@@ -156,30 +156,20 @@ class MatMulIntegerToFloatDecomposed(orp.RewriteRuleClassBase):
         return _scaled(op, product, op.Mul(a_scale, b_scale), _optional(node, 6), a_scale)
 
 
-def _rule(name: str, op_type: str, rule: type, what: str):
-    return from_rewrite_rules(
-        name,
-        ("unsupported-op", "conversion-error", "divergence"),
-        (f"{MS}::{op_type}",),
-        [rule().rule()],
-        what,
-    )
-
-
 RULES = [
-    _rule(
+    for_contrib_op(
         "contrib-matmul-nbits",
         "MatMulNBits",
         MatMulNBitsDequantized,
         "com.microsoft MatMulNBits as MatMul with its block-quantized weights dequantized",
     ),
-    _rule(
+    for_contrib_op(
         "contrib-dynamic-quantize-matmul",
         "DynamicQuantizeMatMul",
         DynamicQuantizeMatMulDecomposed,
         "com.microsoft DynamicQuantizeMatMul as DynamicQuantizeLinear, MatMulInteger and scaling",
     ),
-    _rule(
+    for_contrib_op(
         "contrib-matmul-integer-to-float",
         "MatMulIntegerToFloat",
         MatMulIntegerToFloatDecomposed,

@@ -14,7 +14,7 @@ list of distinct axes, a Reshape target, sizes that add up to a dim, Resize scal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,11 +179,14 @@ def _sites(node: ir.Node) -> Iterator[tuple[ir.Value | None, Constraint | None]]
         yield inputs[1], Constraint(parts_of=_dim(inputs[0], _axis(node)) or True)
 
 
-def _sources(value: ir.Value) -> Iterator[ir.Value]:
-    """The graph inputs `value` carries unchanged (through integer Casts and reshaping ops)."""
+def _graph_inputs_upstream(
+    value: ir.Value, follow: Callable[[ir.Node, ir.Value], Iterable[ir.Value | None]], limit: int
+) -> Iterator[ir.Value]:
+    """The graph inputs reached from `value` going up through `follow(producer, value)` (at most `limit`
+    values visited)."""
     seen: set[int] = set()
     pending = [value]
-    while pending:
+    while pending and len(seen) < limit:
         current = pending.pop()
         if id(current) in seen:
             continue
@@ -192,15 +195,23 @@ def _sources(value: ir.Value) -> Iterator[ir.Value]:
         if producer is None:
             if current.is_graph_input():
                 yield current
-            continue
-        op = producer.op_type
-        if producer.domain not in ("", "ai.onnx"):
-            continue
-        if op in _PASS_THROUGH or (op == "Cast" and _integer(current)):
-            if producer.inputs and producer.inputs[0] is not None:
-                pending.append(producer.inputs[0])
-        elif op == "Concat":
-            pending.extend(v for v in producer.inputs if v is not None)
+        else:
+            pending.extend(v for v in follow(producer, current) if v is not None)
+
+
+def _carried_unchanged(producer: ir.Node, value: ir.Value) -> Iterable[ir.Value | None]:
+    """The inputs a producer passes on unchanged: integer Casts, reshaping ops, Concat's parts."""
+    if producer.domain not in ("", "ai.onnx"):
+        return ()
+    op = producer.op_type
+    if op in _PASS_THROUGH or (op == "Cast" and _integer(value)):
+        return producer.inputs[:1]
+    return producer.inputs if op == "Concat" else ()
+
+
+def _sources(value: ir.Value) -> Iterator[ir.Value]:
+    """The graph inputs `value` carries unchanged (through integer Casts and reshaping ops)."""
+    return _graph_inputs_upstream(value, _carried_unchanged, limit=1 << 16)
 
 
 # Inputs of onnxruntime's attention ops that say which keys are real: a key padding mask, sequence
@@ -214,19 +225,9 @@ _READS_NO_VALUES = frozenset({"Shape", "Size"})
 
 def _computed_from(value: ir.Value, limit: int = 64) -> Iterator[ir.Value]:
     """The graph inputs whose values `value` is computed from, through any op (at most `limit` nodes)."""
-    seen: set[int] = set()
-    pending = [value]
-    while pending and len(seen) < limit:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        producer = current.producer()
-        if producer is None:
-            if current.is_graph_input():
-                yield current
-        elif producer.op_type not in _READS_NO_VALUES:
-            pending.extend(v for v in producer.inputs if v is not None)
+    return _graph_inputs_upstream(
+        value, lambda producer, _: () if producer.op_type in _READS_NO_VALUES else producer.inputs, limit
+    )
 
 
 def _contrib_sites(node: ir.Node) -> Iterator[tuple[ir.Value, Constraint]]:

@@ -186,3 +186,14 @@ def from_rewrite_rules(
         return None if count else "no match for the rule's pattern (dtype unknown or attributes differ)"
 
     return Rule(name, kinds, apply, description, ops=ops, exact=exact, tolerance=tolerance)
+
+
+def for_contrib_op(name: str, op_type: str, rewrite_rule: type, description: str) -> Rule:
+    """A Rule spelling out one com.microsoft op by an onnxscript class-form rewrite rule."""
+    return from_rewrite_rules(
+        name,
+        ("unsupported-op", "conversion-error", "divergence"),
+        (f"com.microsoft::{op_type}",),
+        [rewrite_rule().rule()],
+        description,
+    )
