@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import onnx_ir as ir
+from convfix.rewrites.arange_indexing import arange_grid
 from convfix.rewrites.shape_of import symbolic_shape_of_intermediate
 from convfix.rewrites.slice_bounds import counts_from_end
 
@@ -42,3 +43,10 @@ def shape_of_a_channels_last_candidate(node: ir.Node, path: str, context: ScanCo
     if not path and symbolic_shape_of_intermediate(node):
         reason = "Shape of a computed rank-3+ tensor with dynamic dims: onnx2tf may return its own dim order"
         yield Finding("divergence", reason, node=node.name, op="Shape", path=path)
+
+
+@node_detector("GatherND")
+def indexing_by_arange_grid(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    if arange_grid(node) is not None:
+        reason = "GatherND by broadcast aranges: onnx2tf lays out its rank-4+ index tensors as images"
+        yield Finding("divergence", reason, node=node.name, op="GatherND", path=path)
