@@ -20,7 +20,15 @@ import onnx_ir as ir
 
 from convfix import model_io
 from convfix.boundary.process import Died, Limits, Pool, take_early
-from convfix.runtimes.messages import ONNXRUNTIME, REFERENCE, DecomposeAten, Decomposed, Evaluate, Evaluated
+from convfix.runtimes.messages import (
+    MAX_OUTPUT_BYTES,
+    ONNXRUNTIME,
+    REFERENCE,
+    DecomposeAten,
+    Decomposed,
+    Evaluate,
+    Evaluated,
+)
 
 # Default-domain ops whose onnxruntime 1.23 kernels disagree with the ONNX reference implementation on
 # the ONNX node suite (benchmarks/results/conformance.md): Attention with grouped key/value heads
@@ -119,6 +127,12 @@ def evaluate(
 ) -> Reference:
     """Run the model on every probe with the first runtime that can; raise OracleError if none can
     (OracleDied, naming the probe and the likely cause, if a runtime died or hung on one)."""
+    declared = _declared_output_bytes(model) * len(probes)
+    if declared > MAX_OUTPUT_BYTES:
+        raise OracleError(
+            f"the outputs would take {declared / 2**30:.2f} GiB, beyond the {MAX_OUTPUT_BYTES / 2**30:.2f} "
+            "GiB convfix takes"
+        )
     big = model_io.needs_external_data(model)
     runtimes = (ONNXRUNTIME,) if big else (ONNXRUNTIME, REFERENCE)
     suspects = sorted({n.op_type for n in model.graph.all_nodes() if _deviates(n)})
@@ -134,6 +148,16 @@ def evaluate(
     if reply.overruled:
         oracle = f"{REFERENCE} (onnxruntime disagrees; it deviates on {', '.join(suspects)})"
     return Reference([dict(o) for o in reply.outputs], oracle)
+
+
+def _declared_output_bytes(model: ir.Model) -> int:
+    """Bytes of one run's outputs whose shapes are static: refused before any runtime makes them (the
+    worker checks what it made, too, for outputs whose size shows only at run time)."""
+    total = 0
+    for value in model.graph.outputs:
+        if value.shape is not None and value.dtype is not None and value.shape.is_static():
+            total += int(np.prod(value.shape.numpy(), dtype=np.int64) * value.dtype.itemsize)
+    return total
 
 
 # onnxruntime ops whose `accuracy_level` lets it compute with less precision than the op defines:
