@@ -1,0 +1,83 @@
+"""Orphan dim names rederived at load: past the contrib ops of a ViT exported by TorchScript with a
+dynamic batch and fused by onnxruntime's transformer optimizer, ONNX's inference names dims afresh
+(`unk__N`, the batch under several names); converted so, onnx2tf lays a residual's two sides out
+differently. onnxruntime's symbolic shape inference relinks them to the input's `batch`."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+
+import convfix
+from convfix import RepairOptions, model_io
+
+
+def _fused_vit(folder) -> tuple:
+    import torch
+    import transformers
+    from onnxruntime.transformers import optimizer
+
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=16,
+        patch_size=8,
+        attn_implementation="eager",
+    )
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.vit = transformers.ViTModel(config).eval()
+
+        def forward(self, pixels):
+            return self.vit(pixel_values=pixels).last_hidden_state
+
+    exported = folder / "vit.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            LastHidden().eval(),
+            (torch.randn(2, 3, 16, 16),),
+            str(exported),
+            dynamo=False,
+            input_names=["pixels"],
+            output_names=["hidden"],
+            dynamic_axes={"pixels": {0: "batch"}},
+        )
+    fused = folder / "vit_fused.onnx"
+    optimizer.optimize_model(str(exported), model_type="vit", num_heads=2, hidden_size=32).save_model_to_file(
+        str(fused)
+    )
+    return fused
+
+
+def _dim_names(values) -> set[str]:
+    return {str(d) for v in values if v.shape is not None for d in v.shape if not isinstance(d, int)}
+
+
+@pytest.mark.slow
+def test_orphan_dims_relinked_and_the_fused_vit_converts(target, tmp_path):
+    path = _fused_vit(tmp_path)
+    stated = onnx.shape_inference.infer_shapes(onnx.load(path))
+    assert "com.microsoft" in {n.domain for n in stated.graph.node}
+    dims = {d.dim_param for v in stated.graph.value_info for d in v.type.tensor_type.shape.dim}
+    assert any(name.startswith("unk__") for name in dims)
+    loaded = model_io.load(path)
+    values = [v for n in loaded.graph for v in n.outputs]
+    assert not {name for name in _dim_names(values) if name.startswith("unk__")}
+    assert "batch" in _dim_names(values)
+
+    np.savez(
+        tmp_path / "probe.npz", pixels=np.random.default_rng(0).standard_normal((2, 3, 16, 16), np.float32)
+    )
+    options = RepairOptions(tf_out=tmp_path / "tf", tflite=True, inputs=tmp_path / "probe.npz")
+    report = convfix.repair(path, options, backend=target)
+    assert report.status == "repaired", report.to_json()
+    assert report.tf.parity.ok and report.tf.tflite_parity.ok
