@@ -1,4 +1,4 @@
-"""Orphan dim names rederived at load: past the contrib ops of a ViT exported by TorchScript with a
+"""Orphan dim names rederived before a repair: past the contrib ops of a ViT exported by TorchScript with a
 dynamic batch and fused by onnxruntime's transformer optimizer, ONNX's inference names dims afresh
 (`unk__N`, the batch under several names); converted so, onnx2tf lays a residual's two sides out
 differently. onnxruntime's symbolic shape inference relinks them to the input's `batch`."""
@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 import convfix
-from convfix import RepairOptions, model_io
+from convfix import RepairOptions, model_io, symbolic_shapes
 
 
 def _fused_vit(folder) -> tuple:
@@ -70,6 +70,7 @@ def test_orphan_dims_relinked_and_the_fused_vit_converts(target, tmp_path):
     dims = {d.dim_param for v in stated.graph.value_info for d in v.type.tensor_type.shape.dim}
     assert any(name.startswith("unk__") for name in dims)
     loaded = model_io.load(path)
+    assert symbolic_shapes.relink(loaded) is None
     values = [v for n in loaded.graph for v in n.outputs]
     assert not {name for name in _dim_names(values) if name.startswith("unk__")}
     assert "batch" in _dim_names(values)

@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 import onnxscript.optimizer
 
-from convfix import localize, model_io, normalize, oracle, preconditions, probes
+from convfix import localize, model_io, normalize, oracle, preconditions, probes, symbolic_shapes
 from convfix.backends.base import Backend, ConversionResult
 from convfix.boundary.process import Limits, memory_ceiling
 from convfix.errors import ConvfixError
@@ -216,6 +216,7 @@ def _progress_noop(message: str) -> None:
 def _prepare(model_path: Path, options: RepairOptions) -> tuple[ir.Model, list, dict]:
     check_outputs(model_path, options)
     original = model_io.load(model_path)
+    symbolic_shapes.relink(original)  # no semantic change: where it cannot, the shapes stay
     specs = probes.input_specs(original)
     pinned = probes.parse_input_shapes(options.input_shapes, specs)
     if options.inputs:

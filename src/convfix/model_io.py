@@ -19,7 +19,6 @@ import onnx_ir as ir
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from convfix import symbolic_shapes
 from convfix.errors import ConvfixError
 from convfix.proto_walk import all_nodes, all_tensors
 
@@ -238,18 +237,6 @@ def _infer_strictly(proto: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=False, data_prop=True)
 
 
-def _relinked(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with onnxruntime's orphan dim names rederived (symbolic_shapes), if ONNX's strict
-    inference agrees with the result; else as it was."""
-    relinked = symbolic_shapes.relinked(proto)
-    if relinked is proto:
-        return proto
-    try:
-        return _infer_strictly(relinked)
-    except onnx.shape_inference.InferenceError:
-        return proto
-
-
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """Building the IR makes millions of linked objects (nodes and values point at each other), none of
@@ -282,7 +269,7 @@ def load(path: str | os.PathLike) -> ir.Model:
         raise ConvfixError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     _check_text(path, proto)
     external = _check_external_locations(proto, path.parent)
-    inferred = _relinked(_check_structure(path, proto, patched=_string_constants_respelled(proto)))
+    inferred = _check_structure(path, proto, patched=_string_constants_respelled(proto))
     try:
         with _gc_paused():
             model = ir.serde.deserialize_model(inferred)

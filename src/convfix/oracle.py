@@ -28,6 +28,8 @@ from convfix.runtimes.messages import (
     Decomposed,
     Evaluate,
     Evaluated,
+    InferSymbolicShapes,
+    SymbolicShapes,
 )
 
 # Default-domain ops whose onnxruntime 1.23 kernels disagree with the ONNX reference implementation on
@@ -111,6 +113,16 @@ def decompose(request: DecomposeAten) -> Decomposed:
         return Decomposed(
             None, error=reply.describe("the oracle worker", f"decomposing aten::{request.operator}")
         )
+    return reply
+
+
+def symbolic_shapes(source: bytes | str) -> SymbolicShapes:
+    """onnxruntime's symbolic shape inference over a model, in the oracle worker; a death or a hang of
+    the worker is the reply's error."""
+    _pool.adopt(take_early("oracle"))
+    reply = _pool.call(InferSymbolicShapes(source))
+    if isinstance(reply, Died):
+        return SymbolicShapes(None, reply.describe("the oracle worker", "inferring symbolic shapes"))
     return reply
 
 

@@ -5,46 +5,55 @@ ONNX's shape inference knows no com.microsoft op: past the first one it names ev
 tells unknown dims apart by those names, so a batch named twice differently becomes two dims and
 onnx2tf lays the two sides of a residual Add out differently ("Dimensions must be equal, but are 64
 and 17": a ViT fused by onnxruntime's optimizer). onnxruntime's symbolic shape inference carries the
-inputs' symbols through its contrib ops and through shape arithmetic (`batch*sequence`).
+inputs' symbols through its contrib ops and through shape arithmetic (`batch*sequence`). It evaluates
+the model's shape arithmetic (sympy, numpy), so it runs in the oracle worker, behind the boundary
+(runtimes/shapes.py).
 """
 
 from __future__ import annotations
 
 import re
 
-import onnx
+import onnx_ir as ir
+
+from convfix import model_io, oracle
 
 _ORPHAN = re.compile(r"unk__\d+")
 _MAX_NODES = 20_000  # sympy's arithmetic is slow on very large graphs: past this, the shapes stay
 
 
-def _orphan_symbols(proto: onnx.ModelProto) -> bool:
-    """Whether ONNX's inference, given dynamic inputs, named dims afresh past an op of another domain."""
-    dynamic = any(d.dim_param for v in proto.graph.input for d in v.type.tensor_type.shape.dim)
-    foreign = any(n.domain not in ("", "ai.onnx") for n in proto.graph.node)
-    return (
-        dynamic
-        and foreign
-        and any(
-            _ORPHAN.fullmatch(d.dim_param)
-            for v in proto.graph.value_info
-            for d in v.type.tensor_type.shape.dim
-        )
-    )
+def _orphan_values(model: ir.Model) -> list[ir.Value]:
+    """The values whose dims ONNX's inference named afresh, in a model with dynamic inputs and an op of
+    another domain (none otherwise: plain ONNX keeps its names, and the names then mean something)."""
+    graph = model.graph
+    dynamic = any(v.shape is not None and not v.shape.is_static() for v in graph.inputs)
+    if not dynamic or len(graph) > _MAX_NODES or all(n.domain in ("", "ai.onnx") for n in graph):
+        return []
+    return [
+        v
+        for n in graph
+        for v in n.outputs
+        if v.shape is not None and any(_ORPHAN.fullmatch(str(d)) for d in v.shape if not isinstance(d, int))
+    ]
 
 
-def relinked(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with its intermediate shapes rederived from the inputs' symbols where ONNX's inference
-    left orphan ones past a foreign op; the model unchanged when there are none or the inference fails."""
-    if len(proto.graph.node) > _MAX_NODES or not _orphan_symbols(proto):
-        return proto
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+def relink(model: ir.Model) -> str | None:
+    """Give the values of `model` (in place) the shapes onnxruntime's symbolic shape inference
+    rederives, where ONNX's inference left orphan dim names; returns why not, or None (also when there
+    was nothing to do).
 
-    bare = onnx.ModelProto()
-    bare.CopyFrom(proto)
-    del bare.graph.value_info[:]
-    try:
-        inferred = SymbolicShapeInference.infer_shapes(bare, auto_merge=True)
-    except Exception:  # noqa: BLE001 - any failure of the inference leaves the model's own shapes
-        return proto
-    return inferred if inferred is not None else proto
+    A shape is taken only where it keeps the value's rank and every static dim."""
+    orphans = _orphan_values(model)
+    if not orphans:
+        return None
+    with model_io.runnable(model) as source:
+        reply = oracle.symbolic_shapes(source)
+    if reply.shapes is None:
+        return reply.error
+    for value in orphans:
+        dims = reply.shapes.get(value.name)
+        if dims is None or len(dims) != len(value.shape):
+            continue
+        if all(not isinstance(old, int) or old == new for old, new in zip(value.shape, dims, strict=True)):
+            value.shape = ir.Shape(dims)
+    return None

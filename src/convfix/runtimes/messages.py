@@ -76,3 +76,23 @@ class Decomposed:
     tensors: tuple[int, ...] = ()
     error: str | None = None
     method: str = ""  # how it was written: torch's exporter alone, or which convfix translations
+
+
+# A value's dims: an int per static dim, a symbol (or its expression, `batch*sequence`) or None per other.
+Dims = tuple[int | str | None, ...]
+
+
+@dataclass(frozen=True)
+class InferSymbolicShapes:
+    """Rederive every intermediate shape from the graph inputs' symbols (onnxruntime's symbolic shape
+    inference). `model` as in Evaluate."""
+
+    model: bytes | str
+
+
+@dataclass(frozen=True)
+class SymbolicShapes:
+    """Each value's dims by name; or None, with why the inference could not run."""
+
+    shapes: dict[str, Dims] | None
+    error: str | None = None

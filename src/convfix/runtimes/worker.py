@@ -16,7 +16,7 @@ import numpy as np
 
 from convfix.boundary.channel import Channel
 from convfix.parity import Tolerance, compare_outputs
-from convfix.runtimes import aten, contrib, decompose
+from convfix.runtimes import aten, contrib, decompose, shapes
 from convfix.runtimes.messages import (
     ONNXRUNTIME,
     REFERENCE,
@@ -24,7 +24,9 @@ from convfix.runtimes.messages import (
     Decomposed,
     Evaluate,
     Evaluated,
+    InferSymbolicShapes,
     Probe,
+    SymbolicShapes,
 )
 
 _ALLOCATION_FAILURES = ("bad_alloc", "Failed to allocate", "bfc_arena", "std::bad_alloc")
@@ -39,10 +41,13 @@ def warm_up() -> None:
     import onnxruntime  # noqa: F401
 
 
-def handle(request: Any, channel: Channel) -> Evaluated | Decomposed:
+def handle(request: Any, channel: Channel) -> Evaluated | Decomposed | SymbolicShapes:
     if isinstance(request, DecomposeAten):
         channel.progress("torch's exporter")
         return decompose.handle(request)
+    if isinstance(request, InferSymbolicShapes):
+        channel.progress("onnxruntime's symbolic shape inference")
+        return shapes.handle(request)
     if not isinstance(request, Evaluate):
         return Evaluated(None, "", (f"the oracle worker does not take {type(request).__name__}",))
     errors: list[str] = []
