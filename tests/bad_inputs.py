@@ -116,6 +116,8 @@ ARGUMENT_CASES = [
     BadCase("npz-wrong-dtype", "valid.onnx", ["--inputs", "wrong-dtype.npz"], "dtype"),
     BadCase("npz-wrong-shape", "valid.onnx", ["--inputs", "wrong-shape.npz"], "shape"),
     BadCase("npz-missing", "valid.onnx", ["--inputs", "nope.npz"], "npz"),
+    BadCase("npz-empty", "valid.onnx", ["--inputs", "empty.npz"], "not a readable .npz"),
+    BadCase("npz-not-a-zip", "valid.onnx", ["--inputs", "garbage.npz"], "not a readable .npz"),
     BadCase("input-shape-unknown-name", "valid.onnx", ["--input-shape", "q=1,2"], "no input"),
     BadCase("input-shape-wrong-rank", "valid.onnx", ["--input-shape", "x=1,2,3"], "rank"),
     BadCase("output-over-input", "valid.onnx", ["-o", "valid.onnx"], "overwrite the input"),
@@ -142,4 +144,6 @@ def build(folder: Path) -> list[BadCase]:
     np.savez(folder / "wrong-names.npz", z=np.ones((2, 3), np.float32))
     np.savez(folder / "wrong-dtype.npz", x=np.ones((2, 3), np.float64))
     np.savez(folder / "wrong-shape.npz", x=np.ones((3, 2), np.float32))
+    (folder / "empty.npz").write_bytes(b"")
+    (folder / "garbage.npz").write_bytes(b"PK\x03\x04 not a zip after all")
     return cases + ARGUMENT_CASES

@@ -36,3 +36,39 @@ def test_unique_names_are_left_as_they_are(tmp_path):
     model = normalize.normalize(model_io.load(save(_model(["a", "b"], ["h", "y"]), tmp_path / "m.onnx")))
     assert [node.name for node in model.graph] == ["a", "b"]
     assert [node.outputs[0].name for node in model.graph] == ["h", "y"]
+
+
+SHAPE_BOUNDS = [({"start": 1}, (1, 3)), ({"end": -1}, (0, 2)), ({"start": -9, "end": 9}, (0, 3))]
+
+
+def _shapes_model() -> onnx.ModelProto:
+    """Shapes of a [2, 3, 4] input with start or end alone, negative, or past the rank, and a Relu."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"])] + [
+        helper.make_node("Shape", ["x"], [f"s{i}"], **bounds) for i, (bounds, _) in enumerate(SHAPE_BOUNDS)
+    ]
+    outputs = [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2, 3, 4])] + [
+        helper.make_tensor_value_info(f"s{i}", TensorProto.INT64, [end - start])
+        for i, (_, (start, end)) in enumerate(SHAPE_BOUNDS)
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+    graph = helper.make_graph(nodes, "g", [x], outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+
+def test_shape_bounds_are_written_out_as_onnx_means_them(tmp_path):
+    model = normalize.normalize(model_io.load(save(_shapes_model(), tmp_path / "m.onnx")))
+    shapes = [n for n in model.graph if n.op_type == "Shape"]
+    written = [(n.attributes["start"].as_int(), n.attributes["end"].as_int()) for n in shapes]
+    assert written == [bounds for _, bounds in SHAPE_BOUNDS]
+
+
+@pytest.mark.slow
+def test_shape_bounds_convert_with_parity(target, tmp_path):
+    """onnx2tf returns the whole shape for a Shape with start alone: written out, TF and TFLite agree."""
+    import convfix
+    from convfix import RepairOptions
+
+    options = RepairOptions(tf_out=tmp_path / "tf", tflite=True)
+    report = convfix.repair(save(_shapes_model(), tmp_path / "m.onnx"), options, backend=target)
+    assert report.status in ("repaired", "clean"), report.to_json()
+    assert report.tf.parity.ok and report.tf.tflite_parity.ok

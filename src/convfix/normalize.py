@@ -1,7 +1,8 @@
 """Normalization before anything looks at the model: no semantic change, only a canonical form.
 
-Local functions are inlined (onnx2tf cannot take them), names made unique, nodes sorted, and shapes
-inferred so that detectors and the converter see every shape ONNX can derive.
+Local functions are inlined (onnx2tf cannot take them), names made unique, nodes sorted, shapes
+inferred so that detectors and the converter see every shape ONNX can derive, and Shape's start and
+end written out in the one form every runtime reads alike.
 """
 
 from __future__ import annotations
@@ -55,6 +56,26 @@ def _names_unique(model: ir.Model) -> bool:
     return unique_in(model.graph)
 
 
+def _shape_bounds_explicit(model: ir.Model) -> None:
+    """Shape's start and end both given, counted from the start and clipped to [0, rank], as ONNX
+    defines them. onnx2tf reads them only when both are given, and as given: with start alone it returns
+    the whole shape, and an end past the rank or before the start fails in tf.slice (node suite)."""
+    for node in model.graph.all_nodes():
+        start, end = node.attributes.get("start"), node.attributes.get("end")
+        data = node.inputs[0] if node.inputs else None
+        if node.op_type != "Shape" or (start is None and end is None) or data is None or data.shape is None:
+            continue
+        rank = len(data.shape)
+
+        def clipped(value: int, rank: int = rank) -> int:
+            return min(max(value + rank if value < 0 else value, 0), rank)
+
+        first = clipped(start.as_int() if start is not None else 0)
+        last = max(clipped(end.as_int() if end is not None else rank), first)
+        node.attributes["start"] = ir.Attr("start", ir.AttributeType.INT, first)
+        node.attributes["end"] = ir.Attr("end", ir.AttributeType.INT, last)
+
+
 def normalize(model: ir.Model) -> ir.Model:
     """Inline local functions and fix names, in place. A freshly loaded model is already checked to be
     sorted and has its shapes inferred (model_io.load), so sorting and inference are only redone when
@@ -67,4 +88,5 @@ def normalize(model: ir.Model) -> ir.Model:
         common.NameFixPass()(model)
     if inline:
         tidy(model)
+    _shape_bounds_explicit(model)
     return model

@@ -11,6 +11,7 @@ and unnamed ones, share a size. A probe that would need absurd memory is refused
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,7 +197,7 @@ def load_probes(path: str | os.PathLike, specs: Sequence[InputSpec]) -> list[dic
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # empty, truncated, not a zip
         raise ConvfixError(f"{path}: not a readable .npz of input arrays ({exc})") from None
     grouped: dict[str, dict[str, np.ndarray]] = {}
     for key, array in arrays.items():
