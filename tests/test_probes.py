@@ -59,6 +59,21 @@ def test_npz_probes_are_checked_against_the_inputs(tmp_path, dynamic_model):
         probes.load_probes(tmp_path / "junk.npz", specs)
 
 
+def test_npz_bfloat16_probes_come_back_as_bfloat16(tmp_path):
+    """.npz stores bfloat16 as 2-byte void: read back as the input's type, bits unchanged; a void of
+    another width stays refused."""
+    import ml_dtypes
+
+    spec = probes.InputSpec("x", np.dtype(ml_dtypes.bfloat16), (3,))
+    values = np.array([1.5, -2.25, np.inf], ml_dtypes.bfloat16)
+    np.savez(tmp_path / "bf16.npz", x=values)
+    (loaded,) = probes.load_probes(tmp_path / "bf16.npz", [spec])
+    assert loaded["x"].dtype == values.dtype and loaded["x"].tobytes() == values.tobytes()
+    np.savez(tmp_path / "wide.npz", x=np.zeros(3, "V4"))
+    with pytest.raises(ConvfixError, match="dtype"):
+        probes.load_probes(tmp_path / "wide.npz", [spec])
+
+
 def test_input_names_with_a_slash_and_scalar_inputs(tmp_path):
     specs = [
         probes.InputSpec("gpu_0/data_0", np.dtype(np.float32), (2,)),

@@ -206,10 +206,21 @@ def load_probes(path: str | os.PathLike, specs: Sequence[InputSpec]) -> list[dic
         if not (sep and index.isdigit()):
             index, name = "0", key
         grouped.setdefault(index, {})[name] = array
-    probes = [grouped[k] for k in sorted(grouped, key=lambda k: (len(k), k))]
+    probes = [_ml_dtypes_restored(grouped[k], specs) for k in sorted(grouped, key=lambda k: (len(k), k))]
     for probe in probes:
         _check_probe(path, probe, specs)
     return probes
+
+
+def _ml_dtypes_restored(probe: dict[str, np.ndarray], specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
+    """.npz keeps no ml_dtypes type (bfloat16, the float8s, int4): it stores their bytes as void of
+    the same width. Those bytes are read back as the type the model's input takes."""
+    by_name = {s.name: s.dtype for s in specs}
+    for name, array in probe.items():
+        wanted = by_name.get(name)
+        if wanted is not None and array.dtype.kind == "V" and array.dtype.itemsize == wanted.itemsize:
+            probe[name] = array.view(wanted)
+    return probe
 
 
 def _check_probe(path: Path, probe: Mapping[str, np.ndarray], specs: Sequence[InputSpec]) -> None:
