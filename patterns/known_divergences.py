@@ -50,3 +50,9 @@ def indexing_by_arange_grid(node: ir.Node, path: str, context: ScanContext) -> I
     if arange_grid(node) is not None:
         reason = "GatherND by broadcast aranges: onnx2tf lays out its rank-4+ index tensors as images"
         yield Finding("divergence", reason, node=node.name, op="GatherND", path=path)
+
+
+@node_detector("RoiAlign")
+def roi_align_as_crop_and_resize(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    reason = "RoiAlign: onnx2tf's crop_and_resize takes one sample per bin and fails on some boxes"
+    yield Finding("divergence", reason, node=node.name, op="RoiAlign", path=path)
