@@ -17,6 +17,17 @@ def test_an_allowlisted_function_is_evaluated_through_the_overload_its_arguments
     np.testing.assert_array_equal(indices, [2, 0])
 
 
+def test_constant_inputs_are_taken_as_the_python_scalars_the_exporter_wrote():
+    """torch.quantile(x, 0.3) exports q as a float64 0-d constant: the Tensor overload rejects it
+    beside a float32 x; held as a constant, it goes to the scalar overload, as in eager torch."""
+    x = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    q, dim, keep, how = np.array(0.3), np.array(0, np.int64), np.array(False), np.array(b"linear")
+    with pytest.raises(RuntimeError, match="same dtype"):
+        aten.call("quantile", "", [x, q, dim, keep, how], {})
+    (value,) = aten.call("quantile", "", [x, q, dim, keep, how], {}, constants=frozenset({1, 2, 3, 4}))
+    np.testing.assert_allclose(value, np.quantile(x, 0.3), rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("operator", "inputs", "attributes", "reason"),
     [

@@ -191,9 +191,17 @@ class Resolved:
         return self.function(*positional, **named)
 
 
-def call(operator: str, overload: str, inputs: Sequence[Any], attributes: Mapping[str, Any]) -> tuple:
-    """Evaluate one ATen node with torch; Refused if the allowlist or the schema says no."""
-    result = resolve(operator, overload, inputs, attributes)()
+def call(
+    operator: str,
+    overload: str,
+    inputs: Sequence[Any],
+    attributes: Mapping[str, Any],
+    constants: frozenset[int] = frozenset(),
+) -> tuple:
+    """Evaluate one ATen node with torch; Refused if the allowlist or the schema says no. `constants`:
+    the positions of inputs the model holds as constants, which the exporter wrote for Python scalars
+    (torch.quantile(x, 0.3): a float64 0-d tensor, that the Tensor overload would reject)."""
+    result = resolve(operator, overload, inputs, attributes, constants)()
     results = result if isinstance(result, tuple | list) else (result,)
     return tuple(np.asarray(r.detach().numpy()) for r in results)
 

@@ -123,13 +123,16 @@ def _aten_kernels(proto: Any) -> list[type]:
     from convfix.proto_walk import all_nodes
 
     op_types = {n.op_type for n in all_nodes(proto.graph) if n.domain == aten.ATEN_DOMAIN}
+    constant = {o for n in all_nodes(proto.graph) if n.op_type == "Constant" for o in n.output}
+    constant |= {t.name for t in proto.graph.initializer}
 
     def kernel(op_type: str) -> type:
         def _run(self: Any, *inputs: Any, **attributes: Any) -> tuple:
             operator = aten.operator_of(op_type, attributes)
             overload = attributes.get("overload_name") or ""
             overload = overload.decode() if isinstance(overload, bytes) else overload
-            return aten.call(operator, overload, inputs, attributes)
+            held = frozenset(i for i, name in enumerate(self.onnx_node.input) if name in constant)
+            return aten.call(operator, overload, inputs, attributes, held)
 
         return type(op_type, (OpRun,), {"op_domain": aten.ATEN_DOMAIN, "_run": _run})
 

@@ -197,9 +197,21 @@ def _gather_entry(m: Tensor, n: int, i: int, j: int) -> Tensor:
 def _symmetric_from_lower(a: Tensor, n: int) -> Tensor:
     strictly_lower = _matrix([[1.0 if i > j else 0.0 for j in range(n)] for i in range(n)], a)
     diagonal = _identity(n, a)
-    swap = _swap_last(len(a.shape))
     lower = op.Mul(a, strictly_lower)
-    return op.Add(op.Add(lower, op.Transpose(lower, perm=swap)), op.Mul(a, diagonal))
+    return op.Add(op.Add(lower, _transposed(lower, n, n)), op.Mul(a, diagonal))
+
+
+def _transposed(m: Tensor, rows: int, cols: int) -> Tensor:
+    """m with its last two (static) dims swapped, by a Gather over them flattened: onnx2tf cannot tell
+    a square matrix's dims apart, and a Transpose of one converted right on the probes it was shown and
+    wrong on others (seen: eigvalsh on positive definite matrices). m's last dims are rows, cols."""
+    shape = op.Shape(m)
+    flat = op.Reshape(m, op.Concat(op.Slice(shape, _ints([0]), _ints([-2])), _ints([rows * cols]), axis=0))
+    order = [i * cols + j for j in range(cols) for i in range(rows)]
+    swapped = op.Gather(flat, _ints(order), axis=-1)
+    return op.Reshape(
+        swapped, op.Concat(op.Slice(shape, _ints([0]), _ints([-2])), _ints([cols, rows]), axis=0)
+    )
 
 
 def _swap_last(rank: int) -> list[int]:
@@ -209,7 +221,6 @@ def _swap_last(rank: int) -> list[int]:
 def _jacobi_eigenvalues(s: Tensor, n: int, rank: int) -> Tensor:
     """The eigenvalues of the symmetric s (ascending), by cyclic Jacobi rotations."""
     pairs = [(p, q) for p in range(n) for q in range(p + 1, n)]
-    swap = _swap_last(rank)
     for _ in range(JACOBI_SWEEPS):
         for p, q in pairs:
             apq = _gather_entry(s, n, p, q)
@@ -235,7 +246,10 @@ def _jacobi_eigenvalues(s: Tensor, n: int, rank: int) -> Tensor:
             rotation = op.Add(
                 op.Add(_identity(n, s), op.Mul(op.Sub(c2, scalar(1.0, s)), diag)), op.Mul(s2, cross)
             )
-            s = op.MatMul(op.MatMul(op.Transpose(rotation, perm=swap), s), rotation)
+            rotation_t = op.Sub(
+                op.Add(_identity(n, s), op.Mul(op.Sub(c2, scalar(1.0, s)), diag)), op.Mul(s2, cross)
+            )
+            s = op.MatMul(op.MatMul(rotation_t, s), rotation)
     diagonal = op.ReduceSum(op.Mul(s, _identity(n, s)), _ints([-1]), keepdims=0)
     return op.TopK(diagonal, _ints([n]), axis=-1, largest=0, sorted=1)[0]
 
@@ -243,16 +257,14 @@ def _jacobi_eigenvalues(s: Tensor, n: int, rank: int) -> Tensor:
 def eigvalsh(a: Tensor, uplo: str = "L") -> Tensor:
     n = _size(a, -1)
     if uplo == "U":
-        swap = _swap_last(len(a.shape))
-        a = op.Transpose(a, perm=swap)
+        a = _transposed(a, n, n)
     return _jacobi_eigenvalues(_symmetric_from_lower(a, n), n, len(a.shape))
 
 
 def _gram(a: Tensor) -> tuple[Tensor, int, bool]:
     """A^T A when A is tall (or square), A A^T when wide; its size; whether A was tall."""
     m, n = _size(a, -2), _size(a, -1)
-    swap = _swap_last(len(a.shape))
-    transposed = op.Transpose(a, perm=swap)
+    transposed = _transposed(a, m, n)
     tall = m >= n
     return (op.MatMul(transposed, a) if tall else op.MatMul(a, transposed)), min(m, n), tall
 
@@ -267,8 +279,7 @@ def svdvals(a: Tensor, driver: str | None = None) -> Tensor:
 def pinv(a: Tensor, *args: Any, **kwargs: Any) -> Tensor:
     """The pseudo-inverse of a full-rank matrix: inv(A^T A) A^T, or A^T inv(A A^T) when wide."""
     gram, k, tall = _gram(a)
-    swap = _swap_last(len(a.shape))
-    transposed = op.Transpose(a, perm=swap)
+    transposed = _transposed(a, _size(a, -2), _size(a, -1))
     inverse = _eliminate(gram, _batch_identity(gram, k), k)[0]
     return op.MatMul(inverse, transposed) if tall else op.MatMul(transposed, inverse)
 
