@@ -28,6 +28,13 @@ def test_constant_inputs_are_taken_as_the_python_scalars_the_exporter_wrote():
     np.testing.assert_allclose(value, np.quantile(x, 0.3), rtol=1e-6)
 
 
+def test_a_sequence_input_is_a_list_of_tensors():
+    """torch.block_diag(a, b) exports its tensors as one sequence input (Tensor[] in the schema)."""
+    a, b = np.ones((1, 2), np.float32), np.full((2, 1), 2.0, np.float32)
+    (value,) = aten.call("block_diag", "", [[a, b]], {})
+    np.testing.assert_array_equal(value, [[1, 1, 0], [0, 0, 2], [0, 0, 2]])
+
+
 @pytest.mark.parametrize(
     ("operator", "inputs", "attributes", "reason"),
     [

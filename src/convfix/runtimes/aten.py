@@ -282,6 +282,10 @@ def _convert(operator: str, argument: Any, value: Any) -> Any:
         kind = kind.getElementType()
     if isinstance(kind, torch.TensorType):
         return torch.from_numpy(np.ascontiguousarray(np.asarray(value)))
+    if isinstance(kind, torch.ListType) and isinstance(kind.getElementType(), torch.TensorType):
+        if not isinstance(value, list | tuple) or len(value) > MAX_INT_LIST:
+            raise Refused(f"argument {argument.name!r} must be a short sequence of tensors")
+        return [torch.from_numpy(np.ascontiguousarray(np.asarray(v))) for v in value]
     if isinstance(kind, torch.StringType):
         item = value if isinstance(value, bytes | str) else np.asarray(value).reshape(-1)[0]
         text = item.decode() if isinstance(item, bytes) else str(item)
