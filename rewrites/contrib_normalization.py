@@ -84,34 +84,29 @@ def _replace(b: Emitter, node: ir.Node, values: list[ir.Value | None]) -> str | 
     return None
 
 
-def skip_layer_norm(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = contrib_node(model, finding, "SkipLayerNormalization")
+def _skip_normalization(model: ir.Model, finding: Finding, op_type: str, centered: bool) -> str | None:
+    """SkipLayerNormalization (centered, with beta at input 3 and the bias at 4) or its simplified
+    form (RMS, no beta, the bias at 3): the skip sum normalized, scaled, shifted; the sum as output 3."""
+    node = contrib_node(model, finding, op_type)
     if node is None:
-        return "no com.microsoft SkipLayerNormalization at the finding"
+        return f"no com.microsoft {op_type} at the finding"
     x = node.inputs[0]
     if x.dtype is None or not x.dtype.is_floating_point():
         return f"{node.name}: the input's dtype is unknown"
     b = Emitter(model, node)
-    s = _skip_sum(b, node, 4)
+    s = _skip_sum(b, node, 4 if centered else 3)
     epsilon = node.attributes.get_float("epsilon", DEFAULT_EPSILON)
-    normalized, _, _ = _statistics(b, s, [-1], epsilon, centered=True)
-    output = _affine(b, normalized, node.inputs[2], _input(node, 3), x)
+    normalized, _, _ = _statistics(b, s, [-1], epsilon, centered=centered)
+    output = _affine(b, normalized, node.inputs[2], _input(node, 3) if centered else None, x)
     return _replace(b, node, [output, None, None, s])
+
+
+def skip_layer_norm(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    return _skip_normalization(model, finding, "SkipLayerNormalization", centered=True)
 
 
 def skip_simplified_layer_norm(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
-    node = contrib_node(model, finding, "SkipSimplifiedLayerNormalization")
-    if node is None:
-        return "no com.microsoft SkipSimplifiedLayerNormalization at the finding"
-    x = node.inputs[0]
-    if x.dtype is None or not x.dtype.is_floating_point():
-        return f"{node.name}: the input's dtype is unknown"
-    b = Emitter(model, node)
-    s = _skip_sum(b, node, 3)
-    epsilon = node.attributes.get_float("epsilon", DEFAULT_EPSILON)
-    normalized, _, _ = _statistics(b, s, [-1], epsilon, centered=False)
-    output = _affine(b, normalized, node.inputs[2], None, x)
-    return _replace(b, node, [output, None, None, s])
+    return _skip_normalization(model, finding, "SkipSimplifiedLayerNormalization", centered=False)
 
 
 def simplified_layer_norm(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
