@@ -67,8 +67,9 @@ def _whole_axis(arange: ir.Node, data: ir.Value, axis: int) -> bool:
         return False
     source = shape.inputs[0]
     rank = len(source.shape)
+    # normalize.py wrote the bounds out, from the start and within the rank; any other form reads as
+    # not provable here (the Slice then keeps the rewrite exact)
     start, end = shape.attributes.get_int("start", 0), shape.attributes.get_int("end", rank)
-    start, end = (start + rank if start < 0 else start), (end + rank if end < 0 else end)
     if end != start + 1 or not 0 <= start < rank:
         return False
     return (source is data and start == axis) or _same_dim(source.shape[start], dim)
