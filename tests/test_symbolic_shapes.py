@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import onnx
 import pytest
+from onnx import helper, numpy_helper
 
 import convfix
 from convfix import RepairOptions, model_io, symbolic_shapes
@@ -82,3 +83,45 @@ def test_orphan_dims_relinked_and_the_fused_vit_converts(target, tmp_path):
     report = convfix.repair(path, options, backend=target)
     assert report.status == "repaired", report.to_json()
     assert report.tf.parity.ok and report.tf.tflite_parity.ok
+
+
+def _views_through_computed_shapes() -> onnx.ModelProto:
+    """GPT-2's Conv1D as TorchScript exports it: x viewed flat, a Gemm, and viewed back to
+    x.size()[:-1] + (nf,); plain ONNX, yet ONNX's inference names the flat rows afresh."""
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Shape", ["x"], ["dims"]),
+        helper.make_node("Slice", ["dims", "zero", "last"], ["leading"]),
+        helper.make_node("Concat", ["leading", "features"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "flat"], ["rows"]),
+        helper.make_node("Gemm", ["rows", "w", "b"], ["product"]),
+        helper.make_node("Reshape", ["product", "target"], ["y"]),
+        helper.make_node("Relu", ["y"], ["out"]),
+    ]
+    constants = {
+        "zero": np.array([0], np.int64),
+        "last": np.array([-1], np.int64),
+        "features": np.array([8], np.int64),
+        "flat": np.array([-1, 8], np.int64),
+        "w": rng.standard_normal((8, 8)).astype(np.float32),
+        "b": rng.standard_normal(8).astype(np.float32),
+    }
+    graph = helper.make_graph(
+        nodes,
+        "views",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "sequence", 8])],
+        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, ["batch", "sequence", 8])],
+        [numpy_helper.from_array(v, k) for k, v in constants.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_orphan_dims_of_plain_onnx_shape_arithmetic_relinked(tmp_path):
+    path = tmp_path / "views.onnx"
+    onnx.save(_views_through_computed_shapes(), path)
+    loaded = model_io.load(path)
+    assert {n.domain for n in loaded.graph} == {""}
+    (rows,) = (v for n in loaded.graph for v in n.outputs if v.name == "rows")
+    assert any(name.startswith("unk__") for name in _dim_names([rows]))
+    assert symbolic_shapes.relink(loaded) is None
+    assert [str(d) for d in rows.shape] == ["batch*sequence", "8"]

@@ -4,6 +4,11 @@ Every intermediate value of the main graph becomes an extra output, the model is
 and the values are compared in graph order with the same layout mapping as any output (identity or
 channels-last, confirmed, never guessed). The first producer of a mismatching value is the culprit, so
 that rules can claim the divergence by op.
+
+A mismatch that heals is not the culprit: onnx2tf reassociates sums of constants (BERT's three
+embedding Adds), so an exposed partial sum differs while every consumer of it agrees again. The
+culprit is the first node with a mismatching output that a consumer carries on (or that leaves the
+graph); only where no mismatch propagates does the first mismatch stand.
 """
 
 from __future__ import annotations
@@ -64,16 +69,39 @@ def first_divergence(
     )
     if not result.converted or len(result.tf_outputs) != len(probes):
         return None
-    for node in nodes:
-        for value in node.outputs:
-            for expected, actual in zip(reference, result.tf_outputs, strict=True):
-                compared = value.name in expected and value.name in actual
-                if (
-                    compared
-                    and not compare_tensor(value.name, expected[value.name], actual[value.name], tolerance).ok
-                ):
-                    return _original(model, node)
-    return None
+    status = {
+        v.name: _agrees(v.name, reference, result.tf_outputs, tolerance) for n in nodes for v in n.outputs
+    }
+    diverging = [n for n in nodes if any(status[v.name] is False for v in n.outputs)]
+    leaving = {v.name for v in model.graph.outputs}  # the clone's outputs are all exposed values
+    propagating = (n for n in diverging if any(_carried_on(v, status, leaving) for v in n.outputs))
+    culprit = next(propagating, diverging[0] if diverging else None)
+    return None if culprit is None else _original(model, culprit)
+
+
+def _agrees(
+    name: str,
+    reference: Sequence[Mapping[str, np.ndarray]],
+    actual: Sequence[Mapping[str, np.ndarray]],
+    tolerance: Tolerance,
+) -> bool | None:
+    """Whether TF computes the value as the reference does on every probe; None where not compared."""
+    verdicts = [
+        compare_tensor(name, expected[name], got[name], tolerance).ok
+        for expected, got in zip(reference, actual, strict=True)
+        if name in expected and name in got
+    ]
+    return all(verdicts) if verdicts else None
+
+
+def _carried_on(value: ir.Value, status: Mapping[str, bool | None], leaving: set[str]) -> bool:
+    """A mismatching value that leaves the graph or reaches a consumer whose outputs mismatch too
+    (or are not compared: then it cannot be told healed)."""
+    if status.get(value.name) is not False:
+        return False
+    if value.name in leaving or not value.uses():
+        return True
+    return any(status.get(out.name) is not True for use in value.uses() for out in use.node.outputs)
 
 
 def _original(model: ir.Model, node: ir.Node) -> ir.Node | None:

@@ -1,7 +1,9 @@
 """Symbolic dims relinked to the graph inputs by onnxruntime's symbolic shape inference.
 
 ONNX's shape inference knows no com.microsoft op: past the first one it names every unknown dim afresh
-(`unk__N`), so a value stops saying that its first dim is the input's batch. convfix's conversion
+(`unk__N`), so a value stops saying that its first dim is the input's batch. It does the same past
+shape arithmetic it cannot follow in plain ONNX (GPT-2's TorchScript export views through
+`x.size()[:-1] + (nf,)`, so every block's output has an orphan batch). convfix's conversion
 tells unknown dims apart by those names, so a batch named twice differently becomes two dims and
 onnx2tf lays the two sides of a residual Add out differently ("Dimensions must be equal, but are 64
 and 17": a ViT fused by onnxruntime's optimizer). onnxruntime's symbolic shape inference carries the
@@ -23,11 +25,10 @@ _MAX_NODES = 20_000  # sympy's arithmetic is slow on very large graphs: past thi
 
 
 def _orphan_values(model: ir.Model) -> list[ir.Value]:
-    """The values whose dims ONNX's inference named afresh, in a model with dynamic inputs and an op of
-    another domain (none otherwise: plain ONNX keeps its names, and the names then mean something)."""
+    """The values whose dims ONNX's inference named afresh, in a model with dynamic inputs."""
     graph = model.graph
     dynamic = any(v.shape is not None and not v.shape.is_static() for v in graph.inputs)
-    if not dynamic or len(graph) > _MAX_NODES or all(n.domain in ("", "ai.onnx") for n in graph):
+    if not dynamic or len(graph) > _MAX_NODES:
         return []
     return [
         v
