@@ -103,6 +103,9 @@ def pad_axes_full_rank(model: ir.Model, finding: Finding, context: RuleContext) 
     padded = b.op("Concat", [b.ints([0]), b.op("Cast", [pads], to=ir.DataType.INT64)], axis=0)
     full = b.op("Gather", [padded, b.ints(index)], axis=0)
     mode = node.attributes.get_string("mode", "constant")
+    if constant_value is not None and (constant_value.shape is None or len(constant_value.shape) != 0):
+        # ONNX's own Attention body pads with a [1] value, which TF's PadV2 refuses; it is one element
+        constant_value = b.op("Reshape", [constant_value, b.ints([])])
     b.replace([b.op("Pad", [data, full, constant_value], mode=mode)])
     return None
 

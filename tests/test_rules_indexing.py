@@ -158,6 +158,30 @@ def test_a_pad_over_named_axes_fails_plain_and_is_repaired(target, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_one_element_pad_value_is_made_the_scalar_tf_needs(target, tmp_path):
+    """ONNX's own Attention body pads its mask with a [1] -inf, which TF's PadV2 refuses
+    ("constant_values must be a scalar"); the node suite's padded_kv Attention cases. A finite value
+    here: TFLite writes -inf as -FLT_MAX, another matter."""
+    model = _pad_model([-1], "constant")
+    model.graph.node[1].input[2] = "value"
+    model.graph.input.pop()
+    model.graph.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(np.array([0, 2], np.int64), "pads"),
+            onnx.numpy_helper.from_array(np.array([-3.5], np.float32), "value"),
+        ]
+    )
+    path = save(model, tmp_path / "pad.onnx")
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf", tflite=True), backend=target)
+    assert report.status == "repaired", report.to_json()
+    assert "pad-axes-full-rank" in [s.rule for s in report.accepted_steps]
+    assert report.tf.tflite_parity.ok
+    fresh = np.random.default_rng(1).normal(size=(3, 5, 4)).astype(np.float32)
+    (outputs,) = target.run(tmp_path / "tf", [{"x": fresh}])
+    np.testing.assert_array_equal(outputs["y"], np.pad(fresh, [(0, 0), (0, 0), (0, 2)], constant_values=-3.5))
+
+
+@pytest.mark.slow
 def test_an_uneven_split_and_a_compress_convert_once_respelled(target, tmp_path):
     nodes = [
         helper.make_node("Split", ["x"], ["a", "b", "c"], name="split", axis=1, num_outputs=3),
