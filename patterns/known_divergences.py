@@ -9,6 +9,7 @@ import onnx_ir as ir
 from convfix.rewrites.arange_indexing import arange_grid
 from convfix.rewrites.shape_of import symbolic_shape_of_intermediate
 from convfix.rewrites.slice_bounds import counts_from_end
+from convfix.rewrites.static_shapes import static_reshape_target
 
 from convfix.findings import Finding
 from convfix.matcher import ScanContext, node_detector
@@ -56,3 +57,13 @@ def indexing_by_arange_grid(node: ir.Node, path: str, context: ScanContext) -> I
 def roi_align_as_crop_and_resize(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
     reason = "RoiAlign: onnx2tf's crop_and_resize takes one sample per bin and fails on some boxes"
     yield Finding("divergence", reason, node=node.name, op="RoiAlign", path=path)
+
+
+@node_detector("Reshape")
+def reshape_to_a_computed_target(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    if static_reshape_target(node) is not None:
+        reason = (
+            "Reshape to a computed target that has a constant spelling: onnx2tf knows none of the output's "
+            "dims, and its layout guesses downstream go wrong (attention heads split from a dynamic batch)"
+        )
+        yield Finding("divergence", reason, node=node.name, op="Reshape", path=path)

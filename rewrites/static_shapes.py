@@ -22,6 +22,7 @@ constant target, exact for every input the original accepts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import onnx_ir as ir
@@ -180,7 +181,7 @@ def expand_static_gather(model: ir.Model, finding: Finding, context: RuleContext
     return None
 
 
-def _static_reshape_target(node: ir.Node) -> list[int] | None:
+def static_reshape_target(node: ir.Node) -> list[int] | None:
     """A constant target for a Reshape whose target is computed: dims copied from the data at the
     same position become 0 (Reshape's "keep this dim"), a single remaining run-time entry -1."""
     if (
@@ -202,12 +203,27 @@ def _static_reshape_target(node: ir.Node) -> list[int] | None:
     unknown = [i for i, e in enumerate(target) if not isinstance(e, int)]
     if len(unknown) == 1 and -1 not in target and 0 not in target:
         target[unknown[0]] = -1
-    return target if all(isinstance(e, int) for e in target) else None
+    if not all(isinstance(e, int) for e in target):
+        return None
+    return _inferred_written_out(target, data.shape)
+
+
+def _inferred_written_out(target: list[int], dims: ir.Shape) -> list[int]:
+    """The target with its -1 as the number it stands for, where the dims no 0 keeps are static:
+    onnx2tf resolves a -1 beside zeros from its own guess of the layout ([0, 0, -1, 16] of a
+    [batch, sequence, 64] became [5, 10, 64, 16] in GPT-2's heads)."""
+    if -1 not in target:
+        return target
+    rest = [d for i, d in enumerate(dims) if not (i < len(target) and target[i] == 0)]
+    known = math.prod([e for e in target if e > 0])
+    if not all(isinstance(d, int) for d in rest) or known == 0 or math.prod(rest) % known:
+        return target
+    return [math.prod(rest) // known if e == -1 else e for e in target]
 
 
 def reshape_static_target(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
     """Every Reshape whose computed target can be written as a constant gets that constant."""
-    planned = [(n, t) for n, _ in walk(model.graph) if (t := _static_reshape_target(n)) is not None]
+    planned = [(n, t) for n, _ in walk(model.graph) if (t := static_reshape_target(n)) is not None]
     if not planned:
         return "no Reshape whose computed target has a constant spelling"
     for node, target in planned:
@@ -229,6 +245,6 @@ RULES = [
         ("conversion-error", "divergence"),
         reshape_static_target,
         "a Reshape's computed target as a constant (0 keeps a dim, -1 the one left), so TF knows its dims",
-        ops=("Add", "Sub", "Mul", "Div", "Concat"),
+        ops=("Add", "Sub", "Mul", "Div", "Concat", "Reshape"),
     ),
 ]

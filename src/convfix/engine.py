@@ -18,7 +18,16 @@ import numpy as np
 import onnx_ir as ir
 import onnxscript.optimizer
 
-from convfix import localize, model_io, normalize, oracle, preconditions, probes, symbolic_shapes
+from convfix import (
+    localize,
+    model_io,
+    normalize,
+    oracle,
+    preconditions,
+    probes,
+    shape_elements,
+    symbolic_shapes,
+)
 from convfix.backends.base import Backend, ConversionResult
 from convfix.boundary.process import Limits, memory_ceiling
 from convfix.errors import ConvfixError
@@ -184,6 +193,7 @@ class _Session:
 
 
 def _optimize(model: ir.Model, finding: Finding, context: RuleContext) -> None:
+    shape_elements.fold(model)
     onnxscript.optimizer.optimize(model)
 
 

@@ -70,12 +70,23 @@ def _rejudge(graph_node: Any, tf_layers_dict: dict, batch_size: int | None) -> N
             continue
         onnx_shape = _onnx_shape(output.shape, batch_size)
         tf_shape = entry["tf_node"].shape
-        judged = onnx_shape != tf_shape
         dims = tf_shape.as_list() if tf_shape.rank is not None else None
+        judged = not _consistent(onnx_shape, dims)
         if dims is not None and len(dims) >= 3 and graph_node.op != "MatMul" and onnx_shape == tf_shape:
             judged = judged or (dims[1] is not None and all(d == dims[1] for d in dims[1:]))
         transposed = transposed or judged
         entry[_FLAG] = transposed
+
+
+def _consistent(onnx_shape: list | None, tf_dims: list | None) -> bool:
+    """Whether the TF shape can be the ONNX one unmoved: the same rank, and every dim ONNX knows equal.
+    A dim only ONNX's inference lost (GPT-2's heads split from a Gemm viewed through run-time shapes:
+    ONNX [?, ?, ?], TF [?, ?, 64]) is no sign of a move; a dim only TF lost still is."""
+    if onnx_shape is None or tf_dims is None:
+        return onnx_shape == tf_dims
+    return len(onnx_shape) == len(tf_dims) and all(
+        o is None or o == t for o, t in zip(onnx_shape, tf_dims, strict=False)
+    )
 
 
 def _onnx_shape(shape: list | None, batch_size: int | None) -> list | None:
