@@ -46,15 +46,27 @@ def _float(b: Emitter, value: float, like: ir.Value) -> ir.Value:
     return b.const(np.array(value, like.dtype.numpy()))
 
 
+def _static(dim) -> int:
+    """A dim as a Reshape target entry: its size where static, else -1 (inferred)."""
+    return dim if isinstance(dim, int) else -1
+
+
 def _heads(b: Emitter, x: ir.Value, heads: int) -> ir.Value:
-    """[B, S, N*h] -> [B, N, S, h]."""
-    split = b.op("Reshape", [x, b.ints([0, 0, heads, -1])])
+    """[B, S, N*h] -> [B, N, S, h]. Sizes that are static are written out: onnx2tf fills the
+    target's zeros from the input's dims at every position its own inference left unknown, and a
+    -1 it cannot infer became the input's dim 3 of a rank-3 tensor (LLaMA's heads, by the dynamo
+    exporter)."""
+    hidden = x.shape[-1] if x.shape is not None else None
+    size = hidden // heads if isinstance(hidden, int) and hidden % heads == 0 else -1
+    split = b.op("Reshape", [x, b.ints([0, 0, heads, size])])
     return b.op("Transpose", [split], perm=[0, 2, 1, 3])
 
 
 def _merged(b: Emitter, x: ir.Value) -> ir.Value:
-    """[B, N, S, h] -> [B, S, N*h]."""
-    return b.op("Reshape", [b.op("Transpose", [x], perm=[0, 2, 1, 3]), b.ints([0, 0, -1])])
+    """[B, N, S, h] -> [B, S, N*h] (N*h written out where static, as in _heads)."""
+    dims = list(x.shape) if x.shape is not None and len(x.shape) == 4 else [None] * 4
+    width = dims[1] * dims[3] if isinstance(dims[1], int) and isinstance(dims[3], int) else -1
+    return b.op("Reshape", [b.op("Transpose", [x], perm=[0, 2, 1, 3]), b.ints([0, 0, _static(width)])])
 
 
 def _length(b: Emitter, x: ir.Value, axis: int) -> ir.Value:
@@ -308,7 +320,10 @@ def rotary_embedding(model: ir.Model, finding: Finding, context: RuleContext) ->
     else:
         hidden = x.shape[2]
         head_size = hidden // heads if heads and isinstance(hidden, int) else rotary
-        tensor = b.op("Transpose", [b.op("Reshape", [x, b.ints([0, 0, -1, head_size])])], perm=[0, 2, 1, 3])
+        count = hidden // head_size if isinstance(hidden, int) else -1  # written out: see _heads
+        tensor = b.op(
+            "Transpose", [b.op("Reshape", [x, b.ints([0, 0, count, head_size])])], perm=[0, 2, 1, 3]
+        )
     sequence = _length(b, tensor, 2)
     offset = position_ids.shape is not None and len(position_ids.shape) == 1  # a start offset
     if offset:

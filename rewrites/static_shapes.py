@@ -183,18 +183,19 @@ def expand_static_gather(model: ir.Model, finding: Finding, context: RuleContext
 
 def static_reshape_target(node: ir.Node) -> list[int] | None:
     """A constant target for a Reshape whose target is computed: dims copied from the data at the
-    same position become 0 (Reshape's "keep this dim"), a single remaining run-time entry -1."""
-    if (
-        node.op_type != "Reshape"
-        or node.domain not in ("", "ai.onnx")
-        or node.attributes.get_int("allowzero", 0)
-    ):
+    same position become 0 (Reshape's "keep this dim"), a single remaining run-time entry -1. The
+    target is for a Reshape without allowzero; one with it (what the dynamo exporter writes) is
+    taken where no constant entry is a literal 0, since a copied dim of 0 is kept as 0 either way."""
+    if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx"):
         return None
     data, shape = node.inputs
-    if data.shape is None or ir.convenience.get_const_tensor(shape) is not None:
+    if data.shape is None:
         return None
+    constant = ir.convenience.get_const_tensor(shape)
+    if constant is not None:
+        return _constant_target_written_out(node, [int(e) for e in constant.numpy().reshape(-1)])
     entries = _entries(shape)
-    if entries is None:
+    if entries is None or (node.attributes.get_int("allowzero", 0) and 0 in entries):
         return None
     target: list[int | None] = [
         0 if isinstance(e, _Dim) and i < len(data.shape) and e.same_as(data, i) else e
@@ -208,12 +209,22 @@ def static_reshape_target(node: ir.Node) -> list[int] | None:
     return _inferred_written_out(target, data.shape)
 
 
+def _constant_target_written_out(node: ir.Node, target: list[int]) -> list[int] | None:
+    """A constant target with zeros whose -1 can be written out: that spelling, else None. onnx2tf
+    fills zeros from the input's dims at every position its own inference leaves unknown, a -1
+    included ([0, 0, -1] of [batch, sequence, 4, 16] became [5, 10, 4]: onnxscript's fused LLaMA)."""
+    if 0 not in target or -1 not in target or node.attributes.get_int("allowzero", 0):
+        return None
+    written = _inferred_written_out(target, node.inputs[0].shape)
+    return written if written != target else None
+
+
 def _inferred_written_out(target: list[int], dims: ir.Shape) -> list[int]:
     """The target with its -1 as the number it stands for, where the dims no 0 keeps are static:
     onnx2tf resolves a -1 beside zeros from its own guess of the layout ([0, 0, -1, 16] of a
     [batch, sequence, 64] became [5, 10, 64, 16] in GPT-2's heads)."""
-    if -1 not in target:
-        return target
+    if -1 not in target or all(isinstance(d, int) for d in dims):
+        return target  # all static: onnx2tf infers the -1 itself (a written one moved GQA's heads)
     rest = [d for i, d in enumerate(dims) if not (i < len(target) and target[i] == 0)]
     known = math.prod([e for e in target if e > 0])
     if not all(isinstance(d, int) for d in rest) or known == 0 or math.prod(rest) % known:

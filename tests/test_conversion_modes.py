@@ -180,3 +180,27 @@ def test_repair_converts_dynamic_attention_and_tf_matches_numpy(target, tmp_path
     fresh = [{"x": rng.standard_normal(shape).astype(np.float32)} for shape in ((3, 4, WIDTH), (1, 9, WIDTH))]
     for probe, outputs in zip(fresh, target.run(tmp_path / "tf", fresh), strict=True):
         np.testing.assert_allclose(outputs["y"], attention_numpy(probe["x"]), rtol=1e-4, atol=1e-5)
+
+
+class _NoTFLiteTarget:
+    """Stands in for onnx2tf where the SavedModel is right and the TFLite converter refuses it."""
+
+    def convert(self, onnx_path, out_dir, probe_set, reference, **kwargs) -> ConversionResult:
+        return ConversionResult(
+            converted=True,
+            error="TFLite conversion failed: ConverterError: 'tfl.reshape' op requires 'shape' ...",
+            stage="tflite",
+            tf_outputs=tuple(dict(r) for r in reference),
+            distinct_unknown_dims=kwargs["distinct_unknown_dims"],
+        )
+
+
+def test_a_tflite_failure_leaves_the_savedmodels_parity_its_own(tmp_path: Path) -> None:
+    model = attention_model()
+    report = convfix.repair(
+        save(model, tmp_path / "attention.onnx"), RepairOptions(tflite=True), backend=_NoTFLiteTarget()
+    )
+    assert report.tf.parity.ok, report.tf.parity.problems
+    assert not report.tf.tflite_parity.ok
+    assert "tfl.reshape" in report.tf.tflite_parity.problems[0]
+    assert report.status == "partial"

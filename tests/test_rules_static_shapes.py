@@ -145,3 +145,24 @@ def test_the_reshape_target_becomes_a_constant_and_the_token_gathers_along_batch
     reshape, expand = (next(n for n in model.graph if n.op_type == op) for op in ("Reshape", "Expand"))
     assert static_reshape_target(reshape) == [0, 8, 4]  # the -1 written out: the rest is static
     assert _entries(expand.inputs[1])[1:] == [1, 1]
+
+
+def _constant_view(dims: list) -> ir.Node:
+    """[b, s, 4, 16] viewed as [0, 0, -1] (onnxscript's fused attention merging its heads)."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "target"], ["y"], name="merge")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array([0, 0, -1], np.int64), "target")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    return next(iter(ir.from_proto(model).graph))
+
+
+def test_a_constant_target_with_zeros_gets_its_minus_one_written_out_only_beside_dynamic_dims():
+    """onnx2tf fills zeros (and a -1 beside them) from the input's dims at every position its own
+    inference left unknown: [0, 0, -1] of [5, 10, 4, 16] became [5, 10, 4] (a fused LLaMA's heads)."""
+    assert static_reshape_target(_constant_view(["b", "s", 4, 16])) == [0, 0, 64]
+    assert static_reshape_target(_constant_view([2, 3, 4, 16])) is None
+    assert static_reshape_target(_constant_view(["b", "s", "h", 16])) is None

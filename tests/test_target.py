@@ -470,6 +470,21 @@ def test_a_keras_layer_error_is_reported_by_its_cause():
     assert _one_line(wrapped).startswith("ValueError: Negative dimension size")
 
 
+def test_a_tflite_converter_error_is_reported_by_its_reason_not_its_location_chain():
+    from types import SimpleNamespace
+
+    from convfix.backends.onnx2tf.worker import _converter_error
+
+    class ConverterError(Exception):
+        pass
+
+    reason = "'tfl.reshape' op requires 'shape' to have at most one dynamic dimension"
+    error = ConverterError('<unknown>:0: error: loc(fused[callsite(fused["Transpose:", "model/t"] ' * 20)
+    error.errors = [SimpleNamespace(error_message=reason)]
+    assert _converter_error(error) == f"ConverterError: {reason}"
+    assert _converter_error(ValueError("plain")) == "ValueError: plain"
+
+
 def test_a_run_time_layer_error_names_its_onnx_node_and_maps_to_it():
     """TF's eager error lists the layer's call arguments; onnx2tf names the op after the ONNX node."""
     from convfix.backends.onnx2tf.errors_map import error_nodes

@@ -452,7 +452,9 @@ def _convert_in_mode(
     if not raw.converted:
         return raw
     parity = compare_outputs(session.reference, raw.tf_outputs, session.tolerance)
-    late_failures = [*raw.layout_problems, *([raw.error] if raw.error else [])]
+    # A failure making or running the .tflite is the TFLite artifact's: the SavedModel keeps its verdict.
+    savedmodel_error = raw.error if raw.error and raw.stage not in ("tflite", "tflite_run") else None
+    late_failures = [*raw.layout_problems, *([savedmodel_error] if savedmodel_error else [])]
     parity.problems.extend(late_failures)
     parity.ok &= not late_failures
     tflite_parity = None

@@ -93,6 +93,15 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+def _converter_error(exc: BaseException) -> str:
+    """The TFLite converter's own message: its text leads with a location chain of fused TF ops
+    (hundreds of characters) that hides the reason past any cut; the structured errors hold it."""
+    messages = [
+        e.error_message.strip() for e in getattr(exc, "errors", ()) if getattr(e, "error_message", "")
+    ]
+    return f"{type(exc).__name__}: {messages[0]}" if messages else _one_line(exc)
+
+
 def _timed_import(seconds: dict[str, float], module: str) -> Any:
     """Import a heavy module (its import chatter goes to the worker log); record the cost once."""
     start = time.perf_counter()
@@ -394,7 +403,7 @@ def _to_tflite(saved_dir: Path, target: Path) -> str:
             target.write_bytes(converter.convert())
         except Exception as exc:
             if label == "builtins+select_tf_ops":
-                raise _Failure(f"TFLite conversion failed: {_one_line(exc)}") from exc
+                raise _Failure(f"TFLite conversion failed: {_converter_error(exc)}") from exc
             continue
         return label
     raise AssertionError("unreachable")
