@@ -9,8 +9,9 @@ the lowest or highest value) and reduced over a. add/mul then combine with data;
 Max/Min with data where some update landed (`touched`) and keep data elsewhere. Exact up to the
 order of float additions and multiplications (data + (u1 + u2) instead of (data + u1) + u2).
 Indices shorter than data on another axis are padded with an index that matches nothing.
-Needs static shapes; the one-hot tensor is capped at MAX_ONEHOT elements. Every such ScatterElements
-is rewritten (they all fail alike).
+Needs static shapes off the axis; along it data's length may be a run-time value (bincount's max + 1:
+the positions are then a Range over it). A static one-hot tensor is capped at MAX_ONEHOT elements.
+Every such ScatterElements is rewritten (they all fail alike).
 
 ScatterND with a reduction is worse: onnx2tf converts it ignoring the reduction (a silent mismatch).
 Its k-long index tuples address the first k dims of data, so with data seen as [M, R] (M the product
@@ -37,7 +38,7 @@ COMBINE = {"add": "Add", "mul": "Mul", "max": "Max", "min": "Min"}
 
 class _Plan(NamedTuple):
     axis: int
-    length: int
+    length: int | None  # None: data's length along the axis is known at run time only
     shortfall: list[int]
 
 
@@ -73,40 +74,57 @@ def _plan(node: ir.Node) -> _Plan | str:
     axis = axis + len(data.shape) if axis < 0 else axis
     shortfall = []
     for k, (d, i) in enumerate(zip(data.shape, indices.shape, strict=True)):
-        if isinstance(d, int) and isinstance(i, int):
-            shortfall.append(0 if k == axis else d - i)
-        elif k != axis and d == i and str(d):
+        if k == axis:  # never padded; its length may be known only at run time (bincount's max + 1)
+            shortfall.append(0)
+        elif isinstance(d, int) and isinstance(i, int):
+            shortfall.append(d - i)
+        elif d == i and str(d):
             shortfall.append(0)
         else:
-            return f"{node.name}: a dim of data or indices is dynamic and not shared by both"
+            return f"{node.name}: a dim of data or indices off the axis is dynamic and not shared by both"
+    length = data.shape[axis]
     static = [i for i in indices.shape if isinstance(i, int)]
-    if int(np.prod(static, dtype=np.int64)) * data.shape[axis] > MAX_ONEHOT:
+    if isinstance(length, int) and int(np.prod(static, dtype=np.int64)) * length > MAX_ONEHOT:
         return f"{node.name}: the one-hot tensor would exceed {MAX_ONEHOT} elements"
-    return _Plan(axis, data.shape[axis], shortfall)
+    return _Plan(axis, length if isinstance(length, int) else None, shortfall)
 
 
-def _normalized_indices(b: Emitter, indices: ir.Value, length: int, pads: list[int]) -> ir.Value:
-    """index + length where negative, padded with `length` (an index no position matches)."""
+def _normalized_indices(b: Emitter, indices: ir.Value, length, pads: list[int]) -> ir.Value:
+    """index + length where negative, padded with `length` (an index no position matches); `length`
+    is a number or a scalar value of the indices' dtype."""
     dtype = indices.dtype.numpy()
     normalized = b.from_the_end(indices, length, dtype)
     if not any(pads):
         return normalized
-    return b.op("Pad", [normalized, b.ints(pads), b.const(np.array(length, dtype))])
+    fill = length if isinstance(length, ir.Value) else b.const(np.array(length, dtype))
+    return b.op("Pad", [normalized, b.ints(pads), fill])
+
+
+def _positions(b: Emitter, data: ir.Value, plan: _Plan, dtype: np.dtype) -> tuple[ir.Value, object]:
+    """0..length-1 laid along a new axis after the scattered one, and the length (a number, or a
+    scalar value read from data's shape at run time)."""
+    axis, rank = plan.axis, len(plan.shortfall)
+    shape = (1,) * (axis + 1) + (-1,) + (1,) * (rank - axis - 1)
+    if plan.length is not None:
+        return b.const(np.arange(plan.length, dtype=dtype).reshape(shape)), plan.length
+    measured = b.op("Shape", [data], start=axis, end=axis + 1)
+    length = b.op("Cast", [b.op("Reshape", [measured, b.ints([])])], to=ir.DataType.from_numpy(dtype))
+    zero, one = (b.const(np.array(v, dtype)) for v in (0, 1))
+    return b.op("Reshape", [b.op("Range", [zero, length, one]), b.ints(list(shape))]), length
 
 
 def _rewrite(model: ir.Model, node: ir.Node, plan: _Plan) -> None:
     data, indices, updates = node.inputs[:3]
-    axis, length, shortfall = plan
+    axis, shortfall = plan.axis, plan.shortfall
     rank = len(shortfall)
     reduction, dtype = _reduction(node), data.dtype.numpy()
     b = Emitter(model, node)
     pads = [0] * rank + shortfall
     if any(pads):
         updates = b.op("Pad", [updates, b.ints(pads)])
+    positions, length = _positions(b, data, plan, indices.dtype.numpy())
     index = _normalized_indices(b, indices, length, pads)
-    positions = np.arange(length, dtype=indices.dtype.numpy())
-    positions = positions.reshape((1,) * (axis + 1) + (length,) + (1,) * (rank - axis - 1))
-    onehot = b.op("Equal", [b.op("Unsqueeze", [index, b.ints([axis + 1])]), b.const(positions)])
+    onehot = b.op("Equal", [b.op("Unsqueeze", [index, b.ints([axis + 1])]), positions])
     spread = b.op(
         "Where",
         [onehot, b.op("Unsqueeze", [updates, b.ints([axis + 1])]), b.const(_identity(reduction, dtype))],

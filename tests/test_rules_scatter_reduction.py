@@ -105,7 +105,7 @@ def test_untouched_elements_keep_data_even_nan_and_inf(tmp_path):
     np.testing.assert_array_equal(outputs["y"], [[np.nan, 2, np.inf, -np.inf], [5, np.nan, -np.inf, 2]])
 
 
-def test_a_shared_dynamic_batch_stays_dynamic_and_a_dynamic_axis_is_refused(tmp_path):
+def test_a_shared_dynamic_batch_and_a_dynamic_axis_stay_dynamic(tmp_path):
     path = save(_model(TensorProto.FLOAT, ("n", 4), ("n", 5), 1, "add"), tmp_path / "batch.onnx")
     model = normalize.normalize(model_io.load(path))
     rng = np.random.default_rng(2)
@@ -122,11 +122,60 @@ def test_a_shared_dynamic_batch_stays_dynamic_and_a_dynamic_axis_is_refused(tmp_
     for want, got in zip(expected, oracle.evaluate(model, probes).outputs, strict=True):
         np.testing.assert_array_equal(got["y"], want["y"])
 
-    along = _model(TensorProto.FLOAT, (2, "m"), (2, "m"), 1, "add")
-    refused = normalize.normalize(model_io.load(save(along, tmp_path / "axis.onnx")))
-    reason = RULE.apply(refused, FINDING, RuleContext())
-    assert reason is not None and "dynamic" in reason
-    assert "ScatterElements" in {n.op_type for n in refused.graph}
+    along = normalize.normalize(
+        model_io.load(save(_model(TensorProto.FLOAT, (2, "m"), (2, "k"), 1, "max"), tmp_path / "axis.onnx"))
+    )
+    probes = [
+        {
+            "data": _values(rng, np.float32, (2, length)),
+            "indices": rng.integers(-length, length, size=(2, 3)).astype(np.int64),
+            "updates": _values(rng, np.float32, (2, 3)),
+        }
+        for length in (4, 7)
+    ]
+    expected = oracle.evaluate(along, probes).outputs
+    assert RULE.apply(along, FINDING, RuleContext()) is None
+    assert "ScatterElements" not in {n.op_type for n in along.graph}
+    for want, got in zip(expected, oracle.evaluate(along, probes).outputs, strict=True):
+        np.testing.assert_array_equal(got["y"], want["y"])
+
+
+def _bincount_model() -> onnx.ModelProto:
+    """torch.bincount as torch's exporter writes it: ones scatter-added into zeros of max(x) + 1."""
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["top"], keepdims=1),
+        helper.make_node("Add", ["top", "one"], ["length"]),
+        helper.make_node(
+            "ConstantOfShape",
+            ["length"],
+            ["zeros"],
+            value=helper.make_tensor("v", TensorProto.INT64, [1], [0]),
+        ),
+        helper.make_node("Shape", ["x"], ["count"]),
+        helper.make_node(
+            "ConstantOfShape", ["count"], ["ones"], value=helper.make_tensor("v", TensorProto.INT64, [1], [1])
+        ),
+        _scatter("op", ["zeros", "x", "ones"], "y", 0, "add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bincount",
+        [helper.make_tensor_value_info("x", TensorProto.INT64, [6])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, ["bins"])],
+        [helper.make_tensor("one", TensorProto.INT64, [1], [1])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+
+
+@pytest.mark.slow
+def test_bincount_whose_length_is_its_inputs_max_converts_with_parity(target, tmp_path):
+    path = save(_bincount_model(), tmp_path / "bincount.onnx")
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf", tflite=True), backend=target)
+    assert report.status == "repaired", report.to_json()
+    assert report.tf.parity.ok and report.tf.tflite_parity.ok
+    fresh = [np.array(v, np.int64) for v in ([0, 0, 3, 1, 3, 3], [9, 2, 2, 0, 5, 9])]
+    for x, outputs in zip(fresh, target.run(tmp_path / "tf", [{"x": x} for x in fresh]), strict=True):
+        np.testing.assert_array_equal(outputs["y"], np.bincount(x))
 
 
 def _add_then_max_model() -> onnx.ModelProto:
