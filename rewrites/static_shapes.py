@@ -229,6 +229,8 @@ def _inferred_written_out(target: list[int], dims: ir.Shape) -> list[int]:
     known = math.prod([e for e in target if e > 0])
     if not all(isinstance(d, int) for d in rest) or known == 0 or math.prod(rest) % known:
         return target
+    if math.prod(rest) == 0:
+        return target  # a written 0 would mean "keep this dim", not an empty one
     return [math.prod(rest) // known if e == -1 else e for e in target]
 
 

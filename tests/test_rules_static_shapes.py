@@ -166,3 +166,8 @@ def test_a_constant_target_with_zeros_gets_its_minus_one_written_out_only_beside
     assert static_reshape_target(_constant_view(["b", "s", 4, 16])) == [0, 0, 64]
     assert static_reshape_target(_constant_view([2, 3, 4, 16])) is None
     assert static_reshape_target(_constant_view(["b", "s", "h", 16])) is None
+
+
+def test_a_minus_one_standing_for_an_empty_dim_is_left_to_reshape():
+    """Written out it would be 0, which a Reshape without allowzero reads as "keep this dim"."""
+    assert static_reshape_target(_constant_view(["b", "s", 0, 16])) is None
