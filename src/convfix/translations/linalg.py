@@ -218,7 +218,7 @@ def _swap_last(rank: int) -> list[int]:
     return [*range(rank - 2), rank - 1, rank - 2]
 
 
-def _jacobi_eigenvalues(s: Tensor, n: int, rank: int) -> Tensor:
+def _jacobi_eigenvalues(s: Tensor, n: int) -> Tensor:
     """The eigenvalues of the symmetric s (ascending), by cyclic Jacobi rotations."""
     pairs = [(p, q) for p in range(n) for q in range(p + 1, n)]
     for _ in range(JACOBI_SWEEPS):
@@ -243,13 +243,10 @@ def _jacobi_eigenvalues(s: Tensor, n: int, rank: int) -> Tensor:
                 s,
             )
             c2, s2 = op.Unsqueeze(c, _ints([-1, -2])), op.Unsqueeze(sn, _ints([-1, -2]))
-            rotation = op.Add(
-                op.Add(_identity(n, s), op.Mul(op.Sub(c2, scalar(1.0, s)), diag)), op.Mul(s2, cross)
-            )
-            rotation_t = op.Sub(
-                op.Add(_identity(n, s), op.Mul(op.Sub(c2, scalar(1.0, s)), diag)), op.Mul(s2, cross)
-            )
-            s = op.MatMul(op.MatMul(rotation_t, s), rotation)
+            # the rotation and its transpose differ only in the sign of the cross terms
+            base = op.Add(_identity(n, s), op.Mul(op.Sub(c2, scalar(1.0, s)), diag))
+            turn = op.Mul(s2, cross)
+            s = op.MatMul(op.MatMul(op.Sub(base, turn), s), op.Add(base, turn))
     diagonal = op.ReduceSum(op.Mul(s, _identity(n, s)), _ints([-1]), keepdims=0)
     return op.TopK(diagonal, _ints([n]), axis=-1, largest=0, sorted=1)[0]
 
@@ -258,28 +255,28 @@ def eigvalsh(a: Tensor, uplo: str = "L") -> Tensor:
     n = _size(a, -1)
     if uplo == "U":
         a = _transposed(a, n, n)
-    return _jacobi_eigenvalues(_symmetric_from_lower(a, n), n, len(a.shape))
+    return _jacobi_eigenvalues(_symmetric_from_lower(a, n), n)
 
 
-def _gram(a: Tensor) -> tuple[Tensor, int, bool]:
-    """A^T A when A is tall (or square), A A^T when wide; its size; whether A was tall."""
+def _gram(a: Tensor) -> tuple[Tensor, int, bool, Tensor]:
+    """A^T A when A is tall (or square), A A^T when wide; its size; whether A was tall; A^T."""
     m, n = _size(a, -2), _size(a, -1)
     transposed = _transposed(a, m, n)
     tall = m >= n
-    return (op.MatMul(transposed, a) if tall else op.MatMul(a, transposed)), min(m, n), tall
+    gram = op.MatMul(transposed, a) if tall else op.MatMul(a, transposed)
+    return gram, min(m, n), tall, transposed
 
 
 def svdvals(a: Tensor, driver: str | None = None) -> Tensor:
-    gram, k, _ = _gram(a)
-    eigenvalues = _jacobi_eigenvalues(gram, k, len(a.shape))
+    gram, k, _, _ = _gram(a)
+    eigenvalues = _jacobi_eigenvalues(gram, k)
     values = op.Sqrt(op.Max(eigenvalues, scalar(0.0, a)))
     return op.TopK(values, _ints([k]), axis=-1, largest=1, sorted=1)[0]
 
 
 def pinv(a: Tensor, *args: Any, **kwargs: Any) -> Tensor:
     """The pseudo-inverse of a full-rank matrix: inv(A^T A) A^T, or A^T inv(A A^T) when wide."""
-    gram, k, tall = _gram(a)
-    transposed = _transposed(a, _size(a, -2), _size(a, -1))
+    gram, k, tall, transposed = _gram(a)
     inverse = _eliminate(gram, _batch_identity(gram, k), k)[0]
     return op.MatMul(inverse, transposed) if tall else op.MatMul(transposed, inverse)
 
