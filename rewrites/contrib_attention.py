@@ -46,11 +46,6 @@ def _float(b: Emitter, value: float, like: ir.Value) -> ir.Value:
     return b.const(np.array(value, like.dtype.numpy()))
 
 
-def _static(dim) -> int:
-    """A dim as a Reshape target entry: its size where static, else -1 (inferred)."""
-    return dim if isinstance(dim, int) else -1
-
-
 def _heads(b: Emitter, x: ir.Value, heads: int) -> ir.Value:
     """[B, S, N*h] -> [B, N, S, h]. Sizes that are static are written out: onnx2tf fills the
     target's zeros from the input's dims at every position its own inference left unknown, and a
@@ -66,7 +61,7 @@ def _merged(b: Emitter, x: ir.Value) -> ir.Value:
     """[B, N, S, h] -> [B, S, N*h] (N*h written out where static, as in _heads)."""
     dims = list(x.shape) if x.shape is not None and len(x.shape) == 4 else [None] * 4
     width = dims[1] * dims[3] if isinstance(dims[1], int) and isinstance(dims[3], int) else -1
-    return b.op("Reshape", [b.op("Transpose", [x], perm=[0, 2, 1, 3]), b.ints([0, 0, _static(width)])])
+    return b.op("Reshape", [b.op("Transpose", [x], perm=[0, 2, 1, 3]), b.ints([0, 0, width])])
 
 
 def _length(b: Emitter, x: ir.Value, axis: int) -> ir.Value:
