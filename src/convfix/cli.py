@@ -24,7 +24,7 @@ from convfix.errors import ConvfixError
 from convfix.findings import Finding
 from convfix.journal import Report
 from convfix.options import RepairOptions
-from convfix.parity import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
+from convfix.parity import DEFAULT_ATOL, DEFAULT_RTOL, Parity, Tolerance
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 out = Console(markup=False)  # messages and names are shown as written, never as markup
@@ -53,6 +53,15 @@ def _options(
 
 Rtol = Annotated[float, typer.Option("--rtol", help="Relative tolerance")]
 Atol = Annotated[float, typer.Option("--atol", help="Absolute tolerance")]
+
+
+def _ties(parity: Parity) -> str:
+    if not parity.rounding_ties:
+        return ""
+    return (
+        f" ({parity.rounding_ties} rounding tie(s) decided the other way: compared with the reference "
+        "re-run on the artifact's rounding)"
+    )
 
 
 def _findings_table(findings: list[Finding]) -> Table:
@@ -92,12 +101,14 @@ def _render_report(report: Report) -> None:
     tf = report.tf
     if tf.converted and tf.parity is not None:
         per_probe = ", ".join(f"{e:.3g}" for e in tf.parity.per_probe_max_abs_err)
-        out.print(f"TF parity: {'ok' if tf.parity.ok else 'FAILED'}; max abs err per probe: {per_probe}")
+        verdict = "ok" if tf.parity.ok else "FAILED"
+        out.print(f"TF parity: {verdict}; max abs err per probe: {per_probe}{_ties(tf.parity)}")
         for problem in tf.parity.problems[:5]:
             out.print(f"  {problem}")
     if tf.tflite_parity is not None:
-        verdict = "ok" if tf.tflite_parity.ok else "FAILED"
-        out.print(f"TFLite parity: {verdict}; max abs err {tf.tflite_parity.max_abs_err:.3g}")
+        lite = tf.tflite_parity
+        verdict = "ok" if lite.ok else "FAILED"
+        out.print(f"TFLite parity: {verdict}; max abs err {lite.max_abs_err:.3g}{_ties(lite)}")
     if not tf.converted:
         out.print(f"conversion failed: {tf.error}")
     for finding in report.remaining:

@@ -25,6 +25,7 @@ from convfix import (
     oracle,
     preconditions,
     probes,
+    rounding,
     shape_elements,
     symbolic_shapes,
 )
@@ -431,6 +432,29 @@ def _convert(session: _Session, backend: Backend, scratch: Path, options: Repair
 def _convert_in_mode(
     session: _Session, backend: Backend, scratch: Path, options: RepairOptions, *, distinct_unknown_dims: bool
 ) -> ConversionResult:
+    raw = _converted(session, backend, scratch, options, session.reference, distinct_unknown_dims)
+    if not raw.converted:
+        return raw
+    parity, tflite_parity = _verdicts(raw, session.reference, session.reference, session.tolerance, options)
+    if not (parity.ok and (tflite_parity is None or tflite_parity.ok)) and rounding.rounding_points(
+        session.model
+    ):
+        raw, parity, tflite_parity = _reanchored(
+            session, backend, scratch, options, raw, (parity, tflite_parity), distinct_unknown_dims
+        )
+    # The outputs have been compared: the report keeps the verdicts, not the tensors.
+    return replace(raw, parity=parity, tflite_parity=tflite_parity, tf_outputs=(), tflite_outputs=None)
+
+
+def _converted(
+    session: _Session,
+    backend: Backend,
+    scratch: Path,
+    options: RepairOptions,
+    reference: Sequence[Mapping[str, np.ndarray]],
+    distinct_unknown_dims: bool,
+) -> ConversionResult:
+    """One conversion of the session's model, its output layout decided against `reference`."""
     attempt = Path(tempfile.mkdtemp(prefix="attempt-", dir=scratch))
     onnx_path = attempt / "model.onnx"
     # onnx2tf 1.29.24 reads external weights wrongly (silently wrong outputs, seen here): inline them.
@@ -442,30 +466,91 @@ def _convert_in_mode(
         onnx_path,
         out_dir,
         session.probe_set,
-        session.reference,
+        reference,
         rtol=session.tolerance.rtol,
         atol=session.tolerance.atol,
         tflite=options.tflite,
         distinct_unknown_dims=distinct_unknown_dims,
     )
     _account_conversion(session.report.timings, time.perf_counter() - started, raw.seconds)
-    if not raw.converted:
-        return raw
-    parity = compare_outputs(session.reference, raw.tf_outputs, session.tolerance)
+    return raw
+
+
+def _verdicts(
+    raw: ConversionResult,
+    reference: Sequence[Mapping[str, np.ndarray]],
+    tflite_reference: Sequence[Mapping[str, np.ndarray]],
+    tolerance: Tolerance,
+    options: RepairOptions,
+) -> tuple[Parity, Parity | None]:
+    """The SavedModel's and the .tflite's parity, each against its reference."""
+    parity = compare_outputs(reference, raw.tf_outputs, tolerance)
     # A failure making or running the .tflite is the TFLite artifact's: the SavedModel keeps its verdict.
     savedmodel_error = raw.error if raw.error and raw.stage not in ("tflite", "tflite_run") else None
     late_failures = [*raw.layout_problems, *([savedmodel_error] if savedmodel_error else [])]
     parity.problems.extend(late_failures)
     parity.ok &= not late_failures
-    tflite_parity = None
-    if options.tflite:
-        tflite_parity = (
-            compare_outputs(session.reference, raw.tflite_outputs, session.tolerance)
-            if raw.tflite_outputs is not None
-            else Parity(False, problems=[raw.error or _NO_TFLITE])
+    if not options.tflite:
+        return parity, None
+    if raw.tflite_outputs is None:
+        return parity, Parity(False, problems=[raw.error or _NO_TFLITE])
+    return parity, compare_outputs(tflite_reference, raw.tflite_outputs, tolerance)
+
+
+def _reanchored(
+    session: _Session,
+    backend: Backend,
+    scratch: Path,
+    options: RepairOptions,
+    raw: ConversionResult,
+    verdicts: tuple[Parity, Parity | None],
+    distinct_unknown_dims: bool,
+) -> tuple[ConversionResult, Parity, Parity | None]:
+    """The verdicts of an artifact that failed, against the reference re-run on its own rounding of
+    ties (rounding.py); a verdict stands where that re-run cannot be made. A layout decided against
+    the plain reference (no permutation fitted a tie rounded the other way) is decided again."""
+    anchored = rounding.anchored_references(
+        session.model,
+        session.probe_set,
+        backend,
+        scratch,
+        session.tolerance,
+        tflite=options.tflite,
+        distinct_unknown_dims=distinct_unknown_dims,
+    )
+    references = {
+        label: found.reference if isinstance(found, rounding.Anchored) else session.reference
+        for label, found in anchored.items()
+    }
+    saved = anchored.get("SavedModel")
+    if isinstance(saved, rounding.Anchored) and raw.layout_problems:
+        again = _converted(session, backend, scratch, options, saved.reference, distinct_unknown_dims)
+        raw = again if again.converted else raw
+    parity, tflite_parity = _verdicts(
+        raw,
+        references.get("SavedModel", session.reference),
+        references.get("TFLite", session.reference),
+        session.tolerance,
+        options,
+    )
+    kept = [
+        _kept(before, after, anchored.get(label, "the extra conversion stopped before it"))
+        for label, before, after in zip(
+            ("SavedModel", "TFLite"), verdicts, (parity, tflite_parity), strict=True
         )
-    # The outputs have been compared: the report keeps the verdicts, not the tensors.
-    return replace(raw, parity=parity, tflite_parity=tflite_parity, tf_outputs=(), tflite_outputs=None)
+    ]
+    return raw, kept[0], kept[1]
+
+
+def _kept(before: Parity | None, after: Parity | None, found: rounding.Anchored | str) -> Parity | None:
+    """The re-anchored verdict of an artifact that failed, where its rounding could be re-run."""
+    if before is None or before.ok or after is None:
+        return before
+    if isinstance(found, rounding.Anchored):
+        after.rounding_ties = found.ties
+        return after
+    before.problems.append(f"not re-run on the artifact's rounding of ties: {found}")
+    return before
 
 
 _NO_TFLITE = "no .tflite was written: the SavedModel it would be made from does not match the reference"

@@ -45,6 +45,9 @@ class Parity:
     max_rel_err: float = 0.0
     problems: list[str] = field(default_factory=list)
     per_probe_max_abs_err: list[float] = field(default_factory=list)
+    # elements the artifact rounded to the other side of a tie (within tolerance), compared against
+    # the reference re-run on its choices (rounding.py)
+    rounding_ties: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)

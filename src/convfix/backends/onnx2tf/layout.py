@@ -21,6 +21,7 @@ from convfix.parity import Tolerance, compare_tensor
 
 IDENTITY = "identity"
 NOT_RESOLVED = "identity (no permutation matches)"
+UNCOMPARED = "identity (no reference: a rank-1 value read, rounding.py)"
 
 # A signature argument name TF keeps verbatim: TF renames anything else (input.1 -> input_1) or
 # rejects it outright (x:0, /a/b, _x, names with spaces or non-ASCII letters, Python keywords, self).
@@ -130,9 +131,14 @@ def decide_layouts(
     output_names: Sequence[str],
     tol: Tolerance,
 ) -> LayoutDecision:
-    """Choose, per output, the permutation under which the raw TF outputs equal the reference."""
+    """Choose, per output, the permutation under which the raw TF outputs equal the reference.
+    An output the reference does not hold is taken as computed: the caller reads a value it has
+    no reference for, flattened so that no layout is in question."""
     decision = LayoutDecision()
     for name in output_names:
+        if reference and name not in reference[0]:
+            decision.perms[name], decision.described[name] = None, UNCOMPARED
+            continue
         if not reference:
             decision.perms[name], decision.described[name] = None, NOT_RESOLVED
             decision.problems.append(f"output {name!r}: no probes to decide the layout on")

@@ -1,0 +1,182 @@
+"""Parity at rounding points: a tie the artifact rounds the other way is not a divergence.
+
+A quantized model rounds activations to integers at run time (DynamicQuantizeLinear spelled out is
+Round(x / scale)). Where x / scale lies within float error of a half step, a last-bit difference
+upstream (onnx2tf reassociates sums) sends that element to the neighbouring integer, and the
+quantized layers after it carry the whole step to the outputs: seen on dynamically quantized GPT-2,
+0.016 at an output on 1 or 2 probes of 12. Comparing such an artifact's outputs with a reference that
+made the other choice cannot tell it from a wrong artifact.
+
+So, where outputs differ and the model rounds, the artifact's own values at every Round are read
+(the model converted once more with them as extra outputs, flattened so that no layout is in
+question), the reference is re-run with them in place of its own rounding, and the artifact passes
+only if
+- every element where they differ from round-half-to-even of the re-run's own pre-round value v is
+  a tie within the parity tolerance: |v - rounded| <= 0.5 + atol + rtol * |v|; and
+- the artifact's outputs match the re-run reference within the usual tolerance.
+The outputs compared are the artifact's own, never the extra conversion's: a tie decided differently
+there makes the check fail, not pass.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+from onnx_ir.passes import common
+
+from convfix import model_io, oracle
+from convfix.backends.base import Backend, Probe
+from convfix.parity import Tolerance
+
+MAX_POINTS = 256
+ROUNDED = "__artifact_rounded"  # suffix of an exposed (and then fed) rounded value
+PRE_ROUND = "__pre_round"  # suffix of the re-run's exposed pre-round value
+
+
+@dataclass(frozen=True)
+class Anchored:
+    """The reference re-run on one artifact's rounding, and how many ties the artifact decided
+    the other way (over every probe and rounding point)."""
+
+    reference: list[Probe]
+    ties: int
+
+
+def rounding_points(model: ir.Model) -> list[ir.Node]:
+    """The main graph's Round nodes with a float output that is not itself a graph output."""
+    return [
+        node
+        for node in model.graph
+        if node.op_type == "Round"
+        and node.domain in ("", "ai.onnx")
+        and node.outputs[0].dtype is not None
+        and node.outputs[0].dtype.is_floating_point()
+        and not node.outputs[0].is_graph_output()
+    ][:MAX_POINTS]
+
+
+def _flattened(graph: ir.Graph, value: ir.Value, name: str) -> ir.Value:
+    shape = ir.node("Constant", [], attributes={"value": ir.tensor(np.array([-1], np.int64))})
+    flat = ir.node("Reshape", [value, shape.outputs[0]])
+    flat.outputs[0].name, flat.outputs[0].dtype, flat.outputs[0].shape = name, value.dtype, ir.Shape([None])
+    graph.extend([shape, flat])
+    return flat.outputs[0]
+
+
+def _exposed(model: ir.Model) -> ir.Model:
+    """The model computing only its rounding points' outputs, flattened: no reference is needed
+    to decide their layout, so none of them can keep the .tflite from being made."""
+    exposed = model_io.clone(model)
+    graph = exposed.graph
+    flat = [_flattened(graph, n.outputs[0], n.outputs[0].name + ROUNDED) for n in rounding_points(exposed)]
+    graph.outputs.clear()
+    graph.outputs.extend(flat)
+    common.RemoveUnusedNodesPass()(exposed)
+    return exposed
+
+
+def _anchored(model: ir.Model) -> ir.Model:
+    """The model with every rounding point's output fed from a flat input of the same name as the
+    exposed value, and its pre-round value exposed, flattened."""
+    anchored = model_io.clone(model)
+    graph = anchored.graph
+    for node in rounding_points(anchored):
+        rounded, before = node.outputs[0], node.inputs[0]
+        fed = ir.Value(name=rounded.name + ROUNDED, type=ir.TensorType(rounded.dtype), shape=ir.Shape([None]))
+        graph.inputs.append(fed)
+        shape = ir.node("Shape", [before])
+        restored = ir.node("Reshape", [fed, shape.outputs[0]])
+        restored.outputs[0].dtype, restored.outputs[0].shape = rounded.dtype, rounded.shape
+        graph.extend([shape, restored])
+        rounded.replace_all_uses_with(restored.outputs[0])
+        graph.outputs.append(_flattened(graph, before, rounded.name + PRE_ROUND))
+    graph.sort()
+    return anchored
+
+
+def _other_way(pre_round: np.ndarray, rounded: np.ndarray, tolerance: Tolerance) -> tuple[int, int]:
+    """(ties the artifact rounded the other way, elements it rounded wrongly)."""
+    v, r = pre_round.astype(np.float64), rounded.astype(np.float64)
+    if v.shape != r.shape:
+        return 0, max(v.size, r.size, 1)
+    differs = ~((np.rint(v) == r) | (np.isnan(v) & np.isnan(r)))
+    slack = tolerance.atol + tolerance.rtol * np.abs(v[differs])
+    tie = (np.abs(v[differs] - r[differs]) <= 0.5 + slack) & (r[differs] == np.rint(r[differs]))
+    return int(tie.sum()), int((~tie).sum())
+
+
+def _rerun(
+    anchored: ir.Model,
+    probes: Sequence[Mapping[str, np.ndarray]],
+    artifact: Sequence[Mapping[str, np.ndarray]],
+    outputs: Sequence[str],
+    tolerance: Tolerance,
+) -> Anchored | str:
+    fed_names = [v.name for v in anchored.graph.inputs if v.name.endswith(ROUNDED)]
+    if any(name not in out for out in artifact for name in fed_names):
+        return "the artifact did not return its rounded values"
+    feeds = [
+        {**probe, **{name: np.asarray(out[name]).reshape(-1) for name in fed_names}}
+        for probe, out in zip(probes, artifact, strict=True)
+    ]
+    try:
+        rerun = oracle.evaluate(anchored, feeds, "re-running on the artifact's rounding").outputs
+    except oracle.OracleError as exc:
+        return f"the reference cannot be re-run on the artifact's rounding: {exc}"
+    ties = wrong = 0
+    for got, out in zip(rerun, artifact, strict=True):
+        for name in fed_names:
+            pre_round = got[name.removesuffix(ROUNDED) + PRE_ROUND]
+            one_ties, one_wrong = _other_way(pre_round, np.asarray(out[name]).reshape(-1), tolerance)
+            ties, wrong = ties + one_ties, wrong + one_wrong
+    if wrong:
+        return f"the artifact rounds {wrong} element(s) away from any tie"
+    return Anchored([{name: got[name] for name in outputs} for got in rerun], ties)
+
+
+def anchored_references(
+    model: ir.Model,
+    probes: Sequence[Mapping[str, np.ndarray]],
+    backend: Backend,
+    scratch: Path,
+    tolerance: Tolerance,
+    *,
+    tflite: bool,
+    distinct_unknown_dims: bool,
+) -> dict[str, Anchored | str]:
+    """Per artifact ("SavedModel", "TFLite"), the reference re-run on its rounding, or why not.
+    Empty where the model has no rounding point."""
+    if not rounding_points(model):
+        return {}
+    folder = Path(tempfile.mkdtemp(prefix="rounding-", dir=scratch))
+    model_io.save(_exposed(model), folder / "model.onnx", external=False)
+    (folder / "tf").mkdir()
+    result = backend.convert(
+        folder / "model.onnx",
+        folder / "tf",
+        probes,
+        [{} for _ in probes],  # what it computes has no reference: that is what is read
+        rtol=tolerance.rtol,
+        atol=tolerance.atol,
+        tflite=tflite,
+        distinct_unknown_dims=distinct_unknown_dims,
+    )
+    if not result.converted or len(result.tf_outputs) != len(probes):
+        return {"SavedModel": "the model with its rounded values exposed did not convert"}
+    anchored = _anchored(model)
+    outputs = [v.name for v in model.graph.outputs]
+    found: dict[str, Anchored | str] = {
+        "SavedModel": _rerun(anchored, probes, result.tf_outputs, outputs, tolerance)
+    }
+    if tflite:
+        found["TFLite"] = (
+            _rerun(anchored, probes, result.tflite_outputs, outputs, tolerance)
+            if result.tflite_outputs is not None
+            else "no .tflite was made of the model with its rounded values exposed"
+        )
+    return found
