@@ -25,6 +25,7 @@ from convfix import (
     oracle,
     preconditions,
     probes,
+    round_trips,
     rounding,
     shape_elements,
     symbolic_shapes,
@@ -195,6 +196,7 @@ class _Session:
 
 def _optimize(model: ir.Model, finding: Finding, context: RuleContext) -> None:
     shape_elements.fold(model)
+    round_trips.fold(model)
     onnxscript.optimizer.optimize(model)
 
 
