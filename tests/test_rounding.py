@@ -53,11 +53,11 @@ def test_an_artifact_rounding_away_from_a_tie_is_refused(tmp_path):
     model = model_io.load(save(_scaled_and_rounded(), tmp_path / "m.onnx"))
     anchored = rounding._anchored(model)
     probe = {"x": np.array([[28.0, 1.0, 7.0, 3.0]], np.float32)}  # x * 3 / 7: 12, 0.43, 3, 1.29
-    own = {"rounded" + rounding.ROUNDED: np.array([12.0, 0.0, 3.0, 1.0], np.float32)}
+    own = {rounding.ROUNDED.format(0): np.array([12.0, 0.0, 3.0, 1.0], np.float32)}
     found = rounding._rerun(anchored, [probe], [own], ["y"], Tolerance())
     assert isinstance(found, rounding.Anchored) and found.ties == 0
     np.testing.assert_array_equal(found.reference[0]["y"], [[1200.0, 0.0, 300.0, 100.0]])
-    off = {"rounded" + rounding.ROUNDED: np.array([13.0, 0.0, 3.0, 1.0], np.float32)}
+    off = {rounding.ROUNDED.format(0): np.array([13.0, 0.0, 3.0, 1.0], np.float32)}
     assert "1 element(s) away from any tie" in rounding._rerun(anchored, [probe], [off], ["y"], Tolerance())
 
 

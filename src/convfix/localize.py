@@ -5,6 +5,8 @@ and the values are compared in graph order with the same layout mapping as any o
 channels-last, confirmed, never guessed). The first producer of a mismatching value is the culprit, so
 that rules can claim the divergence by op.
 
+Values named with ':' are renamed in the exposed copy: onnx2tf drops such outputs.
+
 A mismatch that heals is not the culprit: onnx2tf reassociates sums of constants (BERT's three
 embedding Adds), so an exposed partial sum differs while every consumer of it agrees again. The
 culprit is the first node with a mismatching output that a consumer carries on (or that leaves the
@@ -47,6 +49,7 @@ def first_divergence(
     """The first node (graph order) whose outputs diverge in TF, or None if that cannot be told.
     The conversion mode is the one of the divergent conversion: another mode diverges elsewhere."""
     exposed = model_io.clone(model)
+    _without_colons(exposed)
     nodes = list(exposed.graph)
     extra = [v for n in nodes for v in _exposable(n)][:MAX_EXPOSED]
     exposed.graph.outputs.extend(extra)
@@ -77,6 +80,20 @@ def first_divergence(
     propagating = (n for n in diverging if any(_carried_on(v, status, leaving) for v in n.outputs))
     culprit = next(propagating, diverging[0] if diverging else None)
     return None if culprit is None else _original(model, culprit)
+
+
+def _without_colons(model: ir.Model) -> None:
+    """Rename computed values whose names hold ':' (onnx2tf drops such outputs when others have
+    none: seen on every weight DequantizeLinear of an onnxruntime QDQ model, `onnx::Conv_22`)."""
+    taken = {v.name for n in model.graph for v in n.outputs} | {v.name for v in model.graph.inputs}
+    for node in model.graph:
+        for value in node.outputs:
+            if value.name and ":" in value.name:
+                name = value.name.replace(":", "_")
+                while name in taken:
+                    name += "_"
+                taken.add(name)
+                value.name = name
 
 
 def _agrees(

@@ -34,8 +34,10 @@ from convfix.backends.base import Backend, Probe
 from convfix.parity import Tolerance
 
 MAX_POINTS = 256
-ROUNDED = "__artifact_rounded"  # suffix of an exposed (and then fed) rounded value
-PRE_ROUND = "__pre_round"  # suffix of the re-run's exposed pre-round value
+# Names of the exposed (then fed) rounded values and of the re-run's pre-round values, by the rounding
+# point's position: a value's own name may hold ':', and onnx2tf drops outputs named so.
+ROUNDED = "convfix_rounded_{}"
+PRE_ROUND = "convfix_pre_round_{}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ def _exposed(model: ir.Model) -> ir.Model:
     to decide their layout, so none of them can keep the .tflite from being made."""
     exposed = model_io.clone(model)
     graph = exposed.graph
-    flat = [_flattened(graph, n.outputs[0], n.outputs[0].name + ROUNDED) for n in rounding_points(exposed)]
+    points = rounding_points(exposed)
+    flat = [_flattened(graph, n.outputs[0], ROUNDED.format(i)) for i, n in enumerate(points)]
     graph.outputs.clear()
     graph.outputs.extend(flat)
     common.RemoveUnusedNodesPass()(exposed)
@@ -85,16 +88,16 @@ def _anchored(model: ir.Model) -> ir.Model:
     exposed value, and its pre-round value exposed, flattened."""
     anchored = model_io.clone(model)
     graph = anchored.graph
-    for node in rounding_points(anchored):
+    for index, node in enumerate(rounding_points(anchored)):
         rounded, before = node.outputs[0], node.inputs[0]
-        fed = ir.Value(name=rounded.name + ROUNDED, type=ir.TensorType(rounded.dtype), shape=ir.Shape([None]))
+        fed = ir.Value(name=ROUNDED.format(index), type=ir.TensorType(rounded.dtype), shape=ir.Shape([None]))
         graph.inputs.append(fed)
         shape = ir.node("Shape", [before])
         restored = ir.node("Reshape", [fed, shape.outputs[0]])
         restored.outputs[0].dtype, restored.outputs[0].shape = rounded.dtype, rounded.shape
         graph.extend([shape, restored])
         rounded.replace_all_uses_with(restored.outputs[0])
-        graph.outputs.append(_flattened(graph, before, rounded.name + PRE_ROUND))
+        graph.outputs.append(_flattened(graph, before, PRE_ROUND.format(index)))
     graph.sort()
     return anchored
 
@@ -117,7 +120,7 @@ def _rerun(
     outputs: Sequence[str],
     tolerance: Tolerance,
 ) -> Anchored | str:
-    fed_names = [v.name for v in anchored.graph.inputs if v.name.endswith(ROUNDED)]
+    fed_names = [v.name for v in anchored.graph.inputs if v.name.startswith(ROUNDED.format(""))]
     if any(name not in out for out in artifact for name in fed_names):
         return "the artifact did not return its rounded values"
     feeds = [
@@ -130,8 +133,8 @@ def _rerun(
         return f"the reference cannot be re-run on the artifact's rounding: {exc}"
     ties = wrong = 0
     for got, out in zip(rerun, artifact, strict=True):
-        for name in fed_names:
-            pre_round = got[name.removesuffix(ROUNDED) + PRE_ROUND]
+        for index, name in enumerate(fed_names):
+            pre_round = got[PRE_ROUND.format(index)]
             one_ties, one_wrong = _other_way(pre_round, np.asarray(out[name]).reshape(-1), tolerance)
             ties, wrong = ties + one_ties, wrong + one_wrong
     if wrong:
