@@ -67,3 +67,24 @@ def reshape_to_a_computed_target(node: ir.Node, path: str, context: ScanContext)
             "dims, and its layout guesses downstream go wrong (attention heads split from a dynamic batch)"
         )
         yield Finding("divergence", reason, node=node.name, op="Reshape", path=path)
+
+
+@node_detector("DequantizeLinear")
+def per_channel_weight_dequantized(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    """A QDQ model's per-channel weights (onnxruntime's quantize_static, per_channel=True)."""
+    weight = ir.convenience.get_const_tensor(node.inputs[0])
+    scale = node.inputs[1].shape if len(node.inputs) > 1 and node.inputs[1] is not None else None
+    if weight is not None and scale is not None and scale.is_static() and np.prod(scale.numpy()) > 1:
+        reason = (
+            "DequantizeLinear of a per-channel constant weight: onnx2tf lays the scale along another "
+            "axis of the folded weight (a silent mismatch)"
+        )
+        yield Finding("divergence", reason, node=node.name, op="DequantizeLinear", path=path)
+
+
+@node_detector("QuantizeLinear")
+def quantized_activation(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    """Every QuantizeLinear: onnx2tf returns the dequantized float for the integer ONNX defines
+    (found one per conversion by the localizer on a QDQ CNN: five conversions for five of them)."""
+    reason = "QuantizeLinear: onnx2tf returns the dequantized float, not the integer (a silent mismatch)"
+    yield Finding("divergence", reason, node=node.name, op="QuantizeLinear", path=path)
