@@ -109,6 +109,8 @@ def _render_report(report: Report) -> None:
         lite = tf.tflite_parity
         verdict = "ok" if lite.ok else "FAILED"
         out.print(f"TFLite parity: {verdict}; max abs err {lite.max_abs_err:.3g}{_ties(lite)}")
+    for artifact in tf.quantized.values():
+        out.print(artifact.describe(), highlight=False, soft_wrap=True)
     if not tf.converted:
         out.print(f"conversion failed: {tf.error}")
     for finding in report.remaining:
@@ -142,6 +144,27 @@ def repair(
     memory_limit: Annotated[
         float, typer.Option("--memory-limit", help="GiB a worker process may take (0: 60% of the machine)")
     ] = 0.0,
+    quantize: Annotated[
+        str,
+        typer.Option(
+            "--quantize",
+            metavar="MODES",
+            help="Also write TF_OUT/model_<mode>.tflite for each of float16,dynamic,int8 (implies --tflite)",
+        ),
+    ] = "",
+    calibration: Annotated[
+        Path | None,
+        typer.Option("--calibration", metavar="DATA.npz", help="int8: samples per input name on axis 0"),
+    ] = None,
+    quantized_io: Annotated[
+        str, typer.Option("--quantized-io", metavar="float|int8", help="The int8 file's inputs and outputs")
+    ] = "float",
+    quantized_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--quantized-tolerance", metavar="ATOL", help="Max abs err the dynamic and int8 files may have"
+        ),
+    ] = None,
 ) -> None:
     """Rewrite MODEL until it converts to TensorFlow with parity, checking parity after each rewrite."""
     from convfix.backends import Onnx2TfBackend
@@ -167,6 +190,10 @@ def repair(
             tolerance=Tolerance(rtol, atol),
             timeout=timeout,
             memory_limit=int(memory_limit * 2**30),
+            quantize=quantize,
+            calibration=calibration,
+            quantized_io=quantized_io,
+            quantized_tolerance=quantized_tolerance,
         )
 
     template = options_for(models[0])  # the options every model shares are checked before any work

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convfix import quantized
 from convfix.boundary.process import Limits
 from convfix.errors import ConvfixError
 from convfix.parity import Tolerance
@@ -43,7 +44,11 @@ class RepairOptions:
     report_path: the JSON report; input_shapes: `NAME=D1,D2,...` pins; inputs: probes as .npz;
     rule_dirs: directories of rule modules; tolerance: parity's rtol/atol; timeout: seconds any one
     request to a worker (a conversion, a run of the model) may take; memory_limit: bytes of address
-    space a worker may take (0: a share of the machine's memory).
+    space a worker may take (0: a share of the machine's memory). quantize: modes (float16, dynamic,
+    int8; a list or "a,b") each written as tf_out/model_<mode>.tflite beside model.tflite (implies
+    tflite); calibration: an .npz of samples per input (needed by int8); quantized_io: "float" or
+    "int8" (the int8 file's inputs and outputs); quantized_tolerance: a max abs err that makes the
+    dynamic and int8 deltas a gate.
     """
 
     output: PathArg = None
@@ -56,6 +61,10 @@ class RepairOptions:
     tolerance: Tolerance = field(default_factory=Tolerance)
     timeout: float = 600.0
     memory_limit: int = 0
+    quantize: str | Sequence[str] = ()
+    calibration: PathArg = None
+    quantized_io: str = "float"
+    quantized_tolerance: float | None = None
 
     def __post_init__(self) -> None:
         self.output = _path(self.output, "output")
@@ -75,6 +84,26 @@ class RepairOptions:
             raise ConvfixError(f"memory_limit must be a number of bytes >= 0, not {self.memory_limit!r}")
         if self.inputs is not None and not self.inputs.exists():
             raise ConvfixError(f"--inputs {self.inputs}: no such file or directory")
+        self._check_quantization()
+
+    def _check_quantization(self) -> None:
+        self.quantize = quantized.parse_modes(self.quantize)
+        self.calibration = _path(self.calibration, "calibration")
+        quantized.check_tolerance(self.quantized_tolerance)
+        if self.quantized_io not in ("float", "int8"):
+            raise ConvfixError(f"--quantized-io {self.quantized_io}: float or int8")
+        if not self.quantize:
+            return
+        self.tflite = True
+        if self.tf_out is None:
+            raise ConvfixError("--quantize writes DIR/model_<mode>.tflite: give --tf-out DIR")
+        if "int8" in self.quantize and self.calibration is None:
+            raise ConvfixError(
+                "--quantize int8 needs --calibration DATA.npz (one array per input name, samples on axis 0): "
+                "convfix does not keep a QDQ model's own scales yet"
+            )
+        if self.calibration is not None and not self.calibration.is_file():
+            raise ConvfixError(f"--calibration {self.calibration}: no such file")
 
     @property
     def limits(self) -> Limits:

@@ -40,6 +40,7 @@ class ConversionResult:
     distinct_unknown_dims: bool = False
     parity: Parity | None = None
     tflite_parity: Parity | None = None
+    quantized: dict[str, Any] = field(default_factory=dict)  # mode -> quantized.QuantizedArtifact
     tf_outputs: tuple[Probe, ...] = ()
     tflite_outputs: tuple[Probe, ...] | None = None
     layout_problems: tuple[str, ...] = ()
@@ -57,6 +58,7 @@ class ConversionResult:
         data["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
         data["parity"] = asdict(self.parity) if self.parity else None
         data["tflite_parity"] = asdict(self.tflite_parity) if self.tflite_parity else None
+        data["quantized"] = {mode: artifact.to_json() for mode, artifact in self.quantized.items()}
         return data
 
 
@@ -87,6 +89,20 @@ class Backend(Protocol):
 
     def supported_ops(self) -> frozenset[str]:
         """Op ids the converter has an implementation for ('domain::Op' outside the default domain)."""
+        ...
+
+    def quantize(
+        self,
+        saved_model: Path,
+        target: Path,
+        mode: str,
+        probes: Sequence[Probe],
+        *,
+        calibration: Sequence[Probe] = (),
+        int8_io: bool = False,
+    ) -> Any:
+        """Write a quantized .tflite (float16 | dynamic | int8) from a verified SavedModel and run it
+        on probes: its path, ops, outputs, output steps and int8 io scales, or why not."""
         ...
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from convfix.backends.base import ConversionResult, Probe
 from convfix.backends.onnx2tf.errors_map import essential_error
 from convfix.backends.onnx2tf.layout import signature_names
 from convfix.backends.onnx2tf.messages import ArtifactOutputs, Convert, InputSignature, RunArtifact
+from convfix.backends.onnx2tf.quantize import Quantize, Quantized
 from convfix.boundary.process import Died, Limits, Pool, take_early
 from convfix.errors import ConvfixError
 from convfix.proto_walk import all_tensors
@@ -181,6 +182,31 @@ class Onnx2TfBackend:
             return list(reply.outputs)
         what = "cannot load" if reply.stage == "load" else "running failed for"
         raise ConvfixError(f"{what} {artifact}: {reply.error}")
+
+    def quantize(
+        self,
+        saved_model: Path,
+        target: Path,
+        mode: str,
+        probes: Sequence[Probe],
+        *,
+        calibration: Sequence[Probe] = (),
+        int8_io: bool = False,
+    ) -> Quantized:
+        """Write `target` in `mode` (quantize.py) from a verified SavedModel and run it on probes."""
+        request = Quantize(
+            str(Path(saved_model).resolve()),
+            str(Path(target).resolve()),
+            mode,
+            tuple(dict(p) for p in probes),
+            tuple(dict(c) for c in calibration),
+            int8_io,
+        )
+        reply = self._pool.call(request)
+        if isinstance(reply, Died):
+            return Quantized(error=reply.describe("the onnx2tf worker", f"writing the {mode} TFLite"))
+        assert isinstance(reply, Quantized)
+        return reply
 
     def call(self, request: object, seconds: float | None = None) -> object:
         """Send the worker any request (the boundary's diagnostics too); a Died if it did not reply."""

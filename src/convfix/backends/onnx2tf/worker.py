@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from convfix.backends.base import ConversionResult
+from convfix.backends.onnx2tf import quantize
 from convfix.backends.onnx2tf.errors_map import clean_log, error_nodes, essential_error
 from convfix.backends.onnx2tf.layout import decide_on_fewest_probes, signature_names
 from convfix.backends.onnx2tf.messages import ArtifactOutputs, Convert, RunArtifact
@@ -72,11 +73,14 @@ def warm_up() -> None:
         _timed_import(_startup, "onnx2tf")
 
 
-def handle(request: Any, channel: Channel) -> ConversionResult | ArtifactOutputs:
+def handle(request: Any, channel: Channel) -> ConversionResult | ArtifactOutputs | quantize.Quantized:
     if isinstance(request, Convert):
         return _convert(request, channel)
     if isinstance(request, RunArtifact):
         return _run(request, channel)
+    if isinstance(request, quantize.Quantize):
+        _timed_import({}, "tensorflow")
+        return quantize.handle(request, _feed, _converter_error)
     return ArtifactOutputs(None, f"the onnx2tf worker does not take {type(request).__name__}")
 
 

@@ -1,0 +1,322 @@
+"""Quantized deployment: `convfix repair --tflite --quantize float16,dynamic,int8` per model.
+
+    .venv/bin/python benchmarks/quantization.py [--only NAME,...] [--out DIR]
+
+Float models (a ResNet-style and a MobileNet-style network at 224x224 built here, torchvision
+being unusable with this machine's local torch build; a 10-way CNN; a 2-layer transformer encoder;
+random weights, fixed seeds) are calibrated on 16 random samples and judged on 4
+others from the same distribution; QDQ models
+(onnxruntime's quantize_static in QDQ format over the three CNNs, calibrated on the same samples)
+go through the same path. For each model and mode: the file's size, its ops, the parity figures per
+probe against onnxruntime on the ONNX model (max abs err, max error in output quantization steps,
+cosine, top-1 agreement), the time to write it, and whether it meets what its mode is held to.
+
+convfix does NOT yet keep a QDQ model's own scales in the int8 file (issue 14): its int8 artifact of a
+QDQ model is calibrated like a float model's, and this report says so per row.
+Results: DIR/quantization.json and DIR/quantization.md (DIR: benchmarks/results for a full run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import convfix
+from convfix.backends import Onnx2TfBackend
+from convfix.boundary.process import Limits
+
+HERE = Path(__file__).resolve().parent
+MODES = "float16,dynamic,int8"
+SAMPLES = 16
+PROBES = 4  # drawn like the calibration samples (seed 2): the delta measured is quantization's
+
+
+class _Cnn(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 32, 3, padding=1),
+            torch.nn.BatchNorm2d(32),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(32, 64, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+        )
+        self.head = torch.nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+class _Encoder(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        layer = torch.nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(64, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x).mean(1))
+
+
+class _Basic(torch.nn.Module):
+    """ResNet's basic block: two 3x3 convs with batch norm and a shortcut."""
+
+    def __init__(self, channels: int, stride: int) -> None:
+        super().__init__()
+        inner = channels * stride
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, inner, 3, stride, 1, bias=False),
+            torch.nn.BatchNorm2d(inner),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(inner, inner, 3, 1, 1, bias=False),
+            torch.nn.BatchNorm2d(inner),
+        )
+        self.shortcut = (
+            torch.nn.Sequential(
+                torch.nn.Conv2d(channels, inner, 1, stride, bias=False), torch.nn.BatchNorm2d(inner)
+            )
+            if stride > 1
+            else torch.nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class _ResNetStyle(torch.nn.Module):
+    """A ResNet-18-shaped network at a third of its width: stem, four stages, pooling, classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        stages = [_Basic(24, 1), _Basic(24, 1), _Basic(24, 2), _Basic(48, 1), _Basic(48, 2), _Basic(96, 1)]
+        self.stem = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 24, 7, 2, 3, bias=False),
+            torch.nn.BatchNorm2d(24),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(3, 2, 1),
+        )
+        self.stages = torch.nn.Sequential(*stages, _Basic(96, 2), _Basic(192, 1))
+        self.head = torch.nn.Linear(192, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)).mean((2, 3)))
+
+
+class _Inverted(torch.nn.Module):
+    """MobileNetV2/V3's inverted residual: expand, depthwise, project (hardswish activations)."""
+
+    def __init__(self, channels: int, out: int, stride: int) -> None:
+        super().__init__()
+        wide = channels * 4
+        self.residual = stride == 1 and channels == out
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, wide, 1, bias=False),
+            torch.nn.BatchNorm2d(wide),
+            torch.nn.Hardswish(),
+            torch.nn.Conv2d(wide, wide, 3, stride, 1, groups=wide, bias=False),
+            torch.nn.BatchNorm2d(wide),
+            torch.nn.Hardswish(),
+            torch.nn.Conv2d(wide, out, 1, bias=False),
+            torch.nn.BatchNorm2d(out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class _MobileNetStyle(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        blocks = [(16, 24, 2), (24, 24, 1), (24, 40, 2), (40, 40, 1), (40, 80, 2), (80, 80, 1), (80, 112, 2)]
+        self.stem = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, 2, 1, bias=False), torch.nn.BatchNorm2d(16), torch.nn.Hardswish()
+        )
+        self.blocks = torch.nn.Sequential(*(_Inverted(*b) for b in blocks))
+        self.head = torch.nn.Sequential(
+            torch.nn.Linear(112, 256), torch.nn.Hardswish(), torch.nn.Linear(256, 1000)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+FLOAT_MODELS: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...]]] = {
+    "resnet_style": (_ResNetStyle, (1, 3, 224, 224)),
+    "mobilenet_style": (_MobileNetStyle, (1, 3, 224, 224)),
+    "cnn10": (_Cnn, (1, 3, 32, 32)),
+    "encoder2": (_Encoder, (1, 16, 64)),
+}
+QDQ_OF = ("resnet_style", "mobilenet_style", "cnn10")
+
+
+def _export(name: str, folder: Path) -> tuple[Path, tuple[int, ...]]:
+    make, shape = FLOAT_MODELS[name]
+    torch.manual_seed(0)
+    module = make().eval()
+    path = folder / f"{name}.onnx"
+    torch.onnx.export(module, (torch.randn(shape),), str(path), input_names=["x"], dynamo=False)
+    return path, shape
+
+
+def _samples(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((SAMPLES, *shape)).astype(np.float32)
+
+
+def _qdq(source: Path, samples: np.ndarray, target: Path) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter({"x": s} for s in samples)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(
+        str(source),
+        str(target),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
+
+
+def run_case(name: str, path: Path, samples: np.ndarray, backend: Onnx2TfBackend, work: Path) -> dict:
+    np.savez(work / "calibration.npz", x=samples)
+    options = convfix.RepairOptions(
+        tf_out=work / "tf", quantize=MODES, calibration=work / "calibration.npz", timeout=900.0
+    )
+    started = time.perf_counter()
+    probe_set = [{"x": s} for s in _samples(samples.shape[1:], 2)[:PROBES]]
+    report = convfix.repair(path, options, backend=backend, probe_set=probe_set)
+    row: dict = {
+        "name": name,
+        "status": report.status,
+        "reason": report.reason,
+        "seconds": round(time.perf_counter() - started, 1),
+        "float_tflite_bytes": _size(work / "tf" / "model.tflite"),
+        "modes": {},
+    }
+    for mode, artifact in (report.tf.quantized or {}).items():
+        figures = artifact.probes
+        row["modes"][mode] = {
+            "bytes": _size(Path(artifact.path)) if artifact.path else None,
+            "ops": artifact.ops,
+            "scales_from": artifact.scales_from,
+            "held_to": artifact.held_to,
+            "ok": artifact.ok,
+            "error": artifact.error,
+            "max_abs_err": max((p.max_abs_err for p in figures), default=None),
+            "max_steps": max((p.max_steps for p in figures if p.max_steps is not None), default=None),
+            "min_cosine": min((p.cosine for p in figures), default=None),
+            "min_top1": min((p.top1 for p in figures if p.top1 is not None), default=None),
+            "seconds": report.timings.get(f"quantize_{mode}"),
+        }
+    return row
+
+
+def _size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render(rows: list[dict], meta: dict) -> str:
+    lines = [
+        "# Quantized deployment: float16, dynamic-range and calibrated int8 TFLite",
+        "",
+        f"Run {meta['when']} on {meta['machine']}; {meta['versions']}. Wall time {meta['minutes']:.1f} min.",
+        "Regenerate with `.venv/bin/python benchmarks/quantization.py`.",
+        "",
+        f"Every int8 file is calibrated on {SAMPLES} random samples; a QDQ model's own scales are NOT kept",
+        "(not built yet, issue 14). Parity is against onnxruntime on the ONNX model, on convfix's probes.",
+        "",
+        "| model | convfix | mode | KiB (float KiB) | ops | held to | ok | max abs err | max steps | "
+        "min cosine | min top-1 | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        float_kib = _fmt(row["float_tflite_bytes"] and row["float_tflite_bytes"] / 1024, ".0f")
+        if not row["modes"]:
+            lines.append(
+                f"| {row['name']} | {row['status']} | - | - | - | - | - | - | - | - | - | {row['reason']} |"
+            )
+        for mode, m in row["modes"].items():
+            kib = _fmt(m["bytes"] and m["bytes"] / 1024, ".0f")
+            lines.append(
+                f"| {row['name']} | {row['status']} | {mode} | {kib} ({float_kib}) | "
+                f"{m['ops'] or m['error']} | "
+                f"{m['held_to']} | {'yes' if m['ok'] else 'NO'} | {_fmt(m['max_abs_err'], '.3g')} | "
+                f"{_fmt(m['max_steps'], '.3g')} | {_fmt(m['min_cosine'], '.5f')} | "
+                f"{_fmt(m['min_top1'], '.0%')} | {_fmt(m['seconds'], '.1f')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated model names")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    wanted = set(args.only.split(",")) if args.only else None
+    out = args.out or (
+        HERE / "results" if not wanted else Path(tempfile.gettempdir()) / "convfix-quantization"
+    )
+    started = time.perf_counter()
+    rows = []
+    with Onnx2TfBackend(Limits(900.0)) as backend, tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        for name in FLOAT_MODELS:
+            variants = [name] + ([f"{name}-qdq"] if name in QDQ_OF else [])
+            if wanted and not any(v in wanted for v in variants):
+                continue
+            path, shape = _export(name, folder)
+            samples = _samples(shape, 1)
+            for variant in variants:
+                if wanted and variant not in wanted:
+                    continue
+                model = path
+                if variant.endswith("-qdq"):
+                    model = folder / f"{variant}.onnx"
+                    _qdq(path, samples, model)
+                work = folder / variant
+                work.mkdir()
+                row = run_case(variant, model, samples, backend, work)
+                rows.append(row)
+                print(variant, row["status"], json.dumps(row["modes"])[:300], flush=True)
+    meta = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "versions": ", ".join(
+            f"{p} {metadata.version(p)}" for p in ("torch", "onnxruntime", "onnx2tf", "tensorflow")
+        ),
+        "minutes": (time.perf_counter() - started) / 60,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quantization.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    (out / "quantization.md").write_text(render(rows, meta))
+    print(render(rows, meta))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

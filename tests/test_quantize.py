@@ -1,0 +1,142 @@
+"""`--quantize`: float16, dynamic-range and calibrated int8 .tflite files beside the float one, each
+run on the probes and judged by what its mode is held to (convfix/quantized.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from conftest import save
+from onnx import TensorProto, helper, numpy_helper
+
+import convfix
+from convfix import RepairOptions, quantized
+from convfix.errors import ConvfixError
+
+
+def _classifier() -> onnx.ModelProto:
+    """Conv, Relu, global pooling and a 10-way Gemm with 256 KiB of float weights."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "w": (rng.standard_normal((64, 3, 3, 3)) * 0.2).astype(np.float32),
+        "b": rng.standard_normal(64).astype(np.float32) * 0.1,
+        "w1": (rng.standard_normal((64, 1024)) * 0.1).astype(np.float32),
+        "w2": (rng.standard_normal((1024, 10)) * 0.05).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("MatMul", ["f", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("MatMul", ["hr", "w2"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def _calibration(path, count: int = 16):
+    samples = np.random.default_rng(1).standard_normal((count, 1, 3, 16, 16)).astype(np.float32)
+    np.savez(path, x=samples)
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_modes(target, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("quantize")
+    path = save(_classifier(), folder / "m.onnx")
+    options = RepairOptions(
+        tf_out=folder / "tf",
+        quantize="float16,dynamic,int8",
+        calibration=_calibration(folder / "calibration.npz"),
+    )
+    return folder, convfix.repair(path, options, backend=target)
+
+
+def test_each_mode_writes_its_tflite_beside_the_float_one(three_modes):
+    folder, report = three_modes
+    assert report.status == "clean", report.to_json()
+    sizes = {mode: (folder / "tf" / f"model_{mode}.tflite").stat().st_size for mode in quantized.MODES}
+    float_size = (folder / "tf" / "model.tflite").stat().st_size
+    assert sizes["float16"] < 0.6 * float_size
+    assert sizes["dynamic"] < 0.35 * float_size and sizes["int8"] < 0.35 * float_size
+    for mode in quantized.MODES:
+        artifact = report.tf.quantized[mode]
+        assert artifact.path == str(folder / "tf" / f"model_{mode}.tflite") and not artifact.error
+
+
+def test_float16_is_held_to_its_resolution_and_int8_is_measured(three_modes):
+    _, report = three_modes
+    half, full = report.tf.quantized["float16"], report.tf.quantized["int8"]
+    assert half.ok and "range" in half.held_to
+    assert full.ok and full.held_to.startswith("measured") and full.ops == "int8 builtins"
+    assert full.scales_from.startswith("calibrated on 16 samples")
+    figures = full.probes[0]
+    assert figures.max_steps is not None and figures.cosine > 0.9 and figures.top1 is not None
+    assert report.to_json()["tf"]["quantized"]["int8"]["probes"][0]["max_abs_err"] == figures.max_abs_err
+
+
+def test_int8_io_takes_and_returns_int8_with_its_scales(target, tmp_path):
+    path = save(_classifier(), tmp_path / "m.onnx")
+    options = RepairOptions(
+        tf_out=tmp_path / "tf",
+        quantize="int8",
+        calibration=_calibration(tmp_path / "calibration.npz", 8),
+        quantized_io="int8",
+        quantized_tolerance=1e-9,
+    )
+    report = convfix.repair(path, options, backend=target)
+    artifact = report.tf.quantized["int8"]
+    assert set(artifact.io_scales) == {"x", "logits"}
+    assert not artifact.ok and report.status == "partial", "a tolerance no int8 model meets must fail it"
+    assert "int8 TFLite" in report.reason
+
+
+def test_calibration_must_name_every_input(tmp_path):
+    np.savez(tmp_path / "c.npz", y=np.zeros((2, 1, 3, 16, 16), np.float32))
+    like = {"x": np.zeros((1, 3, 16, 16), np.float32)}
+    with pytest.raises(ConvfixError, match="the model's inputs are"):
+        quantized.load_calibration(tmp_path / "c.npz", like)
+    np.savez(tmp_path / "c.npz", x=np.zeros((2, 3, 16, 16), np.float64))
+    with pytest.raises(ConvfixError, match="float64 of rank 4"):
+        quantized.load_calibration(tmp_path / "c.npz", like)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--quantize", "int8"], "int8 needs --calibration"),
+        (["--quantize", "int4"], "not a mode"),
+        (["--quantize", "float16", "--no-tf-out"], "--quantize writes"),
+    ],
+)
+def test_bad_quantize_flags_are_one_line_and_exit_2(tmp_path, flags, message):
+    path = save(_classifier(), tmp_path / "m.onnx")
+    tf_out = [] if "--no-tf-out" in flags else ["--tf-out", str(tmp_path / "tf")]
+    flags = [f for f in flags if f != "--no-tf-out"]
+    done = subprocess.run(
+        [sys.executable, "-m", "convfix", "repair", str(path), *tf_out, *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "tf").exists()
+
+
+def test_the_report_file_holds_each_mode(three_modes, tmp_path):
+    _, report = three_modes
+    report.write(tmp_path / "r.json")
+    modes = json.loads((tmp_path / "r.json").read_text())["tf"]["quantized"]
+    assert set(modes) == set(quantized.MODES)
