@@ -11,6 +11,9 @@ go through the same path. For each model and mode: the file's size, its ops, the
 probe against onnxruntime on the ONNX model (max abs err, max error in output quantization steps,
 cosine, top-1 agreement), the time to write it, and whether it meets what its mode is held to.
 
+Beside each, onnx2tf's own quantized path (`onnx2tf -oiqt`, its CLI, calibrated on the same samples
+given channels-last with `-cind`, mean 0 and std 1) is run on the same probes and judged the same way.
+
 convfix does NOT yet keep a QDQ model's own scales in the int8 file (issue 14): its int8 artifact of a
 QDQ model is calibrated like a float model's, and this report says so per row.
 Results: DIR/quantization.json and DIR/quantization.md (DIR: benchmarks/results for a full run).
@@ -22,6 +25,7 @@ import argparse
 import json
 import logging
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 
 import convfix
+from convfix import model_io, oracle, quantized
 from convfix.backends import Onnx2TfBackend
 from convfix.boundary.process import Limits
 
@@ -214,6 +219,7 @@ def run_case(name: str, path: Path, samples: np.ndarray, backend: Onnx2TfBackend
         "float_tflite_bytes": _size(work / "tf" / "model.tflite"),
         "modes": {},
     }
+    row["onnx2tf"] = onnx2tf_side(path, samples, probe_set, backend, work)
     for mode, artifact in (report.tf.quantized or {}).items():
         figures = artifact.probes
         row["modes"][mode] = {
@@ -232,12 +238,80 @@ def run_case(name: str, path: Path, samples: np.ndarray, backend: Onnx2TfBackend
     return row
 
 
+ONNX2TF_FILES = {"float16": "float16", "dynamic": "dynamic_range_quant", "int8": "integer_quant"}
+
+
+def _channels_last(array: np.ndarray) -> np.ndarray:
+    return np.moveaxis(array, 1, -1) if array.ndim == 4 else array
+
+
+def onnx2tf_side(
+    path: Path, samples: np.ndarray, probes: list[dict], backend: Onnx2TfBackend, work: Path
+) -> dict:
+    """onnx2tf -oiqt on the same model, samples and probes: per mode its size and figures."""
+    folder = work / "onnx2tf"
+    folder.mkdir()
+    np.save(folder / "calibration.npy", np.concatenate([_channels_last(s) for s in samples]))
+    # onnx2tf downloads its sample images for its own dummy inference unless this file is in its
+    # working directory (NOTES.md): it must never touch the network
+    filler = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+    np.save(folder / "calibration_image_sample_data_20x128x128x3_float32.npy", filler)
+    neutral = "[" * (samples.ndim - 1) + "0.0" + "]" * (samples.ndim - 1)
+    unit = neutral.replace("0.0", "1.0")
+    started = time.perf_counter()
+    command = [
+        str(Path(sys.executable).parent / "onnx2tf"), "-i", str(path), "-o", str(folder / "out"), "-oiqt",
+        "-cind", "x", str(folder / "calibration.npy"), neutral, unit, "-n",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out after 1800 s"}
+    seconds = round(time.perf_counter() - started, 1)
+    reference = oracle.evaluate(model_io.load(path), probes).outputs
+    fed = [{"x": _channels_last(p["x"])} for p in probes]
+    side: dict = {"seconds": seconds}
+    for mode, suffix in ONNX2TF_FILES.items():
+        artifact = folder / "out" / f"{path.stem}_{suffix}.tflite"
+        if not artifact.is_file():
+            side[mode] = {"error": f"not written (exit {done.returncode}): {done.stdout[-200:]}".strip()}
+            continue
+        try:
+            outputs = backend.run(artifact, fed)
+            figures = [
+                quantized.figures(e, dict(zip(e, o.values(), strict=True)), {})
+                for e, o in zip(reference, outputs, strict=True)
+            ]
+        except (convfix.ConvfixError, ValueError) as exc:
+            side[mode] = {"bytes": _size(artifact), "error": str(exc)[:200]}
+            continue
+        side[mode] = {
+            "bytes": _size(artifact),
+            "max_abs_err": max(f.max_abs_err for f in figures),
+            "min_cosine": min(f.cosine for f in figures),
+            "min_top1": min((f.top1 for f in figures if f.top1 is not None), default=None),
+        }
+    return side
+
+
 def _size(path: Path) -> int | None:
     return path.stat().st_size if path.is_file() else None
 
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _theirs(row: dict, mode: str) -> str:
+    side = row.get("onnx2tf", {})
+    theirs = side.get(mode) or {"error": side.get("error", "-")}
+    if "max_abs_err" not in theirs:
+        return str(theirs.get("error", "-")).replace("|", "/")[:80]
+    kib = _fmt(theirs["bytes"] and theirs["bytes"] / 1024, ".0f")
+    return (
+        f"{kib} / {_fmt(theirs['max_abs_err'], '.3g')} / {_fmt(theirs['min_cosine'], '.5f')} / "
+        f"{_fmt(theirs['min_top1'], '.0%')}"
+    )
 
 
 def render(rows: list[dict], meta: dict) -> str:
@@ -251,8 +325,8 @@ def render(rows: list[dict], meta: dict) -> str:
         "(not built yet, issue 14). Parity is against onnxruntime on the ONNX model, on convfix's probes.",
         "",
         "| model | convfix | mode | KiB (float KiB) | ops | held to | ok | max abs err | max steps | "
-        "min cosine | min top-1 | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "min cosine | min top-1 | s | onnx2tf -oiqt: KiB / max abs err / min cosine / min top-1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         float_kib = _fmt(row["float_tflite_bytes"] and row["float_tflite_bytes"] / 1024, ".0f")
@@ -267,7 +341,7 @@ def render(rows: list[dict], meta: dict) -> str:
                 f"{m['ops'] or m['error']} | "
                 f"{m['held_to']} | {'yes' if m['ok'] else 'NO'} | {_fmt(m['max_abs_err'], '.3g')} | "
                 f"{_fmt(m['max_steps'], '.3g')} | {_fmt(m['min_cosine'], '.5f')} | "
-                f"{_fmt(m['min_top1'], '.0%')} | {_fmt(m['seconds'], '.1f')} |"
+                f"{_fmt(m['min_top1'], '.0%')} | {_fmt(m['seconds'], '.1f')} | {_theirs(row, mode)} |"
             )
     return "\n".join(lines) + "\n"
 
