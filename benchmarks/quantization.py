@@ -14,8 +14,8 @@ cosine, top-1 agreement), the time to write it, and whether it meets what its mo
 Beside each, onnx2tf's own quantized path (`onnx2tf -oiqt`, its CLI, calibrated on the same samples
 given channels-last with `-cind`, mean 0 and std 1) is run on the same probes and judged the same way.
 
-convfix does NOT yet keep a QDQ model's own scales in the int8 file (issue 14): its int8 artifact of a
-QDQ model is calibrated like a float model's, and this report says so per row.
+A QDQ model's int8 file keeps the model's own scales (converted with its activation pairs as fake-quant
+ops) and is held to one output quantization step; --calibration serves the float models only.
 Results: DIR/quantization.json and DIR/quantization.md (DIR: benchmarks/results for a full run).
 """
 
@@ -321,8 +321,9 @@ def render(rows: list[dict], meta: dict) -> str:
         f"Run {meta['when']} on {meta['machine']}; {meta['versions']}. Wall time {meta['minutes']:.1f} min.",
         "Regenerate with `.venv/bin/python benchmarks/quantization.py`.",
         "",
-        f"Every int8 file is calibrated on {SAMPLES} random samples; a QDQ model's own scales are NOT kept",
-        "(not built yet, issue 14). Parity is against onnxruntime on the ONNX model, on convfix's probes.",
+        f"A float model's int8 file is calibrated on {SAMPLES} random samples; a QDQ model's keeps",
+        "the model's own scales. Parity is against onnxruntime on the ONNX model, on "
+        f"{PROBES} probes drawn like the samples.",
         "",
         "| model | convfix | mode | KiB (float KiB) | ops | held to | ok | max abs err | max steps | "
         "min cosine | min top-1 | s | onnx2tf -oiqt: KiB / max abs err / min cosine / min top-1 |",

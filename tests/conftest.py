@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -103,3 +103,50 @@ def outputs_before_and_after(
     normalize.tidy(rewritten)
     assert op_stays or op not in {node_op(n) for n in rewritten.graph}
     return oracle.evaluate(original, probes).outputs, oracle.evaluate(rewritten, probes).outputs
+
+
+def qdq_cnn(tmp_path) -> onnx.ModelProto:
+    """onnxruntime's quantize_static (QDQ, per-channel int8 weights, uint8 activations) over a CNN."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32),
+        "w2": (rng.standard_normal((16, 8, 3, 3)) * 0.2).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    source = save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9),
+        tmp_path / "f.onnx",
+    )
+
+    class Samples(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter({"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(8))
+
+        def get_next(self):
+            return next(self.items, None)
+
+    target = tmp_path / "qdq.onnx"
+    quantize_static(
+        str(source),
+        str(target),
+        Samples(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return onnx.load(str(target))

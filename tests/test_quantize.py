@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from conftest import save
+from conftest import qdq_cnn, save
 from onnx import TensorProto, helper, numpy_helper
 
 import convfix
-from convfix import RepairOptions, quantized
+from convfix import RepairOptions, model_io, qdq, quantized
 from convfix.errors import ConvfixError
 
 
@@ -116,7 +116,7 @@ def test_calibration_must_name_every_input(tmp_path):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--quantize", "int8"], "int8 needs --calibration"),
+        (["--quantize", "int8"], "int8 of a float model needs --calibration"),
         (["--quantize", "int4"], "not a mode"),
         (["--quantize", "float16", "--no-tf-out"], "--quantize writes"),
     ],
@@ -140,3 +140,18 @@ def test_the_report_file_holds_each_mode(three_modes, tmp_path):
     report.write(tmp_path / "r.json")
     modes = json.loads((tmp_path / "r.json").read_text())["tf"]["quantized"]
     assert set(modes) == set(quantized.MODES)
+
+
+def test_a_qdq_model_s_int8_file_keeps_its_own_scales_within_one_step(target, tmp_path):
+    """No --calibration: the int8 file takes the model's QuantizeLinear scales (fake_quant.py) and
+    must agree with onnxruntime on the QDQ model within one output step."""
+    path = save(qdq_cnn(tmp_path), tmp_path / "m.onnx")
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf", quantize="int8"), backend=target)
+    artifact = report.tf.quantized["int8"]
+    assert artifact.ok, artifact.to_json()
+    own = len(qdq.own_scales(model_io.load(path)))
+    assert (
+        own >= 3
+        and artifact.scales_from == f"the model's own: {own} of its {own} QuantizeLinear scales in the file"
+    )
+    assert max(p.max_steps for p in artifact.probes) <= 1.0 and artifact.ops == "int8 builtins"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from conftest import outputs_before_and_after, save
+from conftest import outputs_before_and_after, qdq_cnn, save
 from onnx import TensorProto, helper, numpy_helper
 
 import convfix
@@ -255,57 +255,10 @@ def test_blocked_quantization_converts_with_parity(target, tmp_path):
     np.testing.assert_allclose(outputs["y"], expected["y"], rtol=1e-6, atol=1e-6)
 
 
-def _qdq_cnn(tmp_path) -> onnx.ModelProto:
-    """onnxruntime's quantize_static (QDQ, per-channel int8 weights, uint8 activations) over a CNN."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    rng = np.random.default_rng(0)
-    weights = {
-        "w1": (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32),
-        "w2": (rng.standard_normal((16, 8, 3, 3)) * 0.2).astype(np.float32),
-    }
-    nodes = [
-        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c2"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])],
-        [numpy_helper.from_array(v, k) for k, v in weights.items()],
-    )
-    source = save(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9),
-        tmp_path / "f.onnx",
-    )
-
-    class Samples(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter({"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(8))
-
-        def get_next(self):
-            return next(self.items, None)
-
-    target = tmp_path / "qdq.onnx"
-    quantize_static(
-        str(source),
-        str(target),
-        Samples(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-    )
-    return onnx.load(str(target))
-
-
 def test_a_qdq_cnn_is_repaired_in_one_conversion(target, tmp_path):
     """Every QuantizeLinear and per-channel weight is predicted (known_divergences.py), so all are
     spelled out before the first conversion instead of one per conversion by the localizer."""
-    path = save(_qdq_cnn(tmp_path), tmp_path / "m.onnx")
+    path = save(qdq_cnn(tmp_path), tmp_path / "m.onnx")
     report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf", tflite=True), backend=target)
     assert report.status == "repaired", report.to_json()
     assert not [n for n in report.notes if n.startswith("divergence localized")], report.notes

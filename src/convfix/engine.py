@@ -19,13 +19,13 @@ import onnx_ir as ir
 import onnxscript.optimizer
 
 from convfix import (
+    deployment,
     localize,
     model_io,
     normalize,
     oracle,
     preconditions,
     probes,
-    quantized,
     round_trips,
     rounding,
     shape_elements,
@@ -308,11 +308,7 @@ def repair(
     progress("loading and probing")
     original, generated, pinned = _prepare(model_path, options)
     probe_list = [dict(p) for p in probe_set] if probe_set is not None else generated
-    calibration = (
-        quantized.load_calibration(options.calibration, probe_list[0])
-        if options.quantize and options.calibration
-        else []
-    )
+    calibration, source = deployment.prepare(original, probe_list, options)
     report.probes = probes.describe(probe_list)
     rules = discover(options.rule_dirs)
     report.notes.extend(f"rule not loaded: {p}" for p in rules.problems)
@@ -396,7 +392,8 @@ def repair(
         _finish(report, session, pinned, rules, result, culprit)
         if options.quantize:
             progress("writing the quantized TFLite files")
-            _quantize(report, session, backend, options, calibration)
+            job = deployment.Job(session.probe_set, session.reference, options, calibration, source)
+            deployment.write_quantized(report, backend, job)
             clock.lap("quantize")
         _write_outputs(report, session.model, options)
         clock.lap("write")
@@ -605,72 +602,6 @@ def _finish(
         return
     report.status = "partial" if repairs else "failed"
     report.remaining = [f for f in final if f.blocking] + _target_findings(result, session.model, culprit)
-
-
-def _quantize(
-    report: Report, session: _Session, backend: Backend, options: RepairOptions, calibration: list
-) -> None:
-    """Each --quantize mode's .tflite, written from the verified SavedModel beside model.tflite and
-    judged by what its mode is held to (quantized.py); one that misses it leaves the repair partial."""
-    made = {}
-    for mode in options.quantize:
-        if not report.tf.verified:
-            made[mode] = quantized.QuantizedArtifact(
-                mode, error="not made: the float artifacts do not verify"
-            )
-            continue
-        started = time.perf_counter()
-        saved_model = Path(report.tf.path)
-        reply = backend.quantize(
-            saved_model,
-            saved_model.parent / f"model_{mode}.tflite",
-            mode,
-            session.probe_set,
-            calibration=calibration if mode == "int8" else (),
-            int8_io=mode == "int8" and options.quantized_io == "int8",
-        )
-        report.timings[f"quantize_{mode}"] = time.perf_counter() - started
-        made[mode] = _judged(mode, reply, session, options, len(calibration))
-    report.tf = replace(report.tf, quantized=made)
-    missed = [a for a in made.values() if not a.ok]
-    if missed and report.status in ("repaired", "clean"):
-        report.status = "partial"
-    report.remaining.extend(
-        Finding("quantized-divergence", a.error or a.describe(), subject=f"{a.mode} TFLite") for a in missed
-    )
-
-
-_SCALES_FROM = {
-    "float16": "none: float16 weights, float computation",
-    "dynamic": "each weight tensor's own range; activations quantized at run time",
-}
-
-
-def _judged(
-    mode: str, reply, session: _Session, options: RepairOptions, samples: int
-) -> quantized.QuantizedArtifact:
-    artifact = quantized.QuantizedArtifact(
-        mode,
-        path=reply.path,
-        scales_from=_SCALES_FROM.get(mode, f"calibrated on {samples} samples (--calibration)"),
-        ops=reply.ops,
-        error=reply.error,
-        io_scales=dict(reply.io_scales),
-    )
-    if reply.outputs is None:
-        return artifact
-    missing = sorted(set(session.reference[0]) - set(reply.outputs[0]))
-    if missing:
-        artifact.error = f"outputs {missing} missing from the {mode} TFLite"
-        return artifact
-    artifact.probes = [
-        quantized.figures(expected, got, reply.steps)
-        for expected, got in zip(session.reference, reply.outputs, strict=True)
-    ]
-    artifact.ok, artifact.held_to = quantized.within(
-        mode, session.reference, reply.outputs, options.tolerance.atol, options.quantized_tolerance
-    )
-    return artifact
 
 
 def _divergent_node(

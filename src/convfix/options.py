@@ -97,11 +97,6 @@ class RepairOptions:
         self.tflite = True
         if self.tf_out is None:
             raise ConvfixError("--quantize writes DIR/model_<mode>.tflite: give --tf-out DIR")
-        if "int8" in self.quantize and self.calibration is None:
-            raise ConvfixError(
-                "--quantize int8 needs --calibration DATA.npz (one array per input name, samples on axis 0): "
-                "convfix does not keep a QDQ model's own scales yet"
-            )
         if self.calibration is not None and not self.calibration.is_file():
             raise ConvfixError(f"--calibration {self.calibration}: no such file")
 

@@ -53,8 +53,8 @@ class QuantizedArtifact:
     def to_json(self) -> dict:
         return asdict(self)
 
-    def describe(self) -> str:
-        """One line for the terminal: the worst probe's figures and where the file went."""
+    def verdict(self) -> str:
+        """What it is held to and how it fares, on the worst probe."""
         if self.error:
             return f"{self.mode} TFLite: FAILED: {self.error}"
         steps = [p.max_steps for p in self.probes if p.max_steps is not None]
@@ -63,9 +63,12 @@ class QuantizedArtifact:
         parts += [f"{max(steps):.3g} output steps"] if steps else []
         parts += [f"cosine >= {min(p.cosine for p in self.probes):.5f}"]
         parts += [f"top-1 agreement >= {100 * min(top1):.0f}%"] if top1 else []
-        verdict = "ok" if self.ok else "FAILED"
         head = f"{self.mode} TFLite ({self.ops}; scales: {self.scales_from}; held to: {self.held_to})"
-        return f"{head}: {verdict}; {', '.join(parts)} -> {self.path}"
+        return f"{head}: {'ok' if self.ok else 'FAILED'}; {', '.join(parts)}"
+
+    def describe(self) -> str:
+        """One line for the terminal: the verdict and where the file went."""
+        return self.verdict() if self.error else f"{self.verdict()} -> {self.path}"
 
 
 def parse_modes(text: str | Sequence[str]) -> tuple[str, ...]:

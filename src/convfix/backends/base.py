@@ -78,9 +78,11 @@ class Backend(Protocol):
         atol: float,
         tflite: bool = False,
         distinct_unknown_dims: bool = False,
+        fake_quant: bool = False,
     ) -> ConversionResult:
         """Convert a copy of onnx_path into out_dir, fix the output layout against `reference`, and
-        run every probe through the artifacts as loaded back from disk."""
+        run every probe through the artifacts as loaded back from disk (`fake_quant`: a QDQ model's
+        QuantizeLinear -> DequantizeLinear pairs as fake-quant ops, for its int8 file)."""
         ...
 
     def run(self, artifact: Path, probes: Sequence[Probe]) -> list[Probe]:

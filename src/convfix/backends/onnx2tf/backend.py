@@ -127,11 +127,13 @@ class Onnx2TfBackend:
         atol: float,
         tflite: bool = False,
         distinct_unknown_dims: bool = False,
+        fake_quant: bool = False,
     ) -> ConversionResult:
         """Convert a scratch copy of onnx_path into out_dir/saved_model (and out_dir/model.tflite),
         bake in the output layout decided against reference, and run every probe through the
         artifacts as loaded back from disk. `distinct_unknown_dims` converts in the mode of
-        layout_judgement.py (onnx2tf takes no unknown dim as equal to another)."""
+        layout_judgement.py (onnx2tf takes no unknown dim as equal to another); `fake_quant` turns
+        QuantizeLinear -> DequantizeLinear pairs into fake-quant ops (fake_quant.py)."""
         if len(probes) != len(reference):
             raise ConvfixError(f"{len(probes)} probes but {len(reference)} reference outputs")
         model = onnx.load(str(onnx_path), load_external_data=False)
@@ -155,6 +157,7 @@ class Onnx2TfBackend:
             atol=atol,
             tflite=tflite,
             distinct_unknown_dims=distinct_unknown_dims,
+            fake_quant=fake_quant,
         )
         reply = self._pool.call(request)
         if isinstance(reply, Died):

@@ -33,6 +33,7 @@ class Convert:
     atol: float
     tflite: bool = False
     distinct_unknown_dims: bool = False
+    fake_quant: bool = False  # QuantizeLinear -> DequantizeLinear pairs as fake-quant ops (fake_quant.py)
 
 
 @dataclass(frozen=True)

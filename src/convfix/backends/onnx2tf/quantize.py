@@ -39,13 +39,14 @@ class Quantize:
 class Quantized:
     """The quantized artifact: its ops, its outputs per probe (int8 outputs dequantized), the
     quantization step of each output where it is computed in int8, the (scale, zero point) of each
-    int8 input and output, or why there is none."""
+    int8 input and output and of every computed int8 tensor, or why there is none."""
 
     path: str | None = None
     ops: str | None = None
     outputs: tuple[Probe, ...] | None = None
     steps: dict[str, float] = field(default_factory=dict)
     io_scales: dict[str, tuple[float, int]] = field(default_factory=dict)
+    tensor_scales: dict[str, tuple[float, int]] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -57,12 +58,12 @@ def handle(request: Quantize, feed: Callable[[Probe, set[str]], dict], error_of:
     except Exception as exc:  # noqa: BLE001 - the converter's failure is the reply
         return Quantized(error=f"{request.mode} TFLite conversion failed: {error_of(exc)}")
     try:
-        outputs, steps, io_scales = _run(target, request.probes, feed)
+        outputs, steps, io_scales, tensor_scales = _run(target, request.probes, feed)
     except Exception as exc:  # noqa: BLE001 - the runtime's failure is the reply
         return Quantized(
             path=str(target), ops=ops, error=f"running the {request.mode} TFLite: {error_of(exc)}"
         )
-    return Quantized(str(target), ops, tuple(outputs), steps, io_scales)
+    return Quantized(str(target), ops, tuple(outputs), steps, io_scales, tensor_scales)
 
 
 def _attempts(mode: str) -> dict[str, list]:
@@ -119,7 +120,7 @@ def _samples(request: Quantize, feed: Callable[[Probe, set[str]], dict]) -> Call
 
 def _run(
     path: Path, probes: tuple[Probe, ...], feed: Callable[[Probe, set[str]], dict]
-) -> tuple[list[Probe], dict[str, float], dict[str, tuple[float, int]]]:
+) -> tuple[list[Probe], dict[str, float], dict[str, tuple[float, int]], dict[str, tuple[float, int]]]:
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=2)
@@ -129,6 +130,7 @@ def _run(
         name: _scale(detail) for name, detail in {**inputs, **outputs}.items() if detail["dtype"] == np.int8
     }
     steps = _output_steps(interpreter, outputs, io_scales)  # before a delegate replaces the ops
+    tensor_scales = _computed_int8_scales(interpreter)
     results = []
     for probe in probes:
         fed = {
@@ -137,7 +139,18 @@ def _run(
         }
         raw = runner(**fed)
         results.append({name: _dequantized(np.array(v), io_scales.get(name)) for name, v in raw.items()})
-    return results, steps, io_scales
+    return results, steps, io_scales, tensor_scales
+
+
+def _computed_int8_scales(interpreter: Any) -> dict[str, tuple[float, int]]:
+    """(scale, zero point) of every per-tensor int8 tensor an op computes (constants left out)."""
+    computed = {int(out) for op in interpreter._get_ops_details() for out in op["outputs"]}
+    scales = {}
+    for tensor in interpreter.get_tensor_details():
+        params = tensor["quantization_parameters"]
+        if tensor["index"] in computed and tensor["dtype"] == np.int8 and len(params["scales"]) == 1:
+            scales[tensor["name"]] = (float(params["scales"][0]), int(params["zero_points"][0]))
+    return scales
 
 
 def _scale(detail: dict) -> tuple[float, int]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from convfix.backends.base import ConversionResult
-from convfix.backends.onnx2tf import quantize
+from convfix.backends.onnx2tf import fake_quant, quantize
 from convfix.backends.onnx2tf.errors_map import clean_log, error_nodes, essential_error
 from convfix.backends.onnx2tf.layout import decide_on_fewest_probes, signature_names
 from convfix.backends.onnx2tf.messages import ArtifactOutputs, Convert, RunArtifact
@@ -186,18 +186,9 @@ def _convert_steps(request: Convert, draft: dict[str, Any], scratch: Path, chann
         copy = _scratch_copy(Path(request.onnx_path), scratch)
         _injected_fault(copy)
         names = [spec.name for spec in inputs]
-        keras_model = onnx2tf.convert(
-            input_onnx_file_path=str(copy),
-            output_folder_path=str(scratch / "onnx2tf"),
-            not_use_onnxsim=True,
-            disable_model_save=True,
-            # onnx2tf matches these after renaming ':' to '__'
-            keep_shape_absolutely_input_names=sorted({*names, *(n.replace(":", "__") for n in names)}),
-            custom_input_op_name_np_data_path=_dummy_inputs(probes[0], scratch) if probes else None,
-            onnxruntime_output_memmap_dir=str(scratch / "ort_memmap"),
-            non_verbose=False,
-            verbosity="warn",
-        )
+        pairs = fake_quant.fake_quantized_pairs() if request.fake_quant else contextlib.nullcontext()
+        with pairs:
+            keras_model = _onnx2tf_convert(onnx2tf, copy, scratch, names, probes)
         feeding = _feeding(keras_model, names, outputs)
 
     with _phase(draft, "trace"):  # the graph the SavedModel is saved from: traced once, here
@@ -240,6 +231,24 @@ def _convert_steps(request: Convert, draft: dict[str, Any], scratch: Path, chann
             draft["tflite"] = str(tflite_path)
         with _phase(draft, "tflite_run"):
             draft["tflite_outputs"] = _run_tflite(_load_tflite(tflite_path), probes, channel)
+
+
+def _onnx2tf_convert(
+    onnx2tf: Any, copy: Path, scratch: Path, names: list[str], probes: tuple[Probe, ...]
+) -> Any:
+    """onnx2tf's Keras model of the scratch copy: offline, onnxsim off, every input's shape kept."""
+    return onnx2tf.convert(
+        input_onnx_file_path=str(copy),
+        output_folder_path=str(scratch / "onnx2tf"),
+        not_use_onnxsim=True,
+        disable_model_save=True,
+        # onnx2tf matches these after renaming ':' to '__'
+        keep_shape_absolutely_input_names=sorted({*names, *(n.replace(":", "__") for n in names)}),
+        custom_input_op_name_np_data_path=_dummy_inputs(probes[0], scratch) if probes else None,
+        onnxruntime_output_memmap_dir=str(scratch / "ort_memmap"),
+        non_verbose=False,
+        verbosity="warn",
+    )
 
 
 def _injected_fault(path: Path) -> None:

@@ -1,0 +1,180 @@
+"""The quantized .tflite files a deployment asks for (`--quantize`), made once the float artifacts
+verify, each run on the probes and judged by what its mode is held to (quantized.py).
+
+- float16 and dynamic, and int8 of a float model: TFLite's own converter over the verified
+  SavedModel (int8 calibrated on --calibration).
+- int8 of a model that carries its own quantization (QDQ pairs): converted again from the model with
+  its weights folded and its activation pairs as fake-quant ops (qdq.py, fake_quant.py), so that the
+  file keeps the model's scales and zero points; held to one output quantization step of
+  onnxruntime on the QDQ model, and the file's scales are checked against the model's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from convfix import model_io, normalize, qdq, quantized
+from convfix.backends.base import Backend
+from convfix.errors import ConvfixError
+from convfix.findings import Finding
+from convfix.journal import Report
+from convfix.options import RepairOptions
+
+ONE_STEP = 1.0 + 1e-3  # float32 arithmetic around the step itself
+_SCALES_FROM = {
+    "float16": "none: float16 weights, float computation",
+    "dynamic": "each weight tensor's own range; activations quantized at run time",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the files are judged on: the probes and the reference, the options, the calibration
+    samples, and the model as given (normalized) for the int8 file of a QDQ model."""
+
+    probes: Sequence[Mapping[str, np.ndarray]]
+    reference: Sequence[Mapping[str, np.ndarray]]
+    options: RepairOptions
+    calibration: list[dict[str, np.ndarray]]
+    source: ir.Model | None
+
+
+def prepare(
+    original: ir.Model, probe_list: Sequence[Mapping[str, np.ndarray]], options: RepairOptions
+) -> tuple[list[dict[str, np.ndarray]], ir.Model | None]:
+    """Before any work: the calibration samples, and the model an own-scales int8 file is made from
+    (None unless int8 is asked for and the model carries its quantization). int8 of a float model
+    without --calibration stops here."""
+    calibration = (
+        quantized.load_calibration(options.calibration, probe_list[0])
+        if options.quantize and options.calibration
+        else []
+    )
+    if "int8" not in options.quantize:
+        return calibration, None
+    if qdq.own_scales(original):
+        return calibration, normalize.normalize(model_io.clone(original))
+    if not calibration:
+        raise ConvfixError(
+            "--quantize int8 of a float model needs --calibration DATA.npz (one array per input name, "
+            "samples on axis 0); a model with QDQ pairs uses its own scales"
+        )
+    return calibration, None
+
+
+def write_quantized(report: Report, backend: Backend, job: Job) -> None:
+    """Each mode's file beside model.tflite; one that misses what it is held to leaves the repair
+    partial, with a remaining finding saying why."""
+    made = {}
+    for mode in job.options.quantize:
+        started = time.perf_counter()
+        if not report.tf.verified:
+            made[mode] = quantized.QuantizedArtifact(
+                mode, error="not made: the float artifacts do not verify"
+            )
+        elif mode == "int8" and job.source is not None:
+            made[mode] = _own_int8(report, backend, job)
+        else:
+            saved_model = Path(report.tf.path)
+            reply = backend.quantize(
+                saved_model,
+                saved_model.parent / f"model_{mode}.tflite",
+                mode,
+                job.probes,
+                calibration=job.calibration if mode == "int8" else (),
+                int8_io=mode == "int8" and job.options.quantized_io == "int8",
+            )
+            scales_from = _SCALES_FROM.get(
+                mode, f"calibrated on {len(job.calibration)} samples (--calibration)"
+            )
+            made[mode] = _judged(mode, reply, scales_from, job)
+        report.timings[f"quantize_{mode}"] = time.perf_counter() - started
+    report.tf = replace(report.tf, quantized=made)
+    missed = [a for a in made.values() if not a.ok]
+    if missed and report.status in ("repaired", "clean"):
+        report.status = "partial"
+    report.remaining.extend(
+        Finding("quantized-divergence", a.verdict(), subject=f"{a.mode} TFLite") for a in missed
+    )
+
+
+def _judged(mode: str, reply, scales_from: str, job: Job) -> quantized.QuantizedArtifact:
+    artifact = quantized.QuantizedArtifact(
+        mode,
+        path=reply.path,
+        scales_from=scales_from,
+        ops=reply.ops,
+        error=reply.error,
+        io_scales=dict(reply.io_scales),
+    )
+    if reply.outputs is None:
+        return artifact
+    missing = sorted(set(job.reference[0]) - set(reply.outputs[0]))
+    if missing:
+        artifact.error = f"outputs {missing} missing from the {mode} TFLite"
+        return artifact
+    artifact.probes = [
+        quantized.figures(expected, got, reply.steps)
+        for expected, got in zip(job.reference, reply.outputs, strict=True)
+    ]
+    artifact.ok, artifact.held_to = quantized.within(
+        mode, job.reference, reply.outputs, job.options.tolerance.atol, job.options.quantized_tolerance
+    )
+    return artifact
+
+
+def _own_int8(report: Report, backend: Backend, job: Job) -> quantized.QuantizedArtifact:
+    """The int8 file of a QDQ model, keeping its scales; within one output step of the reference."""
+    own = qdq.own_scales(job.source)
+    steps = qdq.output_steps(job.source)
+    saved_model = Path(report.tf.path)
+    folder = Path(tempfile.mkdtemp(prefix="own-scales-", dir=saved_model.parent))
+    model_io.save(qdq.fake_quant_source(job.source), folder / "model.onnx", external=False)
+    (folder / "tf").mkdir()
+    # its layout is decided against the reference to within two output steps: it computes the
+    # model's quantization, as onnxruntime does, up to rounding ties
+    atol = 2 * max(steps.values(), default=job.options.tolerance.atol)
+    converted = backend.convert(
+        folder / "model.onnx",
+        folder / "tf",
+        job.probes,
+        job.reference,
+        rtol=0.0,
+        atol=atol,
+        distinct_unknown_dims=report.tf.distinct_unknown_dims,
+        fake_quant=True,
+    )
+    if not converted.converted or converted.path is None:
+        why = converted.error or "; ".join(converted.layout_problems) or "no SavedModel"
+        return quantized.QuantizedArtifact(
+            "int8", error=f"the model's own quantization did not convert: {why}"
+        )
+    reply = backend.quantize(
+        Path(converted.path),
+        saved_model.parent / "model_int8.tflite",
+        "int8",
+        job.probes,
+        calibration=job.probes,  # TFLite's converter asks for samples; the fake-quant ranges prevail
+        int8_io=job.options.quantized_io == "int8",
+    )
+    missing, foreign = qdq.scales_kept(own, reply.tensor_scales)
+    scales_from = (
+        f"the model's own: {len(own) - len(missing)} of its {len(own)} QuantizeLinear scales in the file"
+        + (f", {len(foreign)} file tensor(s) with other scales ({', '.join(foreign[:3])})" if foreign else "")
+    )
+    artifact = _judged("int8", reply, scales_from, job)
+    if artifact.probes:
+        unstepped = sorted(set(job.reference[0]) - set(steps))
+        worst = max((p.max_steps or 0.0) for p in artifact.probes)
+        artifact.held_to = "within one output quantization step of onnxruntime on the QDQ model"
+        artifact.ok = not unstepped and not missing and not foreign and worst <= ONE_STEP
+        if unstepped:
+            artifact.held_to += f" (outputs {unstepped} come from no DequantizeLinear: no step)"
+    return artifact
