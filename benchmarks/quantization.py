@@ -166,41 +166,174 @@ FLOAT_MODELS: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...]]] =
     "cnn10": (_Cnn, (1, 3, 32, 32)),
     "encoder2": (_Encoder, (1, 16, 64)),
 }
-QDQ_OF = ("resnet_style", "mobilenet_style", "cnn10")
 
 
-def _export(name: str, folder: Path) -> tuple[Path, tuple[int, ...]]:
+class _FakeQuantCnn(torch.nn.Module):
+    """A CNN for PyTorch's eager quantization-aware training (QuantStub/DeQuantStub at its ends)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quant, self.dequant = torch.ao.quantization.QuantStub(), torch.ao.quantization.DeQuantStub()
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+        )
+        self.head = torch.nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dequant(self.head(self.body(self.quant(x)).mean((2, 3))))
+
+
+def _float_case(name: str) -> Callable[[Path, np.ndarray], Path]:
+    def make(folder: Path, samples: np.ndarray) -> Path:
+        return _export(name, folder)
+
+    return make
+
+
+def _export(name: str, folder: Path) -> Path:
     make, shape = FLOAT_MODELS[name]
     torch.manual_seed(0)
-    module = make().eval()
     path = folder / f"{name}.onnx"
-    torch.onnx.export(module, (torch.randn(shape),), str(path), input_names=["x"], dynamo=False)
-    return path, shape
+    torch.onnx.export(make().eval(), (torch.randn(shape),), str(path), input_names=["x"], dynamo=False)
+    return path
+
+
+def _ort_case(name: str, how: str) -> Callable[[Path, np.ndarray], Path]:
+    """onnxruntime's quantize_static in QDQ format (per-channel int8 weights, uint8 activations,
+    calibrated on the samples) or quantize_dynamic (int8 MatMul weights) over a float export."""
+
+    def make(folder: Path, samples: np.ndarray) -> Path:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
+
+        source, target = _export(name, folder), folder / f"{name}-{how}.onnx"
+        if how == "ort_dynamic":
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+            return target
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.items = iter({"x": s} for s in samples)
+
+            def get_next(self):
+                return next(self.items, None)
+
+        quantize_static(
+            str(source),
+            str(target),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
+        return target
+
+    return make
+
+
+def _torch_qat_case(per_channel: bool) -> Callable[[Path, np.ndarray], Path]:
+    """PyTorch's eager fake-quant (observers run on the samples, then frozen), TorchScript exporter."""
+
+    def make(folder: Path, samples: np.ndarray) -> Path:
+        from torch.ao import quantization as tq
+
+        scheme = torch.per_channel_symmetric if per_channel else torch.per_tensor_symmetric
+        weight_observer = (
+            tq.MovingAveragePerChannelMinMaxObserver if per_channel else tq.MovingAverageMinMaxObserver
+        )
+        torch.manual_seed(0)
+        module = _FakeQuantCnn().train()
+        module.qconfig = tq.QConfig(
+            activation=tq.FakeQuantize.with_args(
+                observer=tq.MovingAverageMinMaxObserver, quant_min=0, quant_max=255, dtype=torch.quint8
+            ),
+            weight=tq.FakeQuantize.with_args(
+                observer=weight_observer, quant_min=-128, quant_max=127, dtype=torch.qint8, qscheme=scheme
+            ),
+        )
+        tq.prepare_qat(module, inplace=True)
+        for sample in samples:
+            module(torch.from_numpy(sample))
+        module.apply(tq.disable_observer).eval()
+        path = folder / f"fakequant-{'per_channel' if per_channel else 'per_tensor'}.onnx"
+        torch.onnx.export(module, (torch.from_numpy(samples[0]),), str(path), input_names=["x"], dynamo=False)
+        return path
+
+    return make
+
+
+def _pt2e_case(per_channel: bool) -> Callable[[Path, np.ndarray], Path]:
+    """torchao's PT2E flow (XNNPACK's symmetric config, calibrated on the samples), dynamo exporter."""
+
+    def make(folder: Path, samples: np.ndarray) -> Path:
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.testing.pt2e._xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+
+        torch.manual_seed(0)
+        example = (torch.from_numpy(samples[0]),)
+        exported = torch.export.export(_Cnn().eval(), example).module()
+        config = get_symmetric_quantization_config(is_per_channel=per_channel)
+        prepared = prepare_pt2e(exported, XNNPACKQuantizer().set_global(config))
+        for sample in samples:
+            prepared(torch.from_numpy(sample))
+        path = folder / f"pt2e-{'per_channel' if per_channel else 'per_tensor'}.onnx"
+        torch.onnx.export(convert_pt2e(prepared), example, str(path), input_names=["x"], dynamo=True)
+        return path
+
+    return make
+
+
+# name -> (how the model is made from the calibration samples, input shape, what it is)
+CASES: dict[str, tuple[Callable[[Path, np.ndarray], Path], tuple[int, ...], str]] = {
+    "resnet_style": (_float_case("resnet_style"), (1, 3, 224, 224), "float"),
+    "mobilenet_style": (_float_case("mobilenet_style"), (1, 3, 224, 224), "float"),
+    "cnn10": (_float_case("cnn10"), (1, 3, 32, 32), "float"),
+    "encoder2": (_float_case("encoder2"), (1, 16, 64), "float"),
+    "resnet_style-ort_qdq": (
+        _ort_case("resnet_style", "ort_qdq"),
+        (1, 3, 224, 224),
+        "QDQ, onnxruntime quantize_static",
+    ),
+    "mobilenet_style-ort_qdq": (
+        _ort_case("mobilenet_style", "ort_qdq"),
+        (1, 3, 224, 224),
+        "QDQ, onnxruntime quantize_static",
+    ),
+    "cnn10-ort_qdq": (_ort_case("cnn10", "ort_qdq"), (1, 3, 32, 32), "QDQ, onnxruntime quantize_static"),
+    "fakequant_cnn-per_tensor": (
+        _torch_qat_case(False),
+        (1, 3, 32, 32),
+        "QDQ, PyTorch fake-quant, TorchScript",
+    ),
+    "fakequant_cnn-per_channel": (
+        _torch_qat_case(True),
+        (1, 3, 32, 32),
+        "QDQ, PyTorch fake-quant, TorchScript",
+    ),
+    "pt2e_cnn-per_tensor": (_pt2e_case(False), (1, 3, 32, 32), "QDQ, PT2E (torchao), dynamo exporter"),
+    "pt2e_cnn-per_channel": (_pt2e_case(True), (1, 3, 32, 32), "QDQ, PT2E (torchao), dynamo exporter"),
+    "encoder2-ort_dynamic": (
+        _ort_case("encoder2", "ort_dynamic"),
+        (1, 16, 64),
+        "onnxruntime quantize_dynamic",
+    ),
+}
 
 
 def _samples(shape: tuple[int, ...], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((SAMPLES, *shape)).astype(np.float32)
-
-
-def _qdq(source: Path, samples: np.ndarray, target: Path) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter({"x": s} for s in samples)
-
-        def get_next(self):
-            return next(self.items, None)
-
-    quantize_static(
-        str(source),
-        str(target),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-    )
 
 
 def run_case(name: str, path: Path, samples: np.ndarray, backend: Onnx2TfBackend, work: Path) -> dict:
@@ -325,21 +458,22 @@ def render(rows: list[dict], meta: dict) -> str:
         "the model's own scales. Parity is against onnxruntime on the ONNX model, on "
         f"{PROBES} probes drawn like the samples.",
         "",
-        "| model | convfix | mode | KiB (float KiB) | ops | held to | ok | max abs err | max steps | "
-        "min cosine | min top-1 | s | onnx2tf -oiqt: KiB / max abs err / min cosine / min top-1 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | made by | convfix | mode | KiB (float KiB) | ops | scales | held to | ok | max abs err | "
+        "max steps | min cosine | min top-1 | s | onnx2tf -oiqt: KiB / max abs err / min cosine / "
+        "min top-1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        float_kib = _fmt(row["float_tflite_bytes"] and row["float_tflite_bytes"] / 1024, ".0f")
+        float_bytes = row.get("float_tflite_bytes")
+        float_kib = _fmt(float_bytes and float_bytes / 1024, ".0f")
+        head = f"| {row['name']} | {row['kind']} | {row['status']}"
         if not row["modes"]:
-            lines.append(
-                f"| {row['name']} | {row['status']} | - | - | - | - | - | - | - | - | - | {row['reason']} |"
-            )
+            reason = str(row.get("reason") or "").replace("|", "/")[:160]
+            lines.append(f"{head} | - | - | - | - | - | - | - | - | - | - | - | {reason} |")
         for mode, m in row["modes"].items():
             kib = _fmt(m["bytes"] and m["bytes"] / 1024, ".0f")
             lines.append(
-                f"| {row['name']} | {row['status']} | {mode} | {kib} ({float_kib}) | "
-                f"{m['ops'] or m['error']} | "
+                f"{head} | {mode} | {kib} ({float_kib}) | {m['ops'] or m['error']} | {m['scales_from']} | "
                 f"{m['held_to']} | {'yes' if m['ok'] else 'NO'} | {_fmt(m['max_abs_err'], '.3g')} | "
                 f"{_fmt(m['max_steps'], '.3g')} | {_fmt(m['min_cosine'], '.5f')} | "
                 f"{_fmt(m['min_top1'], '.0%')} | {_fmt(m['seconds'], '.1f')} | {_theirs(row, mode)} |"
@@ -361,29 +495,33 @@ def main() -> None:
     rows = []
     with Onnx2TfBackend(Limits(900.0)) as backend, tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        for name in FLOAT_MODELS:
-            variants = [name] + ([f"{name}-qdq"] if name in QDQ_OF else [])
-            if wanted and not any(v in wanted for v in variants):
+        for name, (make, shape, kind) in CASES.items():
+            if wanted and name not in wanted:
                 continue
-            path, shape = _export(name, folder)
             samples = _samples(shape, 1)
-            for variant in variants:
-                if wanted and variant not in wanted:
-                    continue
-                model = path
-                if variant.endswith("-qdq"):
-                    model = folder / f"{variant}.onnx"
-                    _qdq(path, samples, model)
-                work = folder / variant
-                work.mkdir()
-                row = run_case(variant, model, samples, backend, work)
-                rows.append(row)
-                print(variant, row["status"], json.dumps(row["modes"])[:300], flush=True)
+            work = folder / name
+            work.mkdir()
+            try:
+                path = make(work, samples)
+            except Exception as exc:  # noqa: BLE001 - the tool that makes it failed: the row says so
+                rows.append(
+                    {
+                        "name": name,
+                        "kind": kind,
+                        "status": "not made",
+                        "reason": f"{type(exc).__name__}: {exc}"[:200],
+                        "modes": {},
+                    }
+                )
+                continue
+            row = {"kind": kind, **run_case(name, path, samples, backend, work)}
+            rows.append(row)
+            print(name, row["status"], json.dumps(row["modes"])[:300], flush=True)
     meta = {
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
         "versions": ", ".join(
-            f"{p} {metadata.version(p)}" for p in ("torch", "onnxruntime", "onnx2tf", "tensorflow")
+            f"{p} {metadata.version(p)}" for p in ("torch", "torchao", "onnxruntime", "onnx2tf", "tensorflow")
         ),
         "minutes": (time.perf_counter() - started) / 60,
     }

@@ -14,7 +14,7 @@ from conftest import qdq_cnn, save
 from onnx import TensorProto, helper, numpy_helper
 
 import convfix
-from convfix import RepairOptions, model_io, qdq, quantized
+from convfix import RepairOptions, model_io, oracle, qdq, quantized
 from convfix.errors import ConvfixError
 
 
@@ -155,3 +155,45 @@ def test_a_qdq_model_s_int8_file_keeps_its_own_scales_within_one_step(target, tm
         and artifact.scales_from == f"the model's own: {own} of its {own} QuantizeLinear scales in the file"
     )
     assert max(p.max_steps for p in artifact.probes) <= 1.0 and artifact.ops == "int8 builtins"
+
+
+def _fake_quantized_conv() -> onnx.ModelProto:
+    """PyTorch's eager fake-quant as its TorchScript export writes it: float weights through Q -> DQ,
+    the Conv's output quantized before its Relu."""
+    rng = np.random.default_rng(0)
+    scalar = lambda value, dtype: np.array(value, dtype)  # noqa: E731
+    constants = {
+        "w": (rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32),
+        "xs": scalar(0.03, np.float32), "xz": scalar(128, np.uint8),
+        "ws": scalar(0.01, np.float32), "wz": scalar(0, np.int8),
+        "cs": scalar(0.02, np.float32), "cz": scalar(120, np.uint8),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("QuantizeLinear", ["w", "ws", "wz"], ["wq"]),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"]),
+        helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("QuantizeLinear", ["c", "cs", "cz"], ["cq"]),
+        helper.make_node("DequantizeLinear", ["cq", "cs", "cz"], ["cd"]),
+        helper.make_node("Relu", ["cd"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fake_quantized",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(v, k) for k, v in constants.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_the_own_scales_source_folds_weights_and_quantizes_after_the_relu(tmp_path):
+    model = model_io.load(save(_fake_quantized_conv(), tmp_path / "m.onnx"))
+    source = qdq.fake_quant_source(model)
+    ops = [n.op_type for n in source.graph if n.op_type != "Constant"]
+    assert ops == ["QuantizeLinear", "DequantizeLinear", "Conv", "Relu", "QuantizeLinear", "DequantizeLinear"]
+    assert [s.name for s in qdq.own_scales(model)] == ["xq", "cq"]
+    probe = {"x": np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32) * 2}
+    before, after = (oracle.evaluate(m, [probe]).outputs[0]["y"] for m in (model, source))
+    np.testing.assert_array_equal(before, after)

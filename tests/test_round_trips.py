@@ -13,6 +13,18 @@ import convfix
 from convfix import RepairOptions, model_io, oracle, round_trips
 
 
+def _graph(nodes, x_shape, y_shape, targets: dict) -> onnx.ModelProto:
+    """x -> nodes -> y, with the Reshape targets as int64 initializers."""
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
+        [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in targets.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
 def _round_trip(x_shape, merge, split, y_shape) -> onnx.ModelProto:
     nodes = [
         helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1, 3]),
@@ -21,15 +33,7 @@ def _round_trip(x_shape, merge, split, y_shape) -> onnx.ModelProto:
         helper.make_node("Transpose", ["heads"], ["back"], perm=[0, 2, 1, 3]),
         helper.make_node("Softmax", ["back"], ["y"], axis=-1),
     ]
-    targets = {"merge": merge, "split": split}
-    graph = helper.make_graph(
-        nodes,
-        "round_trip",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
-        [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in targets.items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    return _graph(nodes, x_shape, y_shape, {"merge": merge, "split": split})
 
 
 def _heads() -> onnx.ModelProto:
@@ -60,15 +64,7 @@ def _reshaped_twice(x_shape, first, second, y_shape) -> onnx.ModelProto:
         helper.make_node("Reshape", ["x", "first"], ["middle"]),
         helper.make_node("Reshape", ["middle", "second"], ["y"]),
     ]
-    targets = {"first": first, "second": second}
-    graph = helper.make_graph(
-        nodes,
-        "reshaped_twice",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
-        [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in targets.items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    return _graph(nodes, x_shape, y_shape, {"first": first, "second": second})
 
 
 def _reshapes_after_fold(model: onnx.ModelProto, tmp_path) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import common
 
 from convfix import model_io
 
@@ -56,6 +57,8 @@ def own_scales(model: ir.Model) -> list[OwnScale]:
     for node in model.graph:
         if node.op_type != "QuantizeLinear" or node.domain not in ("", "ai.onnx"):
             continue
+        if _constant(node.inputs[0]) is not None:  # a weight fake-quantized (PyTorch QAT), not an activation
+            continue
         quantization = _per_tensor(node)
         consumers = [use.node.op_type for use in node.outputs[0].uses()]
         if quantization and consumers and all(op == "DequantizeLinear" for op in consumers):
@@ -75,24 +78,58 @@ def output_steps(model: ir.Model) -> dict[str, float]:
     return steps
 
 
+def _along_axis(node: ir.Node, values: np.ndarray | None, rank: int) -> np.ndarray | None:
+    """A per-axis scale or zero point shaped to broadcast along the node's axis."""
+    if values is None or values.size == 1:
+        return values
+    shape = [1] * rank
+    shape[node.attributes.get_int("axis", 1) % rank] = -1
+    return values.reshape(shape)
+
+
+def _integers(value: ir.Value) -> np.ndarray | None:
+    """A DequantizeLinear's input as constant integers: stored so (an exported int8 weight), or
+    a QuantizeLinear of a constant (a weight fake-quantized by PyTorch's QAT)."""
+    stored = _constant(value)
+    if stored is not None:
+        return stored
+    producer = value.producer()
+    if (
+        producer is None
+        or producer.op_type != "QuantizeLinear"
+        or producer.attributes.get_int("block_size", 0)
+    ):
+        return None
+    weights, scale = _constant(producer.inputs[0]), _constant(producer.inputs[1])
+    zero = (
+        _constant(producer.inputs[2]) if len(producer.inputs) > 2 and producer.inputs[2] is not None else None
+    )
+    if weights is None or scale is None:
+        return None
+    dtype = np.dtype(np.uint8) if zero is None else zero.dtype
+    if dtype not in (np.uint8, np.int8):
+        return None
+    info = np.iinfo(dtype)
+    scale, zero = _along_axis(producer, scale, weights.ndim), _along_axis(producer, zero, weights.ndim)
+    shifted = np.rint(weights / scale) + (0 if zero is None else zero.astype(np.float64))
+    return np.clip(shifted, info.min, info.max).astype(dtype)
+
+
 def fake_quant_source(model: ir.Model) -> ir.Model:
-    """The model with every DequantizeLinear of a constant (its weights, biases) folded into a float
-    constant; the activations' pairs stay for the worker to make fake-quant ops of."""
+    """The model with every DequantizeLinear of constant integers (its weights, biases; stored as
+    integers or fake-quantized from floats) folded into a float constant; the activations' pairs
+    stay for the worker to make fake-quant ops of."""
     source = model_io.clone(model)
     graph = source.graph
     for node in list(graph):
         if node.op_type != "DequantizeLinear" or node.attributes.get_int("block_size", 0):
             continue
-        integers = _constant(node.inputs[0])
+        integers = _integers(node.inputs[0])
         scale = _constant(node.inputs[1])
         zero = _constant(node.inputs[2] if len(node.inputs) > 2 else None)
         if integers is None or scale is None:
             continue
-        if scale.size > 1:
-            shape = [1] * integers.ndim
-            shape[node.attributes.get_int("axis", 1) % integers.ndim] = -1
-            scale = scale.reshape(shape)
-            zero = None if zero is None else zero.reshape(shape)
+        scale, zero = _along_axis(node, scale, integers.ndim), _along_axis(node, zero, integers.ndim)
         centered = integers.astype(np.float32) - (0 if zero is None else zero.astype(np.float32))
         weights = (centered * scale).astype(scale.dtype)
         constant = ir.node(
@@ -102,7 +139,38 @@ def fake_quant_source(model: ir.Model) -> ir.Model:
         graph.insert_before(node, constant)
         node.outputs[0].replace_all_uses_with(constant.outputs[0], replace_graph_outputs=True)
         graph.remove(node, safe=True)
+    _relu_before_pairs(graph)
+    common.RemoveUnusedNodesPass()(source)
     return source
+
+
+def _relu_before_pairs(graph: ir.Graph) -> None:
+    """Q -> DQ -> Relu becomes Relu -> Q -> DQ (exact: both give 0 where x < 0 and the same step
+    elsewhere). PyTorch's eager fake-quant without fused modules quantizes a Conv's output before its
+    ReLU; TFLite fuses the two and would calibrate the fused output's range instead of the model's."""
+    for relu in list(graph):
+        dequantize = relu.inputs[0].producer() if relu.op_type == "Relu" else None
+        if (
+            dequantize is None
+            or dequantize.op_type != "DequantizeLinear"
+            or len(dequantize.outputs[0].uses()) != 1
+        ):
+            continue
+        quantize = dequantize.inputs[0].producer()
+        if quantize is None or quantize.op_type != "QuantizeLinear" or len(quantize.outputs[0].uses()) != 1:
+            continue
+        if _per_tensor(quantize) is None:
+            continue
+        activated = ir.node("Relu", [quantize.inputs[0]], name=f"{relu.name}_before_quantization")
+        activated.outputs[0].dtype, activated.outputs[0].shape = relu.outputs[0].dtype, relu.outputs[0].shape
+        graph.insert_before(quantize, activated)
+        quantize.replace_input_with(0, activated.outputs[0])
+        moved, kept = relu.outputs[0], dequantize.outputs[0]
+        if moved.is_graph_output():  # the output keeps its name
+            name = moved.name
+            moved.name, kept.name = f"{name}_before_quantization", name
+        moved.replace_all_uses_with(kept, replace_graph_outputs=True)
+        graph.remove(relu, safe=True)
 
 
 def scales_kept(own: list[OwnScale], in_file: Mapping[str, tuple[float, int]]) -> tuple[list[str], list[str]]:
