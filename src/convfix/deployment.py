@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from convfix import model_io, normalize, qdq, quantized
+from convfix import model_io, normalize, oracle, qdq, quantized
 from convfix.backends.base import Backend
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
 from convfix.journal import Report
 from convfix.options import RepairOptions
+from convfix.parity import compare_outputs
 
 ONE_STEP = 1.0 + 1e-3  # float32 arithmetic around the step itself
 _SCALES_FROM = {
@@ -130,13 +131,30 @@ def _judged(mode: str, reply, scales_from: str, job: Job) -> quantized.Quantized
     return artifact
 
 
+def _unequal(source: ir.Model, job: Job) -> str | None:
+    """Why the prepared model does not compute what the model does (it must: its folds and moves
+    are exact), or None."""
+    try:
+        outputs = oracle.evaluate(
+            source, job.probes, "checking the model prepared for its own scales"
+        ).outputs
+    except oracle.OracleError as exc:
+        return f"cannot be run: {exc}"
+    parity = compare_outputs(job.reference, outputs, job.options.tolerance)
+    return None if parity.ok else "differs from it: " + "; ".join(parity.problems[:2])
+
+
 def _own_int8(report: Report, backend: Backend, job: Job) -> quantized.QuantizedArtifact:
     """The int8 file of a QDQ model, keeping its scales; within one output step of the reference."""
     own = qdq.own_scales(job.source)
     steps = qdq.output_steps(job.source)
     saved_model = Path(report.tf.path)
     folder = Path(tempfile.mkdtemp(prefix="own-scales-", dir=saved_model.parent))
-    model_io.save(qdq.fake_quant_source(job.source), folder / "model.onnx", external=False)
+    source = qdq.fake_quant_source(job.source)
+    unequal = _unequal(source, job)
+    if unequal:
+        return quantized.QuantizedArtifact("int8", error=f"the model prepared for its own scales {unequal}")
+    model_io.save(source, folder / "model.onnx", external=False)
     (folder / "tf").mkdir()
     # its layout is decided against the reference to within two output steps: it computes the
     # model's quantization, as onnxruntime does, up to rounding ties
@@ -151,7 +169,7 @@ def _own_int8(report: Report, backend: Backend, job: Job) -> quantized.Quantized
         distinct_unknown_dims=report.tf.distinct_unknown_dims,
         fake_quant=True,
     )
-    if not converted.converted or converted.path is None:
+    if not converted.converted or converted.path is None or converted.layout_problems:
         why = converted.error or "; ".join(converted.layout_problems) or "no SavedModel"
         return quantized.QuantizedArtifact(
             "int8", error=f"the model's own quantization did not convert: {why}"

@@ -33,6 +33,9 @@ class OwnScale:
 
 
 def _constant(value: ir.Value | None) -> np.ndarray | None:
+    """A constant's value, through Identity nodes (TorchScript shares a zero point through them)."""
+    while value is not None and value.producer() is not None and value.producer().op_type == "Identity":
+        value = value.producer().inputs[0]
     tensor = None if value is None else ir.convenience.get_const_tensor(value)
     return None if tensor is None else tensor.numpy()
 
