@@ -121,6 +121,17 @@ def _judged(mode: str, reply, scales_from: str, job: Job) -> quantized.Quantized
     if missing:
         artifact.error = f"outputs {missing} missing from the {mode} TFLite"
         return artifact
+    reshaped = sorted(
+        name
+        for expected, got in zip(job.reference, reply.outputs, strict=True)
+        for name in expected
+        if np.shape(expected[name]) != np.shape(got[name])
+    )
+    if reshaped:
+        artifact.error = (
+            f"outputs {sorted(set(reshaped))} of the {mode} TFLite have other shapes than the reference"
+        )
+        return artifact
     artifact.probes = [
         quantized.figures(expected, got, reply.steps)
         for expected, got in zip(job.reference, reply.outputs, strict=True)

@@ -124,7 +124,7 @@ def figures(
     flat_ref, flat_act = [], []
     for name, expected in reference.items():
         exp = np.asarray(expected, np.float64)
-        got = np.asarray(actual[name], np.float64).reshape(exp.shape)
+        got = np.asarray(actual[name], np.float64)
         err = float(np.abs(exp - got).max()) if exp.size else 0.0
         abs_err = max(abs_err, err)
         if name in steps and steps[name] > 0:
