@@ -73,9 +73,12 @@ def _attempts(mode: str) -> dict[str, list]:
     if mode == "int8":
         return {
             "int8 builtins": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8],
-            "int8 and float builtins": [
+            "int8 and float builtins": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, builtins],
+            # seen: a fake-quantized ResNet-style network's Mean over H and W "needs flex ops"
+            "int8, float builtins and select TF ops": [
                 tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                 builtins,
+                tf.lite.OpsSet.SELECT_TF_OPS,
             ],
         }
     return {"builtins": [builtins], "builtins+select_tf_ops": [builtins, tf.lite.OpsSet.SELECT_TF_OPS]}
