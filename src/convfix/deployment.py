@@ -11,7 +11,6 @@ verify, each run on the probes and judged by what its mode is held to (quantized
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +20,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix import model_io, normalize, oracle, qdq, quantized
-from convfix.backends.base import Backend
+from convfix.backends.base import Backend, convert_copy
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
 from convfix.journal import Report
@@ -160,19 +159,18 @@ def _own_int8(report: Report, backend: Backend, job: Job) -> quantized.Quantized
     own = qdq.own_scales(job.source)
     steps = qdq.output_steps(job.source)
     saved_model = Path(report.tf.path)
-    folder = Path(tempfile.mkdtemp(prefix="own-scales-", dir=saved_model.parent))
     source = qdq.fake_quant_source(job.source)
     unequal = _unequal(source, job)
     if unequal:
         return quantized.QuantizedArtifact("int8", error=f"the model prepared for its own scales {unequal}")
-    model_io.save(source, folder / "model.onnx", external=False)
-    (folder / "tf").mkdir()
     # its layout is decided against the reference to within two output steps: it computes the
     # model's quantization, as onnxruntime does, up to rounding ties
     atol = 2 * max(steps.values(), default=job.options.tolerance.atol)
-    converted = backend.convert(
-        folder / "model.onnx",
-        folder / "tf",
+    converted = convert_copy(
+        backend,
+        source,
+        saved_model.parent,
+        "own-scales-",
         job.probes,
         job.reference,
         rtol=0.0,

@@ -31,7 +31,7 @@ from convfix import (
     shape_elements,
     symbolic_shapes,
 )
-from convfix.backends.base import Backend, ConversionResult
+from convfix.backends.base import Backend, ConversionResult, convert_copy
 from convfix.boundary.process import Limits, memory_ceiling
 from convfix.errors import ConvfixError
 from convfix.findings import Finding, node_op
@@ -464,16 +464,12 @@ def _converted(
     distinct_unknown_dims: bool,
 ) -> ConversionResult:
     """One conversion of the session's model, its output layout decided against `reference`."""
-    attempt = Path(tempfile.mkdtemp(prefix="attempt-", dir=scratch))
-    onnx_path = attempt / "model.onnx"
-    # onnx2tf 1.29.24 reads external weights wrongly (silently wrong outputs, seen here): inline them.
-    model_io.save(session.model, onnx_path, external=False)
-    out_dir = attempt / "tf"
-    out_dir.mkdir()
     started = time.perf_counter()
-    raw = backend.convert(
-        onnx_path,
-        out_dir,
+    raw = convert_copy(
+        backend,
+        session.model,
+        scratch,
+        "attempt-",
         session.probe_set,
         reference,
         rtol=session.tolerance.rtol,

@@ -15,7 +15,6 @@ graph); only where no mismatch propagates does the first mismatch stand.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix import model_io, oracle
-from convfix.backends.base import Backend
+from convfix.backends.base import Backend, convert_copy
 from convfix.parity import Tolerance, compare_tensor
 
 MAX_EXPOSED = 1500
@@ -51,6 +50,7 @@ def first_divergence(
     exposed = model_io.clone(model)
     _without_colons(exposed)
     nodes = list(exposed.graph)
+    leaving = {v.name for v in exposed.graph.outputs}  # named as renamed, before the exposed join
     extra = [v for n in nodes for v in _exposable(n)][:MAX_EXPOSED]
     exposed.graph.outputs.extend(extra)
     probes = list(probe_set[:PROBES_USED])
@@ -58,12 +58,11 @@ def first_divergence(
         reference = oracle.evaluate(exposed, probes, "localizing a divergence").outputs
     except oracle.OracleError:
         return None
-    folder = Path(tempfile.mkdtemp(prefix="localize-", dir=scratch))
-    model_io.save(exposed, folder / "model.onnx", external=False)
-    (folder / "tf").mkdir()
-    result = backend.convert(
-        folder / "model.onnx",
-        folder / "tf",
+    result = convert_copy(
+        backend,
+        exposed,
+        scratch,
+        "localize-",
         probes,
         reference,
         rtol=tolerance.rtol,
@@ -76,7 +75,6 @@ def first_divergence(
         v.name: _agrees(v.name, reference, result.tf_outputs, tolerance) for n in nodes for v in n.outputs
     }
     diverging = [n for n in nodes if any(status[v.name] is False for v in n.outputs)]
-    leaving = {v.name for v in model.graph.outputs}  # the clone's outputs are all exposed values
     propagating = (n for n in diverging if any(_carried_on(v, status, leaving) for v in n.outputs))
     culprit = next(propagating, diverging[0] if diverging else None)
     return None if culprit is None else _original(model, culprit)

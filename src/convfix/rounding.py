@@ -20,7 +20,6 @@ there makes the check fail, not pass.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 
 from convfix import model_io, oracle
-from convfix.backends.base import Backend, Probe
+from convfix.backends.base import Backend, Probe, convert_copy
 from convfix.parity import Tolerance
 
 MAX_POINTS = 256
@@ -156,12 +155,11 @@ def anchored_references(
     Empty where the model has no rounding point."""
     if not rounding_points(model):
         return {}
-    folder = Path(tempfile.mkdtemp(prefix="rounding-", dir=scratch))
-    model_io.save(_exposed(model), folder / "model.onnx", external=False)
-    (folder / "tf").mkdir()
-    result = backend.convert(
-        folder / "model.onnx",
-        folder / "tf",
+    result = convert_copy(
+        backend,
+        _exposed(model),
+        scratch,
+        "rounding-",
         probes,
         [{} for _ in probes],  # what it computes has no reference: that is what is read
         rtol=tolerance.rtol,

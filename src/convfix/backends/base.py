@@ -7,13 +7,16 @@ of its own (convfix.boundary): the engine never imports TensorFlow. onnx2tf is t
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import onnx_ir as ir
 
+from convfix import model_io
 from convfix.parity import Parity
 
 Probe = dict[str, np.ndarray]
@@ -110,3 +113,36 @@ class Backend(Protocol):
     def close(self) -> None:
         """Stop the worker process."""
         ...
+
+
+def convert_copy(
+    backend: Backend,
+    model: ir.Model,
+    scratch: Path,
+    prefix: str,
+    probes: Sequence[Probe],
+    reference: Sequence[Probe],
+    *,
+    rtol: float,
+    atol: float,
+    tflite: bool = False,
+    distinct_unknown_dims: bool = False,
+    fake_quant: bool = False,
+) -> ConversionResult:
+    """Convert `model` as saved in a fresh folder under `scratch` (FOLDER/model.onnx, FOLDER/tf).
+    Its weights are written inline: onnx2tf 1.29.24 reads external weights wrongly (silently wrong
+    outputs, seen here)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch))
+    model_io.save(model, folder / "model.onnx", external=False)
+    (folder / "tf").mkdir()
+    return backend.convert(
+        folder / "model.onnx",
+        folder / "tf",
+        probes,
+        reference,
+        rtol=rtol,
+        atol=atol,
+        tflite=tflite,
+        distinct_unknown_dims=distinct_unknown_dims,
+        fake_quant=fake_quant,
+    )

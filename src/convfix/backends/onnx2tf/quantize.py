@@ -66,7 +66,8 @@ def handle(request: Quantize, feed: Callable[[Probe, set[str]], dict], error_of:
     return Quantized(str(target), ops, tuple(outputs), steps, io_scales, tensor_scales)
 
 
-def _attempts(mode: str) -> dict[str, list]:
+def ops_sets(mode: str | None) -> dict[str, list]:
+    """The ops sets a file is converted with, in order, by label (mode None: the float file)."""
     import tensorflow as tf
 
     builtins = tf.lite.OpsSet.TFLITE_BUILTINS
@@ -84,20 +85,18 @@ def _attempts(mode: str) -> dict[str, list]:
     return {"builtins": [builtins], "builtins+select_tf_ops": [builtins, tf.lite.OpsSet.SELECT_TF_OPS]}
 
 
-def _write(request: Quantize, target: Path, feed: Callable[[Probe, set[str]], dict]) -> str:
+def write_tflite(
+    saved_dir: str, target: Path, mode: str | None, configure: Callable[[Any], None] = lambda _: None
+) -> str:
+    """Write the .tflite with the first ops set that converts (its label is returned); the last
+    set's failure is raised. `configure` sets the converter's options for the mode."""
     import tensorflow as tf
 
     failure: Exception | None = None
-    for label, ops in _attempts(request.mode).items():
-        converter = tf.lite.TFLiteConverter.from_saved_model(request.saved_dir, ["serving_default"])
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    for label, ops in ops_sets(mode).items():
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir, ["serving_default"])
         converter.target_spec.supported_ops = ops
-        if request.mode == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        if request.mode == "int8":
-            converter.representative_dataset = _samples(request, feed)
-            if request.int8_io:
-                converter.inference_input_type = converter.inference_output_type = tf.int8
+        configure(converter)
         try:
             target.write_bytes(converter.convert())
         except Exception as exc:  # noqa: BLE001 - the next ops set may take it
@@ -105,6 +104,21 @@ def _write(request: Quantize, target: Path, feed: Callable[[Probe, set[str]], di
             continue
         return label
     raise failure or RuntimeError("no ops set to convert with")
+
+
+def _write(request: Quantize, target: Path, feed: Callable[[Probe, set[str]], dict]) -> str:
+    import tensorflow as tf
+
+    def configure(converter: Any) -> None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if request.mode == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if request.mode == "int8":
+            converter.representative_dataset = _samples(request, feed)
+            if request.int8_io:
+                converter.inference_input_type = converter.inference_output_type = tf.int8
+
+    return write_tflite(request.saved_dir, target, request.mode, configure)
 
 
 def _samples(request: Quantize, feed: Callable[[Probe, set[str]], dict]) -> Callable[[], Iterator[dict]]:

@@ -403,23 +403,10 @@ def _serving_module(raw: Any, perms: dict) -> Any:
 
 def _to_tflite(saved_dir: Path, target: Path) -> str:
     """Convert with builtin ops only if possible, else allow select TF ops; float32 throughout."""
-    import tensorflow as tf
-
-    attempts = {
-        "builtins": [tf.lite.OpsSet.TFLITE_BUILTINS],
-        "builtins+select_tf_ops": [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS],
-    }
-    for label, ops in attempts.items():
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_dir), ["serving_default"])
-        converter.target_spec.supported_ops = ops
-        try:
-            target.write_bytes(converter.convert())
-        except Exception as exc:
-            if label == "builtins+select_tf_ops":
-                raise _Failure(f"TFLite conversion failed: {_converter_error(exc)}") from exc
-            continue
-        return label
-    raise AssertionError("unreachable")
+    try:
+        return quantize.write_tflite(str(saved_dir), target, None)
+    except Exception as exc:
+        raise _Failure(f"TFLite conversion failed: {_converter_error(exc)}") from exc
 
 
 # --- running ------------------------------------------------------------------------------------
