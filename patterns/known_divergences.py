@@ -88,3 +88,14 @@ def quantized_activation(node: ir.Node, path: str, context: ScanContext) -> Iter
     (found one per conversion by the localizer on a QDQ CNN: five conversions for five of them)."""
     reason = "QuantizeLinear: onnx2tf returns the dequantized float, not the integer (a silent mismatch)"
     yield Finding("divergence", reason, node=node.name, op="QuantizeLinear", path=path)
+
+
+@node_detector("DynamicQuantizeLinear")
+def dynamically_quantized_activation(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    """onnxruntime's quantize_dynamic puts one before every MatMulInteger; the localizer found them one
+    per conversion, and a generic rule tried first on such a finding left a transformer unconvertible."""
+    reason = (
+        "DynamicQuantizeLinear: onnx2tf returns the dequantized float, not the uint8 ONNX defines "
+        "(a silent mismatch)"
+    )
+    yield Finding("divergence", reason, node=node.name, op="DynamicQuantizeLinear", path=path)

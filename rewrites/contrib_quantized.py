@@ -6,8 +6,8 @@
   they are dequantized here, W = (q - zero_point) * scale, and the node becomes A @ W^T (+ bias), as
   onnxruntime computes it at accuracy_level 0. At level 4 onnxruntime also rounds A to int8, which
   the op permits and does not define; the reference runs such nodes at level 0 (oracle.py).
-- DynamicQuantizeMatMul(A, B, b_scale[, b_zero_point, bias]): DynamicQuantizeLinear(A) (its function
-  body, spelled out), then
+- DynamicQuantizeMatMul(A, B, b_scale[, b_zero_point, bias]): DynamicQuantizeLinear(A) (spelled out
+  in turn by rewrites/quantization.py), then
   MatMulInteger with B, scaled back by a_scale * b_scale (per column when b_scale is), plus bias.
 - MatMulIntegerToFloat(A, B, a_scale, b_scale[, a_zero_point, b_zero_point, bias]): MatMulInteger,
   then the same scaling; a per-column a_scale (one per column of A, not separable) is refused.
@@ -109,19 +109,6 @@ def _scalar(value: ir.Value) -> bool:
     return value.shape is not None and all(d == 1 for d in value.shape)
 
 
-def _dynamic_quantize_linear(op, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
-    """DynamicQuantizeLinear as its ONNX function body, its QuantizeLinear spelled out too (onnx2tf's
-    returns the dequantized floats, and its rounding moved a BERT's int8 products by whole steps)."""
-    low, high = (op.Constant(value=ir.tensor(np.array(v, np.float32))) for v in (0.0, 255.0))
-    x_min = op.Min(op.ReduceMin(x, keepdims=0), low)
-    x_max = op.Max(op.ReduceMax(x, keepdims=0), low)
-    scale = op.Div(op.Sub(x_max, x_min), high)
-    zero = op.Round(op.Clip(op.Sub(low, op.Div(x_min, scale)), low, high))
-    quantized = op.Clip(op.Add(op.Round(op.Div(x, scale)), zero), low, high)
-    uint8 = ir.DataType.UINT8.value
-    return op.Cast(quantized, to=uint8), scale, op.Cast(zero, to=uint8)
-
-
 class DynamicQuantizeMatMulDecomposed(orp.RewriteRuleClassBase):
     def pattern(self, op, a, b, b_scale):
         return op.DynamicQuantizeMatMul(
@@ -134,7 +121,7 @@ class DynamicQuantizeMatMulDecomposed(orp.RewriteRuleClassBase):
 
     def rewrite(self, op, a, b, b_scale, result, **_):
         node = result.producer()
-        quantized, a_scale, a_zero = _dynamic_quantize_linear(op, a)
+        quantized, a_scale, a_zero = op.DynamicQuantizeLinear(a, _outputs=3)
         product = op.MatMulInteger(quantized, b, a_zero, _optional(node, 3))
         return _scaled(op, product, op.Mul(a_scale, b_scale), _optional(node, 4), a)
 

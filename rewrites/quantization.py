@@ -5,6 +5,8 @@ integer ONNX defines (seen: DynamicQuantizeLinear's uint8 output off by up to 25
 its QLinearMatMul likewise. The ops are spelled out as their definitions with plain ops:
 - QuantizeLinear: saturate(round(x / scale) + zero_point) as Div, Round (half to even, as ONNX),
   Add, Clip to the integer type's range and Cast; per-axis scales reshaped to broadcast along the axis.
+- DynamicQuantizeLinear: its ONNX function body (scale from the tensor's range widened to 0, zero point
+  saturated then rounded), its QuantizeLinear spelled out as above.
 - DequantizeLinear: (x - zero_point) * scale, the integers cast to the scale's float type (onnx2tf
   lays a per-channel scale along the wrong axis of a folded int8 weight: errors of 1e-2).
 - QLinearMatMul: the integer product of (a - a_zero_point) and (b - b_zero_point) in int32, scaled by
@@ -23,10 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnxscript.rewriter import pattern as orp
 
 from convfix.findings import Finding
 from convfix.rewriting import Emitter, default_opset, standard_node, upgrade_opset
-from convfix.rules import Rule, RuleContext
+from convfix.rules import Rule, RuleContext, from_rewrite_rules
 
 _INTEGERS = {ir.DataType.UINT8, ir.DataType.INT8, ir.DataType.UINT16, ir.DataType.INT16}
 
@@ -192,8 +195,41 @@ def qlinear_conv_spelled_out(model: ir.Model, finding: Finding, context: RuleCon
     return None
 
 
+class DynamicQuantizeLinearSpelledOut(orp.RewriteRuleClassBase):
+    """DynamicQuantizeLinear as its ONNX function body with the QuantizeLinear spelled out (onnx2tf's
+    returns the dequantized floats, and its rounding moved a BERT's int8 products by whole steps).
+    The range is taken over the flattened tensor: onnx2tf's own onnxruntime run of the model, which
+    its layout corrections need, gave an axes-less ReduceMax over a rank-3 tensor a shape of [16] and
+    failed, and an encoder's attention heads then came out transposed."""
+
+    def pattern(self, op, x):
+        return op.DynamicQuantizeLinear(x, _outputs=["y", "y_scale", "y_zero_point"])
+
+    def check(self, context, x, **_) -> orp.MatchResult:
+        float32 = x.dtype == ir.DataType.FLOAT
+        return orp.MatchResult() if float32 else orp.MatchResult().fail("x is not float32")
+
+    def rewrite(self, op, x, **_):
+        low, high = (op.Constant(value=ir.tensor(np.array(v, np.float32))) for v in (0.0, 255.0))
+        flat = op.Reshape(x, op.Constant(value=ir.tensor(np.array([-1], np.int64))))
+        x_min = op.Min(op.ReduceMin(flat, keepdims=0), low)
+        x_max = op.Max(op.ReduceMax(flat, keepdims=0), low)
+        scale = op.Div(op.Sub(x_max, x_min), high)
+        zero = op.Round(op.Clip(op.Sub(low, op.Div(x_min, scale)), low, high))
+        quantized = op.Clip(op.Add(op.Round(op.Div(x, scale)), zero), low, high)
+        uint8 = ir.DataType.UINT8.value
+        return op.Cast(quantized, to=uint8), scale, op.Cast(zero, to=uint8)
+
+
 _KINDS = ("conversion-error", "divergence")
 RULES = [
+    from_rewrite_rules(
+        "dynamic-quantize-linear-spelled-out",
+        _KINDS,
+        ("DynamicQuantizeLinear",),
+        [DynamicQuantizeLinearSpelledOut().rule()],
+        "DynamicQuantizeLinear (onnx2tf returns the dequantized float) as its function body, spelled out",
+    ),
     Rule(
         "quantize-linear-spelled-out",
         _KINDS,
