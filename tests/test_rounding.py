@@ -74,3 +74,14 @@ def test_an_output_without_a_reference_keeps_the_onnx_layout():
     decision = decide_layouts(raw, [{"y": np.ones((1, 2, 3, 4))}], ["flat", "y"], Tolerance())
     assert decision.described["flat"] == UNCOMPARED and decision.perms["flat"] is None
     assert not decision.problems
+
+
+def test_a_float16_tie_lies_within_float16_s_resolution_of_the_half_step():
+    """At a rounding point whose values reach 200, float16's resolution (1e-3 of that) lets 46.4
+    round to 47 as a tie (0.1 past the half step) but not 46.1, nor 46.4 to 48; without it 46.4
+    must round to 46."""
+    pre_round = np.array([200.0, 46.4, 46.1, 46.4])
+    tolerance = Tolerance(0.0, 1e-4)
+    assert rounding._other_way(pre_round, np.array([200.0, 47.0, 46.0, 46.0]), tolerance, 1e-3) == (1, 0)
+    assert rounding._other_way(pre_round, np.array([200.0, 47.0, 47.0, 48.0]), tolerance, 1e-3) == (1, 2)
+    assert rounding._other_way(pre_round, np.array([200.0, 47.0, 46.0, 46.0]), tolerance, 0.0) == (0, 1)

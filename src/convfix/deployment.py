@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from convfix import model_io, normalize, oracle, qdq, quantized
+from convfix import model_io, normalize, oracle, qdq, quantized, rounding
 from convfix.backends.base import Backend, convert_copy
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
 from convfix.journal import Report
 from convfix.options import RepairOptions
-from convfix.parity import compare_outputs
+from convfix.parity import Tolerance, compare_outputs
 
 ONE_STEP = 1.0 + 1e-3  # float32 arithmetic around the step itself
 _SCALES_FROM = {
@@ -37,13 +37,15 @@ _SCALES_FROM = {
 @dataclass(frozen=True)
 class Job:
     """What the files are judged on: the probes and the reference, the options, the calibration
-    samples, and the model as given (normalized) for the int8 file of a QDQ model."""
+    samples, the model as given (normalized) for the int8 file of a QDQ model, and the model as
+    repaired (its rounding points, for the float16 file)."""
 
     probes: Sequence[Mapping[str, np.ndarray]]
     reference: Sequence[Mapping[str, np.ndarray]]
     options: RepairOptions
     calibration: list[dict[str, np.ndarray]]
     source: ir.Model | None
+    repaired: ir.Model
 
 
 def prepare(
@@ -95,6 +97,8 @@ def write_quantized(report: Report, backend: Backend, job: Job) -> None:
                 mode, f"calibrated on {len(job.calibration)} samples (--calibration)"
             )
             made[mode] = _judged(mode, reply, scales_from, job)
+            if mode == "float16" and made[mode].probes and not made[mode].ok:
+                _reanchor_float16(made[mode], reply, backend, job, report)
         report.timings[f"quantize_{mode}"] = time.perf_counter() - started
     report.tf = replace(report.tf, quantized=made)
     missed = [a for a in made.values() if not a.ok]
@@ -139,6 +143,34 @@ def _judged(mode: str, reply, scales_from: str, job: Job) -> quantized.Quantized
         mode, job.reference, reply.outputs, job.options.tolerance.atol, job.options.quantized_tolerance
     )
     return artifact
+
+
+def _reanchor_float16(
+    artifact: quantized.QuantizedArtifact, reply, backend: Backend, job: Job, report: Report
+) -> None:
+    """Judge a float16 file that failed against the reference re-run on its own rounding
+    (rounding.py), ties taken at float16's resolution; its figures stay against the reference."""
+    anchored = rounding.anchored_quantized(
+        job.repaired,
+        job.probes,
+        backend,
+        Path(report.tf.path).parent,
+        Tolerance(0.0, job.options.tolerance.atol),
+        "float16",
+        of_range=quantized.FLOAT16_RANGE_TOLERANCE,
+        distinct_unknown_dims=report.tf.distinct_unknown_dims,
+    )
+    if not isinstance(anchored, rounding.Anchored):
+        artifact.held_to += f" (not re-run on its rounding: {anchored})"
+        return
+    artifact.ok, _ = quantized.within(
+        "float16", anchored.reference, reply.outputs, job.options.tolerance.atol, None
+    )
+    artifact.rounding_ties = anchored.ties
+    artifact.held_to += (
+        f", against the reference re-run on its rounding ({anchored.ties} tie(s) at float16's "
+        "resolution decided the other way)"
+    )
 
 
 def _unequal(source: ir.Model, job: Job) -> str | None:

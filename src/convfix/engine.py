@@ -392,7 +392,9 @@ def repair(
         _finish(report, session, pinned, rules, result, culprit)
         if options.quantize:
             progress("writing the quantized TFLite files")
-            job = deployment.Job(session.probe_set, session.reference, options, calibration, source)
+            job = deployment.Job(
+                session.probe_set, session.reference, options, calibration, source, session.model
+            )
             deployment.write_quantized(report, backend, job)
             clock.lap("quantize")
         _write_outputs(report, session.model, options)

@@ -3,7 +3,10 @@
 A quantized artifact computes an approximation of the model, so it cannot be held to the float
 tolerance; each mode says what it is held to instead:
 - float16: within float16's resolution, 1e-3 of each output's range on that probe (atol where an
-  output is constant);
+  output is constant); where the model rounds (its own quantization spelled out), against the
+  reference re-run on the file's own rounding, every tie it decided the other way within float16's
+  resolution of the half step (rounding.py): TFLite's float16 rounds the model's scales and weights,
+  and a value next to a rounding boundary crosses it, which carries whole steps to the outputs;
 - dynamic and int8: the delta is measured and reported; `quantized_tolerance` (a max abs err) makes
   it a gate.
 Per probe the figures are the max abs error, the max error in output quantization steps (int8
@@ -49,6 +52,7 @@ class QuantizedArtifact:
     error: str | None = None
     io_scales: dict[str, tuple[float, int]] = field(default_factory=dict)
     probes: list[ProbeFigures] = field(default_factory=list)
+    rounding_ties: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)

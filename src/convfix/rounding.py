@@ -15,7 +15,8 @@ only if
   a tie within the parity tolerance: |v - rounded| <= 0.5 + atol + rtol * |v|; and
 - the artifact's outputs match the re-run reference within the usual tolerance.
 The outputs compared are the artifact's own, never the extra conversion's: a tie decided differently
-there makes the check fail, not pass.
+there makes the check fail, not pass. A float16 .tflite is judged the same way (anchored_quantized),
+its ties at float16's resolution.
 """
 
 from __future__ import annotations
@@ -101,13 +102,17 @@ def _anchored(model: ir.Model) -> ir.Model:
     return anchored
 
 
-def _other_way(pre_round: np.ndarray, rounded: np.ndarray, tolerance: Tolerance) -> tuple[int, int]:
-    """(ties the artifact rounded the other way, elements it rounded wrongly)."""
+def _other_way(
+    pre_round: np.ndarray, rounded: np.ndarray, tolerance: Tolerance, of_range: float = 0.0
+) -> tuple[int, int]:
+    """(ties the artifact rounded the other way, elements it rounded wrongly); a tie lies within
+    the tolerance, plus `of_range` times the largest |pre-round value| at that point."""
     v, r = pre_round.astype(np.float64), rounded.astype(np.float64)
     if v.shape != r.shape:
         return 0, max(v.size, r.size, 1)
     differs = ~((np.rint(v) == r) | (np.isnan(v) & np.isnan(r)))
-    slack = tolerance.atol + tolerance.rtol * np.abs(v[differs])
+    largest = float(np.nanmax(np.abs(v))) if differs.any() else 0.0
+    slack = tolerance.atol + tolerance.rtol * np.abs(v[differs]) + of_range * largest
     tie = (np.abs(v[differs] - r[differs]) <= 0.5 + slack) & (r[differs] == np.rint(r[differs]))
     return int(tie.sum()), int((~tie).sum())
 
@@ -118,6 +123,7 @@ def _rerun(
     artifact: Sequence[Mapping[str, np.ndarray]],
     outputs: Sequence[str],
     tolerance: Tolerance,
+    of_range: float = 0.0,
 ) -> Anchored | str:
     fed_names = [v.name for v in anchored.graph.inputs if v.name.startswith(ROUNDED.format(""))]
     if any(name not in out for out in artifact for name in fed_names):
@@ -134,7 +140,9 @@ def _rerun(
     for got, out in zip(rerun, artifact, strict=True):
         for index, name in enumerate(fed_names):
             pre_round = got[PRE_ROUND.format(index)]
-            one_ties, one_wrong = _other_way(pre_round, np.asarray(out[name]).reshape(-1), tolerance)
+            one_ties, one_wrong = _other_way(
+                pre_round, np.asarray(out[name]).reshape(-1), tolerance, of_range
+            )
             ties, wrong = ties + one_ties, wrong + one_wrong
     if wrong:
         return f"the artifact rounds {wrong} element(s) away from any tie"
@@ -181,3 +189,41 @@ def anchored_references(
             else "no .tflite was made of the model with its rounded values exposed"
         )
     return found
+
+
+def anchored_quantized(
+    model: ir.Model,
+    probes: Sequence[Mapping[str, np.ndarray]],
+    backend: Backend,
+    scratch: Path,
+    tolerance: Tolerance,
+    mode: str,
+    *,
+    of_range: float,
+    distinct_unknown_dims: bool,
+) -> Anchored | str:
+    """The reference re-run on the rounding of a `mode` .tflite of the model (float16: TFLite
+    rounds every float constant, the model's own scales among them, so a value near one of its
+    rounding boundaries crosses it), or why not. A tie may lie `of_range` of the largest value at
+    its rounding point from the half step (float16's resolution)."""
+    if not rounding_points(model):
+        return "the model has no rounding point"
+    result = convert_copy(
+        backend,
+        _exposed(model),
+        scratch,
+        "rounding-",
+        probes,
+        [{} for _ in probes],
+        rtol=tolerance.rtol,
+        atol=tolerance.atol,
+        distinct_unknown_dims=distinct_unknown_dims,
+    )
+    if not result.converted or result.path is None:
+        return "the model with its rounded values exposed did not convert"
+    saved_model = Path(result.path)
+    reply = backend.quantize(saved_model, saved_model.parent / f"model_{mode}.tflite", mode, probes)
+    if reply.outputs is None:
+        return f"no {mode} .tflite was made of the model with its rounded values exposed: {reply.error}"
+    outputs = [v.name for v in model.graph.outputs]
+    return _rerun(_anchored(model), probes, reply.outputs, outputs, tolerance, of_range)
