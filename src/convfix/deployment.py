@@ -188,7 +188,7 @@ def _unequal(source: ir.Model, job: Job) -> str | None:
 
 def _own_int8(report: Report, backend: Backend, job: Job) -> quantized.QuantizedArtifact:
     """The int8 file of a QDQ model, keeping its scales; within one output step of the reference."""
-    own = qdq.own_scales(job.source)
+    own, weights = qdq.own_scales(job.source), qdq.own_weights(job.source)
     steps = qdq.output_steps(job.source)
     saved_model = Path(report.tf.path)
     source = qdq.fake_quant_source(job.source)
@@ -222,18 +222,46 @@ def _own_int8(report: Report, backend: Backend, job: Job) -> quantized.Quantized
         job.probes,
         calibration=job.probes,  # TFLite's converter asks for samples; the fake-quant ranges prevail
         int8_io=job.options.quantized_io == "int8",
+        own_weights=weights,
     )
     missing, foreign = qdq.scales_kept(own, reply.tensor_scales)
     scales_from = (
         f"the model's own: {len(own) - len(missing)} of its {len(own)} QuantizeLinear scales in the file"
         + (f", {len(foreign)} file tensor(s) with other scales ({', '.join(foreign[:3])})" if foreign else "")
+        + f"; {len(reply.weights_kept)} of its {len(weights)} int8 weights as the model stores them"
     )
     artifact = _judged("int8", reply, scales_from, job)
     if artifact.probes:
         unstepped = sorted(set(job.reference[0]) - set(steps))
-        worst = max((p.max_steps or 0.0) for p in artifact.probes)
+        against, averaged = _as_int8(job)
+        if isinstance(against, str):
+            artifact.error = against
+            return artifact
+        worst = max(
+            quantized.figures(expected, got, reply.steps).max_steps or 0.0
+            for expected, got in zip(against, reply.outputs, strict=True)
+        )
         artifact.held_to = "within one output quantization step of onnxruntime on the QDQ model"
+        if averaged:
+            artifact.held_to += (
+                f" with its float average(s) {averaged} on their input's int8 grid, as int8 runtimes "
+                f"(PyTorch's quantized mean too) take them: {worst:.3g} steps from that; the figures "
+                "are against the QDQ model as given"
+            )
         artifact.ok = not unstepped and not missing and not foreign and worst <= ONE_STEP
         if unstepped:
             artifact.held_to += f" (outputs {unstepped} come from no DequantizeLinear: no step)"
     return artifact
+
+
+def _as_int8(job: Job) -> tuple[Sequence[Mapping[str, np.ndarray]] | str, list[str]]:
+    """The reference an int8 file of the QDQ model is judged against (qdq.int8_reference), and the
+    averages it takes on a grid, or why it cannot be run."""
+    completed, averaged = qdq.int8_reference(job.source)
+    if not averaged:
+        return job.reference, averaged
+    try:
+        outputs = oracle.evaluate(completed, job.probes, "running the QDQ model as int8 runs it").outputs
+    except oracle.OracleError as exc:
+        return f"the QDQ model with its averages on their int8 grid cannot be run: {exc}", averaged
+    return outputs, averaged

@@ -3,9 +3,10 @@
 A model exported with its quantization (PyTorch fake-quant or PT2E, onnxruntime's quantize_static in
 QDQ format) says, at each QuantizeLinear -> DequantizeLinear pair, the scale and zero point an int8
 deployment must use. Its int8 file is converted from the model with its weights' DequantizeLinear
-folded into float constants (TFLite quantizes weights itself: per channel, symmetric, as such models
-do) and its activation pairs kept, which the worker turns into fake-quant ops (fake_quant.py); TFLite
-then takes their ranges instead of calibrating. Here: the scales the model carries, the quantization
+folded into float constants and its activation pairs kept, which the worker turns into fake-quant
+ops (fake_quant.py); TFLite then takes their ranges instead of calibrating. TFLite quantizes the
+weights itself, so the model's own int8 weights are written into the file afterwards
+(backends/onnx2tf/own_weights.py). Here: the scales the model carries, the quantization
 step of each output (parity is one step), and whether the file kept the model's scales.
 """
 
@@ -19,6 +20,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 
 from convfix import model_io
+from convfix.backends.base import OwnWeight
 
 RELATIVE_SCALE_TOLERANCE = 1e-6  # a scale read back from the file: float32, recomputed from the range
 
@@ -118,6 +120,27 @@ def _integers(value: ir.Value) -> np.ndarray | None:
     return np.clip(shifted, info.min, info.max).astype(dtype)
 
 
+def own_weights(model: ir.Model) -> list[OwnWeight]:
+    """The int8 weights the model carries (zero point 0, per tensor or per axis): each
+    DequantizeLinear of constant integers of rank 2 or more, stored so or fake-quantized."""
+    weights = []
+    for node in model.graph:
+        if node.op_type != "DequantizeLinear" or node.attributes.get_int("block_size", 0):
+            continue
+        integers = _integers(node.inputs[0])
+        scale = _constant(node.inputs[1])
+        zero = _constant(node.inputs[2] if len(node.inputs) > 2 else None)
+        if integers is None or scale is None or integers.dtype != np.int8 or integers.ndim < 2:
+            continue
+        if zero is not None and zero.any():
+            continue
+        axis = node.attributes.get_int("axis", 1) % integers.ndim
+        if scale.size not in (1, integers.shape[axis]):
+            continue
+        weights.append(OwnWeight(node.inputs[0].name, integers, scale.astype(np.float32).reshape(-1), axis))
+    return weights
+
+
 def fake_quant_source(model: ir.Model) -> ir.Model:
     """The model with every DequantizeLinear of constant integers (its weights, biases; stored as
     integers or fake-quantized from floats) folded into a float constant; the activations' pairs
@@ -145,6 +168,51 @@ def fake_quant_source(model: ir.Model) -> ir.Model:
     _relu_before_pairs(graph)
     common.RemoveUnusedNodesPass()(source)
     return source
+
+
+_GRID_KEEPING = frozenset(
+    {"Relu", "MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+)
+_AVERAGING = frozenset({"ReduceMean", "GlobalAveragePool", "AveragePool"})
+
+
+def _dequantized_from(value: ir.Value) -> ir.Node | None:
+    """The per-tensor DequantizeLinear whose grid `value` is on, through ops that keep values on it."""
+    producer = value.producer()
+    while producer is not None and producer.op_type in _GRID_KEEPING and producer.domain in ("", "ai.onnx"):
+        producer = producer.inputs[0].producer()
+    if producer is None or producer.op_type != "DequantizeLinear" or _per_tensor(producer) is None:
+        return None
+    return producer
+
+
+def int8_reference(model: ir.Model) -> tuple[ir.Model, list[str]]:
+    """The model as an int8 runtime computes it, and the names of the values that makes differ: an
+    average the model leaves in float between its quantized layers (PyTorch's eager fake-quant:
+    a mean before the classifier) is int8 there too, on its input's scale. TFLite does so, as do
+    PyTorch's quantized mean and average pool; an average of values on a grid is not on it, so the
+    float model and any int8 deployment of it differ by up to half that step."""
+    completed = model_io.clone(model)
+    graph = completed.graph
+    averaged = []
+    for node in list(graph):
+        output = node.outputs[0] if node.op_type in _AVERAGING and node.outputs else None
+        if output is None or output.is_graph_output() or node.domain not in ("", "ai.onnx"):
+            continue
+        uses = list(output.uses())
+        dequantize = _dequantized_from(node.inputs[0])
+        if dequantize is None or all(use.node.op_type == "QuantizeLinear" for use in uses):
+            continue
+        pair = dequantize.inputs[1:3]
+        quantize = ir.node("QuantizeLinear", [output, *pair], name=f"{node.name}_as_int8")
+        restored = ir.node("DequantizeLinear", [quantize.outputs[0], *pair], name=f"{node.name}_on_grid")
+        quantize.outputs[0].dtype = dequantize.inputs[0].dtype
+        restored.outputs[0].dtype, restored.outputs[0].shape = output.dtype, output.shape
+        graph.insert_after(node, [quantize, restored])
+        for use in uses:
+            use.node.replace_input_with(use.idx, restored.outputs[0])
+        averaged.append(output.name)
+    return completed, averaged
 
 
 def _relu_before_pairs(graph: ir.Graph) -> None:

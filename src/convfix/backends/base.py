@@ -25,6 +25,17 @@ _NOT_REPORTED = frozenset({"tf_outputs", "tflite_outputs", "log", "layout_proble
 
 
 @dataclass(frozen=True)
+class OwnWeight:
+    """A weight as a QDQ model stores it: int8 integers in the ONNX layout (zero point 0), and its
+    scale per tensor (one value) or per channel along `axis`."""
+
+    name: str
+    integers: np.ndarray
+    scales: np.ndarray
+    axis: int
+
+
+@dataclass(frozen=True)
 class ConversionResult:
     """One conversion: what was written, what the artifacts computed on the probes, and, once the
     engine compared those with the reference, the parity of each artifact. `stage` says where a failed
@@ -105,9 +116,11 @@ class Backend(Protocol):
         *,
         calibration: Sequence[Probe] = (),
         int8_io: bool = False,
+        own_weights: Sequence[OwnWeight] = (),
     ) -> Any:
         """Write a quantized .tflite (float16 | dynamic | int8) from a verified SavedModel and run it
-        on probes: its path, ops, outputs, output steps and int8 io scales, or why not."""
+        on probes: its path, ops, outputs, output steps and int8 io scales, or why not. An int8
+        file gets `own_weights` in place of the weights the converter quantized."""
         ...
 
     def close(self) -> None:

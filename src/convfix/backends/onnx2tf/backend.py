@@ -15,7 +15,7 @@ from types import TracebackType
 import numpy as np
 import onnx
 
-from convfix.backends.base import ConversionResult, Probe
+from convfix.backends.base import ConversionResult, OwnWeight, Probe
 from convfix.backends.onnx2tf.errors_map import essential_error
 from convfix.backends.onnx2tf.layout import signature_names
 from convfix.backends.onnx2tf.messages import ArtifactOutputs, Convert, InputSignature, RunArtifact
@@ -195,6 +195,7 @@ class Onnx2TfBackend:
         *,
         calibration: Sequence[Probe] = (),
         int8_io: bool = False,
+        own_weights: Sequence[OwnWeight] = (),
     ) -> Quantized:
         """Write `target` in `mode` (quantize.py) from a verified SavedModel and run it on probes."""
         request = Quantize(
@@ -204,6 +205,7 @@ class Onnx2TfBackend:
             tuple(dict(p) for p in probes),
             tuple(dict(c) for c in calibration),
             int8_io,
+            tuple(own_weights),
         )
         reply = self._pool.call(request)
         if isinstance(reply, Died):

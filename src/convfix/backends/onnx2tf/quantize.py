@@ -2,7 +2,8 @@
 
 - float16: weights stored as float16 (TFLite's float16 quantization).
 - dynamic: int8 weights, float activations quantized at run time (dynamic-range quantization).
-- int8: full integer, activation ranges calibrated on the caller's samples; with `int8_io` the model
+- int8: full integer, activation ranges calibrated on the caller's samples (or taken from fake-quant
+  ops, and the model's own weights written in: own_weights.py); with `int8_io` the model
   takes and returns int8 tensors (their scales and zero points are read back and reported), else
   float tensors in the ONNX layout, like the float artifact.
 The request and its reply cross the process boundary (dataclasses of plain data); TensorFlow is
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from convfix.backends.base import Probe
+from convfix.backends.base import OwnWeight, Probe
+from convfix.backends.onnx2tf import own_weights
 
 MODES = ("float16", "dynamic", "int8")
 
@@ -33,6 +35,7 @@ class Quantize:
     probes: tuple[Probe, ...]
     calibration: tuple[Probe, ...] = ()
     int8_io: bool = False
+    own_weights: tuple[OwnWeight, ...] = ()  # written into the int8 file in place of its own
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Quantized:
     io_scales: dict[str, tuple[float, int]] = field(default_factory=dict)
     tensor_scales: dict[str, tuple[float, int]] = field(default_factory=dict)
     error: str | None = None
+    weights_kept: tuple[str, ...] = ()
 
 
 def handle(request: Quantize, feed: Callable[[Probe, set[str]], dict], error_of: Callable) -> Quantized:
@@ -58,12 +62,17 @@ def handle(request: Quantize, feed: Callable[[Probe, set[str]], dict], error_of:
     except Exception as exc:  # noqa: BLE001 - the converter's failure is the reply
         return Quantized(error=f"{request.mode} TFLite conversion failed: {error_of(exc)}")
     try:
+        kept = tuple(own_weights.restore(target, request.own_weights)) if request.own_weights else ()
+    except Exception as exc:  # noqa: BLE001 - a file that cannot be rewritten is the reply
+        why = error_of(exc)
+        return Quantized(error=f"writing the model's own weights into the {request.mode} TFLite: {why}")
+    try:
         outputs, steps, io_scales, tensor_scales = _run(target, request.probes, feed)
     except Exception as exc:  # noqa: BLE001 - the runtime's failure is the reply
         return Quantized(
             path=str(target), ops=ops, error=f"running the {request.mode} TFLite: {error_of(exc)}"
         )
-    return Quantized(str(target), ops, tuple(outputs), steps, io_scales, tensor_scales)
+    return Quantized(str(target), ops, tuple(outputs), steps, io_scales, tensor_scales, weights_kept=kept)
 
 
 def ops_sets(mode: str | None) -> dict[str, list]:
