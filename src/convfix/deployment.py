@@ -244,9 +244,9 @@ def _own_int8(report: Report, backend: Backend, job: Job) -> quantized.Quantized
         artifact.held_to = "within one output quantization step of onnxruntime on the QDQ model"
         if averaged:
             artifact.held_to += (
-                f" with its float average(s) {averaged} on their input's int8 grid, as int8 runtimes "
-                f"(PyTorch's quantized mean too) take them: {worst:.3g} steps from that; the figures "
-                "are against the QDQ model as given"
+                f" with what it leaves in float taken as int8 runtimes (PyTorch's too) take it "
+                f"({'; '.join(averaged)}): {worst:.3g} steps from that; the figures are against the "
+                "QDQ model as given"
             )
         artifact.ok = not unstepped and not missing and not foreign and worst <= ONE_STEP
         if unstepped:
@@ -255,13 +255,13 @@ def _own_int8(report: Report, backend: Backend, job: Job) -> quantized.Quantized
 
 
 def _as_int8(job: Job) -> tuple[Sequence[Mapping[str, np.ndarray]] | str, list[str]]:
-    """The reference an int8 file of the QDQ model is judged against (qdq.int8_reference), and the
-    averages it takes on a grid, or why it cannot be run."""
+    """The reference an int8 file of the QDQ model is judged against (qdq.int8_reference), and what
+    it takes as integers that the model leaves in float, or why it cannot be run."""
     completed, averaged = qdq.int8_reference(job.source)
     if not averaged:
         return job.reference, averaged
     try:
         outputs = oracle.evaluate(completed, job.probes, "running the QDQ model as int8 runs it").outputs
     except oracle.OracleError as exc:
-        return f"the QDQ model with its averages on their int8 grid cannot be run: {exc}", averaged
+        return f"the QDQ model as int8 runtimes compute it cannot be run: {exc}", averaged
     return outputs, averaged

@@ -186,33 +186,77 @@ def _dequantized_from(value: ir.Value) -> ir.Node | None:
     return producer
 
 
+def _weight_scale(node: ir.Node) -> np.ndarray | None:
+    """The scale of a Conv's or Gemm's weight, per output channel (or one), where it is a
+    DequantizeLinear of constant integers."""
+    dequantize = node.inputs[1].producer() if len(node.inputs) > 1 else None
+    if dequantize is None or dequantize.op_type != "DequantizeLinear":
+        return None
+    if _integers(dequantize.inputs[0]) is None:
+        return None
+    scale = _constant(dequantize.inputs[1])
+    if scale is None or scale.size == 1:
+        return scale
+    across = 0 if node.op_type == "Conv" or node.attributes.get_int("transB", 0) else 1
+    return scale if dequantize.attributes.get_int("axis", 1) == across else None
+
+
+def _bias_in_int32(graph: ir.Graph, node: ir.Node) -> bool:
+    """A float constant bias of a Conv or Gemm whose input and weight are quantized, replaced by
+    its value on the int32 grid of input scale times weight scale; whether it was."""
+    bias = _constant(node.inputs[2]) if len(node.inputs) > 2 else None
+    dequantize = _dequantized_from(node.inputs[0])
+    weight_scale = _weight_scale(node)
+    if bias is None or dequantize is None or weight_scale is None or bias.dtype != np.float32:
+        return False
+    step = (_per_tensor(dequantize)[0] * weight_scale.astype(np.float64)).reshape(-1)
+    info = np.iinfo(np.int32)
+    on_grid = (np.clip(np.rint(bias / step), info.min, info.max) * step).astype(np.float32)
+    value = ir.tensor(on_grid)
+    constant = ir.node("Constant", [], attributes={"value": value}, name=f"{node.name}_bias_int32")
+    constant.outputs[0].dtype, constant.outputs[0].shape = ir.DataType.FLOAT, ir.Shape(on_grid.shape)
+    graph.insert_before(node, constant)
+    node.replace_input_with(2, constant.outputs[0])
+    return True
+
+
+def _average_on_grid(graph: ir.Graph, node: ir.Node) -> bool:
+    """An average's float output quantized on its input's grid; whether it was."""
+    output = node.outputs[0]
+    uses = list(output.uses())
+    dequantize = _dequantized_from(node.inputs[0])
+    quantized_next = all(use.node.op_type == "QuantizeLinear" for use in uses)
+    if output.is_graph_output() or dequantize is None or quantized_next:
+        return False
+    pair = dequantize.inputs[1:3]
+    quantize = ir.node("QuantizeLinear", [output, *pair], name=f"{node.name}_as_int8")
+    restored = ir.node("DequantizeLinear", [quantize.outputs[0], *pair], name=f"{node.name}_on_grid")
+    quantize.outputs[0].dtype = dequantize.inputs[0].dtype
+    restored.outputs[0].dtype, restored.outputs[0].shape = output.dtype, output.shape
+    graph.insert_after(node, [quantize, restored])
+    for use in uses:
+        use.node.replace_input_with(use.idx, restored.outputs[0])
+    return True
+
+
 def int8_reference(model: ir.Model) -> tuple[ir.Model, list[str]]:
-    """The model as an int8 runtime computes it, and the names of the values that makes differ: an
-    average the model leaves in float between its quantized layers (PyTorch's eager fake-quant:
-    a mean before the classifier) is int8 there too, on its input's scale. TFLite does so, as do
-    PyTorch's quantized mean and average pool; an average of values on a grid is not on it, so the
-    float model and any int8 deployment of it differ by up to half that step."""
+    """The model as an int8 runtime computes it, and what that changes. What the model leaves in
+    float between its quantized layers (PyTorch's eager fake-quant leaves a mean before the
+    classifier, and every bias) is integer there too: an average on its input's scale, a bias in
+    int32 on input scale times weight scale. TFLite does so, as do PyTorch's quantized mean and
+    fbgemm's quantized conv; the float model and any int8 deployment of it differ by that rounding,
+    which moves values next to a rounding boundary of the next layer across it."""
     completed = model_io.clone(model)
     graph = completed.graph
-    averaged = []
+    changed = []
     for node in list(graph):
-        output = node.outputs[0] if node.op_type in _AVERAGING and node.outputs else None
-        if output is None or output.is_graph_output() or node.domain not in ("", "ai.onnx"):
+        if node.domain not in ("", "ai.onnx") or not node.outputs:
             continue
-        uses = list(output.uses())
-        dequantize = _dequantized_from(node.inputs[0])
-        if dequantize is None or all(use.node.op_type == "QuantizeLinear" for use in uses):
-            continue
-        pair = dequantize.inputs[1:3]
-        quantize = ir.node("QuantizeLinear", [output, *pair], name=f"{node.name}_as_int8")
-        restored = ir.node("DequantizeLinear", [quantize.outputs[0], *pair], name=f"{node.name}_on_grid")
-        quantize.outputs[0].dtype = dequantize.inputs[0].dtype
-        restored.outputs[0].dtype, restored.outputs[0].shape = output.dtype, output.shape
-        graph.insert_after(node, [quantize, restored])
-        for use in uses:
-            use.node.replace_input_with(use.idx, restored.outputs[0])
-        averaged.append(output.name)
-    return completed, averaged
+        if node.op_type in _AVERAGING and _average_on_grid(graph, node):
+            changed.append(f"{node.op_type} {node.outputs[0].name} on its input's grid")
+        elif node.op_type in ("Conv", "Gemm") and _bias_in_int32(graph, node):
+            changed.append(f"bias of {node.op_type} {node.name} in int32")
+    return completed, changed
 
 
 def _relu_before_pairs(graph: ir.Graph) -> None:
