@@ -280,3 +280,36 @@ def test_an_eager_fake_quant_classifier_s_int8_file_keeps_its_weights(target, tm
         artifact.to_json()
     )
     assert "['mean'] on their input's int8 grid" in artifact.held_to
+
+
+def _pooled_stem() -> onnx.ModelProto:
+    """A ResNet stem: Conv, Relu, then MaxPool 3x3 / 2 with pads TF cannot express."""
+    rng = np.random.default_rng(6)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["p", "w2"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    weights = {"w1": rng.standard_normal((8, 3, 3, 3)), "w2": rng.standard_normal((4, 8, 3, 3)) * 0.3}
+    graph = helper.make_graph(
+        nodes,
+        "stem",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_a_padded_max_pool_is_zero_padded_for_the_int8_file(target, tmp_path):
+    """onnx2tf pads it with float32's lowest value, which calibration took into the range: the int8
+    file had a scale of 1e36 and could not be run."""
+    path = save(_pooled_stem(), tmp_path / "m.onnx")
+    samples = np.random.default_rng(0).standard_normal((8, 1, 3, 32, 32)).astype(np.float32)
+    np.savez(tmp_path / "cal.npz", x=samples)
+    options = RepairOptions(tf_out=tmp_path / "tf", quantize="int8", calibration=tmp_path / "cal.npz")
+    probes = [{"x": s} for s in samples[:3]]
+    artifact = convfix.repair(path, options, backend=target, probe_set=probes).tf.quantized["int8"]
+    assert artifact.error is None and "1 padded MaxPool(s) over a Relu zero-padded" in artifact.scales_from
+    assert min(p.cosine for p in artifact.probes) > 0.999, artifact.to_json()

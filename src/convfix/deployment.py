@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from convfix import model_io, normalize, oracle, qdq, quantized, rounding
+from convfix import int8_source, model_io, normalize, oracle, qdq, quantized, rounding
 from convfix.backends.base import Backend, convert_copy
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
@@ -85,8 +85,9 @@ def write_quantized(report: Report, backend: Backend, job: Job) -> None:
             made[mode] = _own_int8(report, backend, job)
         else:
             saved_model = Path(report.tf.path)
+            source, prepared = _int8_source(report, backend, job) if mode == "int8" else (None, "")
             reply = backend.quantize(
-                saved_model,
+                source or saved_model,
                 saved_model.parent / f"model_{mode}.tflite",
                 mode,
                 job.probes,
@@ -95,7 +96,7 @@ def write_quantized(report: Report, backend: Backend, job: Job) -> None:
             )
             scales_from = _SCALES_FROM.get(
                 mode, f"calibrated on {len(job.calibration)} samples (--calibration)"
-            )
+            ) + (f"; {prepared}" if prepared else "")
             made[mode] = _judged(mode, reply, scales_from, job)
             if mode == "float16" and made[mode].probes and not made[mode].ok:
                 _reanchor_float16(made[mode], reply, backend, job, report)
@@ -143,6 +144,20 @@ def _judged(mode: str, reply, scales_from: str, job: Job) -> quantized.Quantized
         mode, job.reference, reply.outputs, job.options.tolerance.atol, job.options.quantized_tolerance
     )
     return artifact
+
+
+def _int8_source(report: Report, backend: Backend, job: Job) -> tuple[Path | None, str]:
+    """The SavedModel a calibrated int8 file is made from where the float one will not do
+    (int8_source.py), and what was done or why it was not."""
+    return int8_source.saved_model_for_int8(
+        job.repaired,
+        job.probes,
+        job.reference,
+        job.options.tolerance,
+        backend,
+        Path(report.tf.path).parent,
+        report.tf.distinct_unknown_dims,
+    )
 
 
 def _reanchor_float16(
