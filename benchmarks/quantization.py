@@ -295,6 +295,35 @@ def _pt2e_case(per_channel: bool) -> Callable[[Path, np.ndarray], Path]:
     return make
 
 
+def _pt2e_qat_case(per_channel: bool) -> Callable[[Path, np.ndarray], Path]:
+    """The eager fake-quant CNN's network through torchao's PT2E quantization-aware training
+    (fake-quant ops trained on the samples, then converted), dynamo exporter: PyTorch's eager
+    FakeQuantize modules branch on a tensor (observer_enabled[0] == 1) and torch.export refuses them,
+    so this is the fake-quant form the torch.export-based exporter takes."""
+
+    def make(folder: Path, samples: np.ndarray) -> Path:
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+        from torchao.testing.pt2e._xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+
+        torch.manual_seed(0)
+        example = (torch.from_numpy(samples[0]),)
+        exported = torch.export.export(_FakeQuantCnn().train(), example).module()
+        config = get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=True)
+        prepared = prepare_qat_pt2e(exported, XNNPACKQuantizer().set_global(config))
+        for sample in samples:
+            prepared(torch.from_numpy(sample))
+        converted = convert_pt2e(move_exported_model_to_eval(prepared))
+        path = folder / f"pt2e_qat-{'per_channel' if per_channel else 'per_tensor'}.onnx"
+        torch.onnx.export(converted, example, str(path), input_names=["x"], dynamo=True)
+        return path
+
+    return make
+
+
 # name -> (how the model is made from the calibration samples, input shape, what it is)
 CASES: dict[str, tuple[Callable[[Path, np.ndarray], Path], tuple[int, ...], str]] = {
     "resnet_style": (_float_case("resnet_style"), (1, 3, 224, 224), "float"),
@@ -321,6 +350,16 @@ CASES: dict[str, tuple[Callable[[Path, np.ndarray], Path], tuple[int, ...], str]
         _torch_qat_case(True),
         (1, 3, 32, 32),
         "QDQ, PyTorch fake-quant, TorchScript",
+    ),
+    "fakequant_cnn-pt2e_qat-per_tensor": (
+        _pt2e_qat_case(False),
+        (1, 3, 32, 32),
+        "QDQ, PyTorch fake-quant (PT2E QAT), dynamo exporter",
+    ),
+    "fakequant_cnn-pt2e_qat-per_channel": (
+        _pt2e_qat_case(True),
+        (1, 3, 32, 32),
+        "QDQ, PyTorch fake-quant (PT2E QAT), dynamo exporter",
     ),
     "pt2e_cnn-per_tensor": (_pt2e_case(False), (1, 3, 32, 32), "QDQ, PT2E (torchao), dynamo exporter"),
     "pt2e_cnn-per_channel": (_pt2e_case(True), (1, 3, 32, 32), "QDQ, PT2E (torchao), dynamo exporter"),
