@@ -9,12 +9,13 @@ import sys
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pytest
 from conftest import qdq_cnn, save
 from onnx import TensorProto, helper, numpy_helper
 
 import convfix
-from convfix import RepairOptions, model_io, oracle, qdq, quantized
+from convfix import RepairOptions, int8_source, model_io, oracle, qdq, quantized
 from convfix.backends.base import OwnWeight
 from convfix.backends.onnx2tf import own_weights
 from convfix.errors import ConvfixError
@@ -207,7 +208,8 @@ def test_the_own_scales_source_folds_weights_and_quantizes_after_the_relu(tmp_pa
 
 def _eager_fake_quant_classifier() -> onnx.ModelProto:
     """PyTorch's eager fake-quant as exported: weights on [-128, 127] with scale max|w| / 127.5 (so
-    TFLite's own [-127, 127] grid differs), and a mean the model leaves in float before its Linear."""
+    TFLite's own [-127, 127] grid differs), a float bias, and a mean the model leaves in float before
+    its Linear (opset 18: its axes an input, from a Constant node)."""
     rng = np.random.default_rng(4)
     conv_w = (rng.standard_normal((6, 3, 3, 3)) * 0.3).astype(np.float32)
     conv_w[0, 0, 0, 0] = -np.abs(conv_w).max() - 0.1  # its largest |weight| is negative: quantized to -128
@@ -215,6 +217,7 @@ def _eager_fake_quant_classifier() -> onnx.ModelProto:
     scalar = lambda value, dtype: np.array(value, dtype)  # noqa: E731
     constants = {
         "cw": conv_w, "cws": scalar(np.abs(conv_w).max() / 127.5, np.float32), "z8": scalar(0, np.int8),
+        "cb": (rng.standard_normal(6) * 0.1).astype(np.float32),
         "fw": fc_w, "fws": scalar(np.abs(fc_w).max() / 127.5, np.float32),
         "xs": scalar(0.03, np.float32), "xz": scalar(128, np.uint8),
         "cs": scalar(0.02, np.float32), "cz": scalar(120, np.uint8),
@@ -225,11 +228,12 @@ def _eager_fake_quant_classifier() -> onnx.ModelProto:
         helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
         helper.make_node("QuantizeLinear", ["cw", "cws", "z8"], ["cwq"]),
         helper.make_node("DequantizeLinear", ["cwq", "cws", "z8"], ["cwd"]),
-        helper.make_node("Conv", ["xd", "cwd"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["xd", "cwd", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),
         helper.make_node("QuantizeLinear", ["c", "cs", "cz"], ["cq"]),
         helper.make_node("DequantizeLinear", ["cq", "cs", "cz"], ["cd"]),
         helper.make_node("Relu", ["cd"], ["r"]),
-        helper.make_node("ReduceMean", ["r"], ["mean"], axes=[2, 3], keepdims=0),
+        helper.make_node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([2, 3], np.int64))),
+        helper.make_node("ReduceMean", ["r", "axes"], ["mean"], keepdims=0),
         helper.make_node("QuantizeLinear", ["fw", "fws", "z8"], ["fwq"]),
         helper.make_node("DequantizeLinear", ["fwq", "fws", "z8"], ["fwd"]),
         helper.make_node("Gemm", ["mean", "fwd"], ["g"], transB=1),
@@ -243,13 +247,16 @@ def _eager_fake_quant_classifier() -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
         [numpy_helper.from_array(v, k) for k, v in constants.items()],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
 
 
-def test_the_int8_reference_takes_a_float_mean_on_its_input_s_grid(tmp_path):
+def test_the_int8_reference_takes_a_float_mean_and_bias_on_their_int8_grids(tmp_path):
     model = model_io.load(save(_eager_fake_quant_classifier(), tmp_path / "m.onnx"))
-    completed, averaged = qdq.int8_reference(model)
-    assert averaged == ["mean"]
+    completed, changed = qdq.int8_reference(model)
+    assert changed == ["bias of Conv conv in int32", "ReduceMean mean on its input's grid"]
+    bias = ir.convenience.get_const_tensor(next(n for n in completed.graph if n.op_type == "Conv").inputs[2])
+    step = 0.03 * qdq.own_weights(model)[0].scales[0]
+    np.testing.assert_allclose(bias.numpy() / step, np.rint(bias.numpy() / step), atol=1e-3)
     pair = next(n for n in completed.graph if n.op_type == "QuantizeLinear" and n.inputs[0].name == "mean")
     assert [v.name for v in pair.inputs[1:]] == ["cs", "cz"]
     weights = qdq.own_weights(model)
@@ -279,7 +286,8 @@ def test_an_eager_fake_quant_classifier_s_int8_file_keeps_its_weights(target, tm
     assert artifact.ok and "2 of its 2 int8 weights as the model stores them" in artifact.scales_from, (
         artifact.to_json()
     )
-    assert "['mean'] on their input's int8 grid" in artifact.held_to
+    assert "(bias of Conv conv in int32; ReduceMean mean on its input's grid)" in artifact.held_to
+    assert artifact.ops == "int8 builtins"  # the Mean's axes int32 (int8_source.py), not a select TF op
 
 
 def _pooled_stem() -> onnx.ModelProto:
@@ -313,3 +321,56 @@ def test_a_padded_max_pool_is_zero_padded_for_the_int8_file(target, tmp_path):
     artifact = convfix.repair(path, options, backend=target, probe_set=probes).tf.quantized["int8"]
     assert artifact.error is None and "1 padded MaxPool(s) over a Relu zero-padded" in artifact.scales_from
     assert min(p.cosine for p in artifact.probes) > 0.999, artifact.to_json()
+
+
+def _qdq_mean_classifier() -> onnx.ModelProto:
+    """onnxruntime's QDQ layout of a CNN head: a quantized ReduceMean whose axes (opset 18) come
+    from a Constant node."""
+    rng = np.random.default_rng(7)
+    scalar = lambda value, dtype: np.array(value, dtype)  # noqa: E731
+    constants = {
+        "cw": rng.integers(-127, 128, (6, 3, 3, 3)).astype(np.int8), "cws": scalar(0.004, np.float32),
+        "fw": rng.integers(-127, 128, (5, 6)).astype(np.int8), "fws": scalar(0.01, np.float32),
+        "z8": scalar(0, np.int8), "xs": scalar(0.03, np.float32), "xz": scalar(128, np.uint8),
+        "cs": scalar(0.02, np.float32), "cz": scalar(0, np.uint8),
+        "ms": scalar(0.01, np.float32), "mz": scalar(0, np.uint8),
+        "ys": scalar(0.005, np.float32), "yz": scalar(125, np.uint8),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["cw", "cws", "z8"], ["cwd"]),
+        helper.make_node("Conv", ["xd", "cwd"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "cs", "cz"], ["rq"]),
+        helper.make_node("DequantizeLinear", ["rq", "cs", "cz"], ["rd"]),
+        helper.make_node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([2, 3], np.int64))),
+        helper.make_node("ReduceMean", ["rd", "axes"], ["mean"], keepdims=0),
+        helper.make_node("QuantizeLinear", ["mean", "ms", "mz"], ["mq"]),
+        helper.make_node("DequantizeLinear", ["mq", "ms", "mz"], ["md"]),
+        helper.make_node("DequantizeLinear", ["fw", "fws", "z8"], ["fwd"]),
+        helper.make_node("Gemm", ["md", "fwd"], ["g"], transB=1),
+        helper.make_node("QuantizeLinear", ["g", "ys", "yz"], ["gq"]),
+        helper.make_node("DequantizeLinear", ["gq", "ys", "yz"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qdq_mean",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+        [numpy_helper.from_array(v, k) for k, v in constants.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+
+
+def test_the_int8_source_holds_its_constants_as_initializers(tmp_path):
+    """onnx2tf takes a Constant node's output as a TF tensor: a ReduceMean's axes stayed int64 where
+    its input kept the ONNX layout (an onnxruntime QDQ ResNet), which TFLite's int8 Mean refuses, and
+    the Mean fell back to a select TF op (benchmarks/results/quantization.md). In the int8 source
+    they are initializers, which onnx2tf reads as numbers."""
+    model = model_io.load(save(_qdq_mean_classifier(), tmp_path / "m.onnx"))
+    prepared, changed = int8_source.prepared(model)
+    assert changed == ["Constant nodes as initializers"]
+    assert not [n for n in prepared.graph if n.op_type == "Constant"]
+    assert "axes" in prepared.graph.initializers
+    assert not [n for n in qdq.fake_quant_source(model).graph if n.op_type == "Constant"]

@@ -1,10 +1,14 @@
-"""The model a calibrated int8 .tflite is converted from, where it must differ from the float one.
+"""The model an int8 .tflite is converted from, where it must differ from the float one.
 
-onnx2tf pads a MaxPool whose ONNX pads TF cannot express with float32's lowest value, so that the
-padding never wins the max. TFLite's int8 calibration then takes that value into the padded tensor's
-range: a ResNet stem's came out with a scale of 1e36 and the file could not be run (onnx2tf pads with
-0 when it writes int8 itself). Over a Relu's output, padding with 0 gives the same maxima (every
-window holds a value >= 0), so for the int8 file the MaxPool is preceded by an explicit Pad of 0.
+- Every Constant node becomes an initializer: onnx2tf takes a Constant node's output as a TF tensor,
+  so a ReduceMean's axes (an input since opset 18) stayed int64, which TFLite's int8 Mean does not
+  take: the Mean of an onnxruntime QDQ ResNet fell back to a select TF op.
+- onnx2tf pads a MaxPool whose ONNX pads TF cannot express with float32's lowest value, so that
+  the padding never wins the max. TFLite's int8 calibration then takes that value into the padded
+  tensor's range: a ResNet stem's came out with a scale of 1e36 and the file could not be run
+  (onnx2tf pads with 0 when it writes int8 itself). Over a Relu's output, padding with 0 gives the
+  same maxima (every window holds a value >= 0), so the MaxPool is preceded by an explicit Pad of 0.
+The own-scales source of a QDQ model (qdq.py) is prepared the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import common
 from onnxscript.rewriter import pattern as orp
 
 from convfix import model_io, oracle
@@ -63,6 +68,18 @@ class ZeroPaddedMaxPool(orp.RewriteRuleClassBase):
 _RULES = orp.RewriteRuleSet([ZeroPaddedMaxPool().rule()])
 
 
+def prepared(model: ir.Model) -> tuple[ir.Model, list[str]]:
+    """A copy of the model as the int8 file is converted from, and what changed."""
+    copy = model_io.clone(model)
+    changed = []
+    if common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(copy).modified:
+        changed.append("Constant nodes as initializers")
+    count = _RULES.apply_to_model(copy)
+    if count:
+        changed.append(f"{count} padded MaxPool(s) over a Relu zero-padded")
+    return copy, changed
+
+
 def saved_model_for_int8(
     model: ir.Model,
     probes: Sequence[Mapping[str, np.ndarray]],
@@ -72,21 +89,20 @@ def saved_model_for_int8(
     scratch: Path,
     distinct_unknown_dims: bool,
 ) -> tuple[Path | None, str]:
-    """A SavedModel of the model with its padded max pools zero-padded, verified like the float one,
-    and what was done; (None, why not) where nothing needs it or it does not verify."""
-    padded = model_io.clone(model)
-    count = _RULES.apply_to_model(padded)
-    if not count:
+    """A SavedModel of the model prepared for int8, verified like the float one, and what was done;
+    (None, why not) where nothing needs it or it does not verify."""
+    ready, changed = prepared(model)
+    if not changed:
         return None, ""
     try:
-        outputs = oracle.evaluate(padded, probes, "checking the zero-padded max pools").outputs
+        outputs = oracle.evaluate(ready, probes, "checking the model prepared for int8").outputs
     except oracle.OracleError as exc:
-        return None, f"the zero-padded max pools cannot be run: {exc}"
+        return None, f"the model prepared for int8 cannot be run: {exc}"
     if not compare_outputs(reference, outputs, tolerance).ok:
-        return None, "the zero-padded max pools differ from the model"
+        return None, "the model prepared for int8 differs from the model"
     result = convert_copy(
         backend,
-        padded,
+        ready,
         scratch,
         "int8-source-",
         probes,
@@ -102,5 +118,5 @@ def saved_model_for_int8(
         and compare_outputs(reference, result.tf_outputs, tolerance).ok
     )
     if not verified:
-        return None, "the zero-padded max pools did not convert with parity"
-    return Path(result.path), f"{count} padded MaxPool(s) over a Relu zero-padded"
+        return None, "the model prepared for int8 did not convert with parity"
+    return Path(result.path), ", ".join(changed)

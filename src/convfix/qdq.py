@@ -19,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import common
 
-from convfix import model_io
+from convfix import int8_source, model_io
 from convfix.backends.base import OwnWeight
 
 RELATIVE_SCALE_TOLERANCE = 1e-6  # a scale read back from the file: float32, recomputed from the range
@@ -144,7 +144,7 @@ def own_weights(model: ir.Model) -> list[OwnWeight]:
 def fake_quant_source(model: ir.Model) -> ir.Model:
     """The model with every DequantizeLinear of constant integers (its weights, biases; stored as
     integers or fake-quantized from floats) folded into a float constant; the activations' pairs
-    stay for the worker to make fake-quant ops of."""
+    stay for the worker to make fake-quant ops of. Then prepared as any int8 source (int8_source.py)."""
     source = model_io.clone(model)
     graph = source.graph
     for node in list(graph):
@@ -167,7 +167,7 @@ def fake_quant_source(model: ir.Model) -> ir.Model:
         graph.remove(node, safe=True)
     _relu_before_pairs(graph)
     common.RemoveUnusedNodesPass()(source)
-    return source
+    return int8_source.prepared(source)[0]
 
 
 _GRID_KEEPING = frozenset(
