@@ -2,7 +2,9 @@
 verify, each run on the probes and judged by what its mode is held to (quantized.py).
 
 - float16 and dynamic, and int8 of a float model: TFLite's own converter over the verified
-  SavedModel (int8 calibrated on --calibration).
+  SavedModel (int8 calibrated on --calibration), or over one of the model prepared for it
+  (int8_source.py; a dynamically quantized model's MatMuls as float MatMuls of its int8 weights,
+  dequantized.py, which are written back into the file).
 - int8 of a model that carries its own quantization (QDQ pairs): converted again from the model with
   its weights folded and its activation pairs as fake-quant ops (qdq.py, fake_quant.py), so that the
   file keeps the model's scales and zero points; held to one output quantization step of
@@ -19,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from convfix import int8_source, model_io, normalize, oracle, qdq, quantized, rounding
-from convfix.backends.base import Backend, convert_copy
+from convfix import dequantized, int8_source, model_io, normalize, oracle, qdq, quantized, rounding
+from convfix.backends.base import Backend, OwnWeight, convert_copy
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
 from convfix.journal import Report
@@ -85,7 +87,7 @@ def write_quantized(report: Report, backend: Backend, job: Job) -> None:
             made[mode] = _own_int8(report, backend, job)
         else:
             saved_model = Path(report.tf.path)
-            source, prepared = _int8_source(report, backend, job) if mode == "int8" else (None, "")
+            source, prepared, weights = _source(report, backend, job, mode)
             reply = backend.quantize(
                 source or saved_model,
                 saved_model.parent / f"model_{mode}.tflite",
@@ -93,10 +95,14 @@ def write_quantized(report: Report, backend: Backend, job: Job) -> None:
                 job.probes,
                 calibration=job.calibration if mode == "int8" else (),
                 int8_io=mode == "int8" and job.options.quantized_io == "int8",
+                own_weights=weights,
             )
             scales_from = _SCALES_FROM.get(
                 mode, f"calibrated on {len(job.calibration)} samples (--calibration)"
             ) + (f"; {prepared}" if prepared else "")
+            if weights:
+                kept = len(reply.weights_kept)
+                scales_from += f"; {kept} of its {len(weights)} int8 weights as the model stores them"
             made[mode] = _judged(mode, reply, scales_from, job)
             if mode == "float16" and made[mode].probes and not made[mode].ok:
                 _reanchor_float16(made[mode], reply, backend, job, report)
@@ -146,18 +152,29 @@ def _judged(mode: str, reply, scales_from: str, job: Job) -> quantized.Quantized
     return artifact
 
 
-def _int8_source(report: Report, backend: Backend, job: Job) -> tuple[Path | None, str]:
-    """The SavedModel a calibrated int8 file is made from where the float one will not do
-    (int8_source.py), and what was done or why it was not."""
-    return int8_source.saved_model_for_int8(
-        job.repaired,
-        job.probes,
-        job.reference,
-        job.options.tolerance,
-        backend,
-        Path(report.tf.path).parent,
-        report.tf.distinct_unknown_dims,
+def _source(
+    report: Report, backend: Backend, job: Job, mode: str
+) -> tuple[Path | None, str, list[OwnWeight]]:
+    """The SavedModel a dynamic or calibrated int8 file is made from where the float one will not
+    do, what was done (or why not), and the model's own int8 weights to write into the file. A
+    dynamically quantized model's MatMuls become float MatMuls of its int8 weights (dequantized.py);
+    an int8 file is prepared as int8_source.py says."""
+    scratch, dims = Path(report.tf.path).parent, report.tf.distinct_unknown_dims
+    tolerance = job.options.tolerance
+    if mode in ("dynamic", "int8"):
+        model, count = dequantized.dequantized(job.repaired)
+        if count:
+            done = [f"{count} dynamically quantized MatMul(s) as float MatMuls of their int8 weights"]
+            path, note = int8_source.saved_model_for(
+                qdq.fold_weights(model), job.probes, None, tolerance, backend, scratch, dims, done
+            )
+            return path, note, qdq.own_weights(model) if path else []
+    if mode != "int8":
+        return None, "", []
+    path, note = int8_source.saved_model_for(
+        job.repaired, job.probes, job.reference, tolerance, backend, scratch, dims
     )
+    return path, note, []
 
 
 def _reanchor_float16(

@@ -1,4 +1,4 @@
-"""The model an int8 .tflite is converted from, where it must differ from the float one.
+"""The model an int8 (or dynamic) .tflite is converted from, where it must differ from the float one.
 
 - Every Constant node becomes an initializer: onnx2tf takes a Constant node's output as a TF tensor,
   so a ReduceMean's axes (an input since opset 18) stayed int64, which TFLite's int8 Mean does not
@@ -80,25 +80,30 @@ def prepared(model: ir.Model) -> tuple[ir.Model, list[str]]:
     return copy, changed
 
 
-def saved_model_for_int8(
+def saved_model_for(
     model: ir.Model,
     probes: Sequence[Mapping[str, np.ndarray]],
-    reference: Sequence[Mapping[str, np.ndarray]],
+    reference: Sequence[Mapping[str, np.ndarray]] | None,
     tolerance: Tolerance,
     backend: Backend,
     scratch: Path,
     distinct_unknown_dims: bool,
+    done: Sequence[str] = (),
 ) -> tuple[Path | None, str]:
-    """A SavedModel of the model prepared for int8, verified like the float one, and what was done;
-    (None, why not) where nothing needs it or it does not verify."""
+    """A SavedModel of the model prepared for int8, verified like the float one, and what was done
+    (`done` before, then here); (None, why not) where nothing needs it or it does not verify. A model
+    that is not the one repaired (`reference` None) is verified against its own outputs."""
     ready, changed = prepared(model)
+    changed = [*done, *changed]
     if not changed:
         return None, ""
     try:
         outputs = oracle.evaluate(ready, probes, "checking the model prepared for int8").outputs
     except oracle.OracleError as exc:
         return None, f"the model prepared for int8 cannot be run: {exc}"
-    if not compare_outputs(reference, outputs, tolerance).ok:
+    if reference is None:
+        reference = outputs
+    elif not compare_outputs(reference, outputs, tolerance).ok:
         return None, "the model prepared for int8 differs from the model"
     result = convert_copy(
         backend,

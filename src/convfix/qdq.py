@@ -142,9 +142,17 @@ def own_weights(model: ir.Model) -> list[OwnWeight]:
 
 
 def fake_quant_source(model: ir.Model) -> ir.Model:
-    """The model with every DequantizeLinear of constant integers (its weights, biases; stored as
-    integers or fake-quantized from floats) folded into a float constant; the activations' pairs
-    stay for the worker to make fake-quant ops of. Then prepared as any int8 source (int8_source.py)."""
+    """The model with its weights folded (fold_weights); the activations' pairs stay for the worker
+    to make fake-quant ops of. Then prepared as any int8 source (int8_source.py)."""
+    source = fold_weights(model)
+    _relu_before_pairs(source.graph)
+    common.RemoveUnusedNodesPass()(source)
+    return int8_source.prepared(source)[0]
+
+
+def fold_weights(model: ir.Model) -> ir.Model:
+    """A copy of the model with every DequantizeLinear of constant integers (its weights, biases;
+    stored as integers or fake-quantized from floats) folded into a float constant."""
     source = model_io.clone(model)
     graph = source.graph
     for node in list(graph):
@@ -158,16 +166,14 @@ def fake_quant_source(model: ir.Model) -> ir.Model:
         scale, zero = _along_axis(node, scale, integers.ndim), _along_axis(node, zero, integers.ndim)
         centered = integers.astype(np.float32) - (0 if zero is None else zero.astype(np.float32))
         weights = (centered * scale).astype(scale.dtype)
-        constant = ir.node(
-            "Constant", [], attributes={"value": ir.tensor(weights)}, name=f"{node.name}_folded"
-        )
-        constant.outputs[0].dtype, constant.outputs[0].shape = node.outputs[0].dtype, ir.Shape(weights.shape)
+        tensor = ir.tensor(weights)
+        constant = ir.node("Constant", [], attributes={"value": tensor}, name=f"{node.name}_folded")
+        constant.outputs[0].dtype, constant.outputs[0].shape = tensor.dtype, ir.Shape(weights.shape)
         graph.insert_before(node, constant)
         node.outputs[0].replace_all_uses_with(constant.outputs[0], replace_graph_outputs=True)
         graph.remove(node, safe=True)
-    _relu_before_pairs(graph)
     common.RemoveUnusedNodesPass()(source)
-    return int8_source.prepared(source)[0]
+    return source
 
 
 _GRID_KEEPING = frozenset(
