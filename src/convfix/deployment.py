@@ -21,7 +21,17 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from convfix import dequantized, int8_source, model_io, normalize, oracle, qdq, quantized, rounding
+from convfix import (
+    dequantized,
+    int8_source,
+    int8_ties,
+    model_io,
+    normalize,
+    oracle,
+    qdq,
+    quantized,
+    rounding,
+)
 from convfix.backends.base import Backend, OwnWeight, convert_copy
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
@@ -264,36 +274,68 @@ def _own_int8(report: Report, backend: Backend, job: Job) -> quantized.Quantized
     )
     artifact = _judged("int8", reply, scales_from, job)
     if artifact.probes:
-        unstepped = sorted(set(job.reference[0]) - set(steps))
-        against, averaged = _as_int8(job)
-        if isinstance(against, str):
-            artifact.error = against
-            return artifact
-        worst = max(
-            quantized.figures(expected, got, reply.steps).max_steps or 0.0
-            for expected, got in zip(against, reply.outputs, strict=True)
-        )
-        artifact.held_to = "within one output quantization step of onnxruntime on the QDQ model"
-        if averaged:
-            artifact.held_to += (
-                f" with what it leaves in float taken as int8 runtimes (PyTorch's too) take it "
-                f"({'; '.join(averaged)}): {worst:.3g} steps from that; the figures are against the "
-                "QDQ model as given"
-            )
-        artifact.ok = not unstepped and not missing and not foreign and worst <= ONE_STEP
-        if unstepped:
-            artifact.held_to += f" (outputs {unstepped} come from no DequantizeLinear: no step)"
+        _judge_own_int8(artifact, reply, backend, job, steps, bool(missing or foreign))
     return artifact
 
 
-def _as_int8(job: Job) -> tuple[Sequence[Mapping[str, np.ndarray]] | str, list[str]]:
-    """The reference an int8 file of the QDQ model is judged against (qdq.int8_reference), and what
-    it takes as integers that the model leaves in float, or why it cannot be run."""
-    completed, averaged = qdq.int8_reference(job.source)
-    if not averaged:
-        return job.reference, averaged
+def _judge_own_int8(
+    artifact: quantized.QuantizedArtifact,
+    reply,
+    backend: Backend,
+    job: Job,
+    steps: Mapping[str, float],
+    scales_lost: bool,
+) -> None:
+    """Within one output step of the QDQ model as int8 runtimes compute it (qdq.int8_reference);
+    where the file misses that, of the model re-run on the file's own integers (int8_ties.py)."""
+    unstepped = sorted(set(job.reference[0]) - set(steps))
+    completed, changed = qdq.int8_reference(job.source)
+    against = _as_int8(completed, job) if changed else job.reference
+    if isinstance(against, str):
+        artifact.error = against
+        return
+    worst = _worst_steps(against, reply)
+    artifact.held_to = "within one output quantization step of onnxruntime on the QDQ model"
+    if changed:
+        artifact.held_to += (
+            f" with what it leaves in float taken as int8 runtimes (PyTorch's too) take it "
+            f"({'; '.join(changed)}): {worst:.3g} steps from that; the figures are against the "
+            "QDQ model as given"
+        )
+    if worst > ONE_STEP and not unstepped and not scales_lost:
+        as_converted = model_io.clone(completed)  # its Relus before their pairs, as the file has them
+        qdq.relu_before_pairs(as_converted.graph)
+        scales = [(own.scale, own.zero_point) for own in qdq.own_scales(as_converted)]
+        read = backend.read_int8(Path(reply.path), job.probes, scales)
+        anchored = (
+            int8_ties.anchored_reference(as_converted, job.probes, read.values, job.options.tolerance)
+            if read.values is not None
+            else read.error
+        )
+        if isinstance(anchored, rounding.Anchored):
+            worst = _worst_steps(anchored.reference, reply)
+            artifact.rounding_ties = anchored.ties
+            artifact.held_to += (
+                f"; re-run on the file's own integers inside ({anchored.ties} tie(s) decided the other "
+                f"way): {worst:.3g} steps from that"
+            )
+        else:
+            artifact.held_to += f" (not re-run on the file's integers: {anchored})"
+    artifact.ok = not unstepped and not scales_lost and worst <= ONE_STEP
+    if unstepped:
+        artifact.held_to += f" (outputs {unstepped} come from no DequantizeLinear: no step)"
+
+
+def _worst_steps(reference: Sequence[Mapping[str, np.ndarray]], reply) -> float:
+    return max(
+        quantized.figures(expected, got, reply.steps).max_steps or 0.0
+        for expected, got in zip(reference, reply.outputs, strict=True)
+    )
+
+
+def _as_int8(completed: ir.Model, job: Job) -> Sequence[Mapping[str, np.ndarray]] | str:
+    """The outputs of the QDQ model as int8 runtimes compute it, or why it cannot be run."""
     try:
-        outputs = oracle.evaluate(completed, job.probes, "running the QDQ model as int8 runs it").outputs
+        return oracle.evaluate(completed, job.probes, "running the QDQ model as int8 runs it").outputs
     except oracle.OracleError as exc:
-        return f"the QDQ model as int8 runtimes compute it cannot be run: {exc}", averaged
-    return outputs, averaged
+        return f"the QDQ model as int8 runtimes compute it cannot be run: {exc}"

@@ -145,7 +145,7 @@ def fake_quant_source(model: ir.Model) -> ir.Model:
     """The model with its weights folded (fold_weights); the activations' pairs stay for the worker
     to make fake-quant ops of. Then prepared as any int8 source (int8_source.py)."""
     source = fold_weights(model)
-    _relu_before_pairs(source.graph)
+    relu_before_pairs(source.graph)
     common.RemoveUnusedNodesPass()(source)
     return int8_source.prepared(source)[0]
 
@@ -265,7 +265,7 @@ def int8_reference(model: ir.Model) -> tuple[ir.Model, list[str]]:
     return completed, changed
 
 
-def _relu_before_pairs(graph: ir.Graph) -> None:
+def relu_before_pairs(graph: ir.Graph) -> None:
     """Q -> DQ -> Relu becomes Relu -> Q -> DQ (exact: both give 0 where x < 0 and the same step
     elsewhere). PyTorch's eager fake-quant without fused modules quantizes a Conv's output before its
     ReLU; TFLite fuses the two and would calibrate the fused output's range instead of the model's."""

@@ -123,6 +123,11 @@ class Backend(Protocol):
         file gets `own_weights` in place of the weights the converter quantized."""
         ...
 
+    def read_int8(self, path: Path, probes: Sequence[Probe], scales: Sequence[tuple[float, int]]) -> Any:
+        """Run an int8 .tflite on probes and read back every int8 tensor it computes on one of
+        `scales`, per probe: name -> (values, (scale, zero point)), or why not."""
+        ...
+
     def close(self) -> None:
         """Stop the worker process."""
         ...

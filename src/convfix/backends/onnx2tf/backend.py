@@ -19,7 +19,7 @@ from convfix.backends.base import ConversionResult, OwnWeight, Probe
 from convfix.backends.onnx2tf.errors_map import essential_error
 from convfix.backends.onnx2tf.layout import signature_names
 from convfix.backends.onnx2tf.messages import ArtifactOutputs, Convert, InputSignature, RunArtifact
-from convfix.backends.onnx2tf.quantize import Quantize, Quantized
+from convfix.backends.onnx2tf.quantize import Int8Values, Quantize, Quantized, ReadInt8
 from convfix.boundary.process import Died, Limits, Pool, take_early
 from convfix.errors import ConvfixError
 from convfix.proto_walk import all_tensors
@@ -211,6 +211,17 @@ class Onnx2TfBackend:
         if isinstance(reply, Died):
             return Quantized(error=reply.describe("the onnx2tf worker", f"writing the {mode} TFLite"))
         assert isinstance(reply, Quantized)
+        return reply
+
+    def read_int8(
+        self, path: Path, probes: Sequence[Probe], scales: Sequence[tuple[float, int]]
+    ) -> Int8Values:
+        """The int8 tensors the .tflite at `path` computes on `scales`, per probe (quantize.py)."""
+        request = ReadInt8(str(Path(path).resolve()), tuple(dict(p) for p in probes), tuple(scales))
+        reply = self._pool.call(request)
+        if isinstance(reply, Died):
+            return Int8Values(None, reply.describe("the onnx2tf worker", "reading the int8 TFLite"))
+        assert isinstance(reply, Int8Values)
         return reply
 
     def call(self, request: object, seconds: float | None = None) -> object:

@@ -54,6 +54,63 @@ class Quantized:
     weights_kept: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ReadInt8:
+    """Run the int8 .tflite at `path` on `probes` and read back every int8 tensor an op computes on
+    one of `scales` ((scale, zero point) pairs), by the interpreter's own kernels."""
+
+    path: str
+    probes: tuple[Probe, ...]
+    scales: tuple[tuple[float, int], ...]
+
+
+@dataclass(frozen=True)
+class Int8Values:
+    """Per probe, tensor name -> its int8 values and (scale, zero point); or why there are none."""
+
+    values: tuple[dict[str, tuple[np.ndarray, tuple[float, int]]], ...] | None
+    error: str | None = None
+
+
+def read_int8(request: ReadInt8, feed: Callable[[Probe, set[str]], dict], error_of: Callable) -> Int8Values:
+    """The file's computed int8 tensors on the requested scales, per probe (delegates off: only the
+    interpreter's own kernels keep every tensor)."""
+    import tensorflow as tf
+
+    try:
+        interpreter = tf.lite.Interpreter(
+            model_path=request.path,
+            num_threads=2,
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            experimental_preserve_all_tensors=True,
+        )
+        wanted = {
+            name: scale
+            for name, scale in _computed_int8_scales(interpreter).items()
+            if any(_same_scale(scale, asked) for asked in request.scales)
+        }
+        indices = {t["name"]: t["index"] for t in interpreter.get_tensor_details()}
+        runner = interpreter.get_signature_runner("serving_default")
+        inputs = runner.get_input_details()
+        io_scales = {name: _scale(d) for name, d in inputs.items() if d["dtype"] == np.int8}
+        values = []
+        for probe in request.probes:
+            fed = {
+                name: _quantized(value, io_scales[name]) if name in io_scales else value
+                for name, value in feed(probe, set(inputs)).items()
+            }
+            runner(**fed)
+            read = {name: interpreter.get_tensor(indices[name]).copy() for name in wanted}
+            values.append({name: (read[name], wanted[name]) for name in wanted})
+    except Exception as exc:  # noqa: BLE001 - the runtime's failure is the reply
+        return Int8Values(None, f"reading the int8 TFLite's tensors: {error_of(exc)}")
+    return Int8Values(tuple(values))
+
+
+def _same_scale(a: tuple[float, int], b: tuple[float, int]) -> bool:
+    return a[1] == b[1] and abs(a[0] - b[0]) <= 1e-6 * abs(b[0])
+
+
 def handle(request: Quantize, feed: Callable[[Probe, set[str]], dict], error_of: Callable) -> Quantized:
     """Write and run the artifact; a converter or runtime failure is the reply's error."""
     target = Path(request.target)

@@ -73,7 +73,9 @@ def warm_up() -> None:
         _timed_import(_startup, "onnx2tf")
 
 
-def handle(request: Any, channel: Channel) -> ConversionResult | ArtifactOutputs | quantize.Quantized:
+def handle(
+    request: Any, channel: Channel
+) -> ConversionResult | ArtifactOutputs | quantize.Quantized | quantize.Int8Values:
     if isinstance(request, Convert):
         return _convert(request, channel)
     if isinstance(request, RunArtifact):
@@ -81,6 +83,9 @@ def handle(request: Any, channel: Channel) -> ConversionResult | ArtifactOutputs
     if isinstance(request, quantize.Quantize):
         _timed_import({}, "tensorflow")
         return quantize.handle(request, _feed, _converter_error)
+    if isinstance(request, quantize.ReadInt8):
+        _timed_import({}, "tensorflow")
+        return quantize.read_int8(request, _feed, _converter_error)
     return ArtifactOutputs(None, f"the onnx2tf worker does not take {type(request).__name__}")
 
 
