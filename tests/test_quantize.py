@@ -412,3 +412,28 @@ def test_a_dynamically_quantized_model_s_dynamic_file_is_builtin_with_its_own_we
     assert "1 dynamically quantized MatMul(s) as float MatMuls of their int8 weights" in artifact.scales_from
     assert "1 of its 1 int8 weights as the model stores them" in artifact.scales_from
     assert min(p.cosine for p in artifact.probes) > 0.999
+
+
+_STRIP_SIGNATURES = """
+import sys
+from tensorflow.lite.tools import flatbuffer_utils
+model = flatbuffer_utils.read_model(sys.argv[1])
+model.signatureDefs = []
+flatbuffer_utils.write_model(model, sys.argv[2])
+"""
+
+
+def test_a_tflite_without_signatures_runs_by_its_tensor_names(target, tmp_path):
+    """onnx2tf's dynamic-range file has no signature: the benchmark runs it beside convfix's."""
+    path = save(qdq_cnn(tmp_path), tmp_path / "m.onnx")
+    report = convfix.repair(path, RepairOptions(tf_out=tmp_path / "tf", tflite=True), backend=target)
+    plain = tmp_path / "plain.tflite"
+    subprocess.run(
+        [sys.executable, "-c", _STRIP_SIGNATURES, str(tmp_path / "tf" / "model.tflite"), str(plain)],
+        check=True,
+    )
+    probe = {"x": np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    (signed,) = target.run(tmp_path / "tf" / "model.tflite", [probe])
+    (unsigned,) = target.run(plain, [probe])
+    assert report.tf.verified and len(unsigned) == len(signed) == 1
+    np.testing.assert_array_equal(next(iter(unsigned.values())), next(iter(signed.values())))

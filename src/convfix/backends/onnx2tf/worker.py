@@ -521,7 +521,33 @@ def _load_tflite(path: Path) -> Any:
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=THREADS)
-    return interpreter.get_signature_runner("serving_default")
+    if "serving_default" in interpreter.get_signature_list():
+        return interpreter.get_signature_runner("serving_default")
+    return _Signatureless(interpreter)
+
+
+class _Signatureless:
+    """A .tflite without signatures (onnx2tf's dynamic-range file) run like a signature runner: its
+    inputs named by their tensors less TF's "serving_default_" and ":0", outputs by their tensors."""
+
+    def __init__(self, interpreter: Any) -> None:
+        self.interpreter = interpreter
+        self.inputs = {
+            re.sub(r"^serving_default_|:\d+$", "", d["name"]): d for d in interpreter.get_input_details()
+        }
+
+    def get_input_details(self) -> dict[str, dict]:
+        return self.inputs
+
+    def __call__(self, **fed: np.ndarray) -> dict[str, np.ndarray]:
+        for name, value in fed.items():
+            self.interpreter.resize_tensor_input(self.inputs[name]["index"], np.shape(value))
+        self.interpreter.allocate_tensors()
+        for name, value in fed.items():
+            self.interpreter.set_tensor(self.inputs[name]["index"], value)
+        self.interpreter.invoke()
+        outputs = self.interpreter.get_output_details()
+        return {d["name"]: self.interpreter.get_tensor(d["index"]) for d in outputs}
 
 
 def _run_tflite(runner: Any, probes: tuple[Probe, ...], channel: Channel) -> list[dict[str, np.ndarray]]:
