@@ -1,5 +1,7 @@
-"""The quantized .tflite files a deployment asks for (`--quantize`), made once the float artifacts
-verify, each run on the probes and judged by what its mode is held to (quantized.py).
+"""The quantized .tflite files a deployment asks for (`--quantize`), made once the SavedModel
+verifies (each is made from a SavedModel and judged on its own, so a float .tflite that fails does
+not keep them from being made), each run on the probes and judged by what its mode is held to
+(quantized.py).
 
 - float16 and dynamic, and int8 of a float model: TFLite's own converter over the verified
   SavedModel (int8 calibrated on --calibration), or over one of the model prepared for it
@@ -49,7 +51,8 @@ _SCALES_FROM = {
 @dataclass(frozen=True)
 class Job:
     """What the files are judged on: the probes and the reference, the options, the calibration
-    samples, the model as given (normalized) for the int8 file of a QDQ model, and the model as
+    samples, the model as given for the int8 file of a QDQ model (normalized, with the repair's
+    rewrites replayed but those of its quantization pairs: engine.replayed), and the model as
     repaired (its rounding points, for the float16 file)."""
 
     probes: Sequence[Mapping[str, np.ndarray]]
@@ -89,10 +92,8 @@ def write_quantized(report: Report, backend: Backend, job: Job) -> None:
     made = {}
     for mode in job.options.quantize:
         started = time.perf_counter()
-        if not report.tf.verified:
-            made[mode] = quantized.QuantizedArtifact(
-                mode, error="not made: the float artifacts do not verify"
-            )
+        if not (report.tf.converted and report.tf.parity is not None and report.tf.parity.ok):
+            made[mode] = quantized.QuantizedArtifact(mode, error="not made: the SavedModel does not verify")
         elif mode == "int8" and job.source is not None:
             made[mode] = _own_int8(report, backend, job)
         else:

@@ -26,6 +26,7 @@ from convfix import (
     oracle,
     preconditions,
     probes,
+    qdq,
     round_trips,
     rounding,
     shape_elements,
@@ -207,6 +208,24 @@ SIMPLIFY = Rule(
     _optimize,
     "onnxscript optimizer: fold constants and shape arithmetic (what onnxsim would do, in-process)",
 )
+
+
+def replayed(
+    model: ir.Model, steps: Sequence[Step], rules: RuleSet, context: RuleContext, keep_ops: frozenset[str]
+) -> ir.Model:
+    """A copy of `model` (as normalized for the session) with the repair's accepted rewrites applied
+    again in order, but those whose finding is at an op of `keep_ops`: the own-scales int8 file of a
+    QDQ model needs what the float conversion needed, with its quantization pairs kept."""
+    replay = model_io.clone(model)
+    by_name = {rule.name: rule for rule in rules.rules} | {SIMPLIFY.name: SIMPLIFY}
+    for step in steps:
+        rule = by_name.get(step.rule)
+        if rule is None or step.finding.op in keep_ops:
+            continue
+        context.details.clear()
+        if rule.apply(replay, step.finding, context) is None:
+            normalize.tidy(replay)
+    return replay
 
 
 REWRITE_BASE_BUDGET = 2 * 2**30
@@ -392,6 +411,8 @@ def repair(
         _finish(report, session, pinned, rules, result, culprit)
         if options.quantize:
             progress("writing the quantized TFLite files")
+            if source is not None:
+                source = replayed(source, report.accepted_steps, rules, RuleContext(pinned), qdq.PAIR_OPS)
             job = deployment.Job(
                 session.probe_set, session.reference, options, calibration, source, session.model
             )

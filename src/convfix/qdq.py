@@ -22,6 +22,8 @@ from onnx_ir.passes import common
 from convfix import int8_source, model_io
 from convfix.backends.base import OwnWeight
 
+# The ops of the model's quantization pairs: rewrites of them are not replayed on the own-scales source
+PAIR_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 RELATIVE_SCALE_TOLERANCE = 1e-6  # a scale read back from the file: float32, recomputed from the range
 
 

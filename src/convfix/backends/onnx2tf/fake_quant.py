@@ -57,10 +57,10 @@ def fake_quantized_pairs() -> Iterator[None]:
             return originals[0](graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
         output = graph_node.outputs[0]
         tf_layers_dict[output.name] = {
+            **source,  # what onnx2tf tracks of the input's layout (before_op_output_shape_trans, nhwc)
             "optype": graph_node.op,
             "shape": output.shape,
             "dtype": np.float32,
-            "nhwc": source.get("nhwc", False),
             _PASSED_ON: True,
             "tf_node": tf.quantization.fake_quant_with_min_max_vars(
                 source["tf_node"], span[0], span[1], num_bits=8, name=graph_node.name
