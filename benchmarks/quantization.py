@@ -271,39 +271,16 @@ def _torch_qat_case(per_channel: bool) -> Callable[[Path, np.ndarray], Path]:
     return make
 
 
-def _pt2e_case(per_channel: bool) -> Callable[[Path, np.ndarray], Path]:
-    """torchao's PT2E flow (XNNPACK's symmetric config, calibrated on the samples), dynamo exporter."""
-
-    def make(folder: Path, samples: np.ndarray) -> Path:
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-        from torchao.testing.pt2e._xnnpack_quantizer import (
-            XNNPACKQuantizer,
-            get_symmetric_quantization_config,
-        )
-
-        torch.manual_seed(0)
-        example = (torch.from_numpy(samples[0]),)
-        exported = torch.export.export(_Cnn().eval(), example).module()
-        config = get_symmetric_quantization_config(is_per_channel=per_channel)
-        prepared = prepare_pt2e(exported, XNNPACKQuantizer().set_global(config))
-        for sample in samples:
-            prepared(torch.from_numpy(sample))
-        path = folder / f"pt2e-{'per_channel' if per_channel else 'per_tensor'}.onnx"
-        torch.onnx.export(convert_pt2e(prepared), example, str(path), input_names=["x"], dynamo=True)
-        return path
-
-    return make
-
-
-def _pt2e_qat_case(per_channel: bool) -> Callable[[Path, np.ndarray], Path]:
-    """The eager fake-quant CNN's network through torchao's PT2E quantization-aware training
-    (fake-quant ops trained on the samples, then converted), dynamo exporter: PyTorch's eager
-    FakeQuantize modules branch on a tensor (observer_enabled[0] == 1) and torch.export refuses them,
-    so this is the fake-quant form the torch.export-based exporter takes."""
+def _pt2e_case(per_channel: bool, qat: bool = False) -> Callable[[Path, np.ndarray], Path]:
+    """torchao's PT2E flow (XNNPACK's symmetric config), dynamo exporter: post-training, the
+    10-way CNN calibrated on the samples; or quantization-aware training, the eager fake-quant CNN's
+    network with fake-quant ops trained on the samples, then converted. PyTorch's eager FakeQuantize
+    modules branch on a tensor (observer_enabled[0] == 1) and torch.export refuses them, so this is the
+    fake-quant form the torch.export-based exporter takes."""
 
     def make(folder: Path, samples: np.ndarray) -> Path:
         from torchao.quantization.pt2e import move_exported_model_to_eval
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
         from torchao.testing.pt2e._xnnpack_quantizer import (
             XNNPACKQuantizer,
             get_symmetric_quantization_config,
@@ -311,13 +288,15 @@ def _pt2e_qat_case(per_channel: bool) -> Callable[[Path, np.ndarray], Path]:
 
         torch.manual_seed(0)
         example = (torch.from_numpy(samples[0]),)
-        exported = torch.export.export(_FakeQuantCnn().train(), example).module()
-        config = get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=True)
-        prepared = prepare_qat_pt2e(exported, XNNPACKQuantizer().set_global(config))
+        network = _FakeQuantCnn().train() if qat else _Cnn().eval()
+        exported = torch.export.export(network, example).module()
+        config = get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat)
+        prepare = prepare_qat_pt2e if qat else prepare_pt2e
+        prepared = prepare(exported, XNNPACKQuantizer().set_global(config))
         for sample in samples:
             prepared(torch.from_numpy(sample))
-        converted = convert_pt2e(move_exported_model_to_eval(prepared))
-        path = folder / f"pt2e_qat-{'per_channel' if per_channel else 'per_tensor'}.onnx"
+        converted = convert_pt2e(move_exported_model_to_eval(prepared) if qat else prepared)
+        path = folder / f"pt2e{'_qat' if qat else ''}-{'per_channel' if per_channel else 'per_tensor'}.onnx"
         torch.onnx.export(converted, example, str(path), input_names=["x"], dynamo=True)
         return path
 
@@ -341,6 +320,7 @@ CASES: dict[str, tuple[Callable[[Path, np.ndarray], Path], tuple[int, ...], str]
         "QDQ, onnxruntime quantize_static",
     ),
     "cnn10-ort_qdq": (_ort_case("cnn10", "ort_qdq"), (1, 3, 32, 32), "QDQ, onnxruntime quantize_static"),
+    "encoder2-ort_qdq": (_ort_case("encoder2", "ort_qdq"), (1, 16, 64), "QDQ, onnxruntime quantize_static"),
     "fakequant_cnn-per_tensor": (
         _torch_qat_case(False),
         (1, 3, 32, 32),
@@ -352,12 +332,12 @@ CASES: dict[str, tuple[Callable[[Path, np.ndarray], Path], tuple[int, ...], str]
         "QDQ, PyTorch fake-quant, TorchScript",
     ),
     "fakequant_cnn-pt2e_qat-per_tensor": (
-        _pt2e_qat_case(False),
+        _pt2e_case(False, qat=True),
         (1, 3, 32, 32),
         "QDQ, PyTorch fake-quant (PT2E QAT), dynamo exporter",
     ),
     "fakequant_cnn-pt2e_qat-per_channel": (
-        _pt2e_qat_case(True),
+        _pt2e_case(True, qat=True),
         (1, 3, 32, 32),
         "QDQ, PyTorch fake-quant (PT2E QAT), dynamo exporter",
     ),

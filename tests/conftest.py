@@ -150,3 +150,29 @@ def qdq_cnn(tmp_path) -> onnx.ModelProto:
         weight_type=QuantType.QInt8,
     )
     return onnx.load(str(target))
+
+
+def dynamically_quantized_matmul(features: int, outputs: int, seed: int) -> onnx.ModelProto:
+    """x [2, 5, features] @ W as onnxruntime's quantize_dynamic writes it: x quantized at run time
+    (DynamicQuantizeLinear), W int8 with a per-tensor scale, the int32 product scaled back."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"], name="dql"),
+        helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["p"], name="mmi"),
+        helper.make_node("Cast", ["p"], ["pf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["xs", "ws"], ["s"]),
+        helper.make_node("Mul", ["pf", "s"], ["y"]),
+    ]
+    constants = [
+        numpy_helper.from_array(rng.integers(-127, 128, (features, outputs)).astype(np.int8), "w"),
+        numpy_helper.from_array(np.array(0, np.int8), "wz"),
+        numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, outputs])],
+        constants,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=9)

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from conftest import qdq_cnn, save
+from conftest import dynamically_quantized_matmul, qdq_cnn, save
 from onnx import TensorProto, helper, numpy_helper
 
 import convfix
@@ -376,36 +376,10 @@ def test_the_int8_source_holds_its_constants_as_initializers(tmp_path):
     assert not [n for n in qdq.fake_quant_source(model).graph if n.op_type == "Constant"]
 
 
-def _dynamically_quantized_matmul() -> onnx.ModelProto:
-    """x @ W as onnxruntime's quantize_dynamic writes it (W int8, 64 x 48: large enough for TFLite's
-    dynamic-range mode to quantize)."""
-    rng = np.random.default_rng(8)
-    nodes = [
-        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
-        helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["p"]),
-        helper.make_node("Cast", ["p"], ["pf"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["xs", "ws"], ["s"]),
-        helper.make_node("Mul", ["pf", "s"], ["y"]),
-    ]
-    constants = [
-        numpy_helper.from_array(rng.integers(-127, 128, (64, 48)).astype(np.int8), "w"),
-        numpy_helper.from_array(np.array(0, np.int8), "wz"),
-        numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 48])],
-        constants,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
-
-
 def test_a_dynamically_quantized_model_s_dynamic_file_is_builtin_with_its_own_weights(target, tmp_path):
     """Made from the model with its MatMul as x @ DequantizeLinear(W) (dequantized.py): as spelled
     out for the float file, its int32 products needed select TF ops."""
-    path = save(_dynamically_quantized_matmul(), tmp_path / "m.onnx")
+    path = save(dynamically_quantized_matmul(64, 48, 8), tmp_path / "m.onnx")
     options = RepairOptions(tf_out=tmp_path / "tf", quantize="dynamic")
     artifact = convfix.repair(path, options, backend=target).tf.quantized["dynamic"]
     assert artifact.ops == "builtins", artifact.to_json()

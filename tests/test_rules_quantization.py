@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from conftest import outputs_before_and_after, qdq_cnn, save
+from conftest import dynamically_quantized_matmul, outputs_before_and_after, qdq_cnn, save
 from onnx import TensorProto, helper, numpy_helper
 
 import convfix
@@ -266,33 +266,8 @@ def test_a_qdq_cnn_is_repaired_in_one_conversion(target, tmp_path):
     assert "quantize-linear-spelled-out" in rules
 
 
-def _dynamic_quantized_linear_model() -> onnx.ModelProto:
-    """x @ W as onnxruntime's quantize_dynamic writes it: x quantized at run time, W int8."""
-    rng = np.random.default_rng(3)
-    nodes = [
-        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"], name="dql"),
-        helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["p"], name="mmi"),
-        helper.make_node("Cast", ["p"], ["pf"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["xs", "ws"], ["s"]),
-        helper.make_node("Mul", ["pf", "s"], ["y"]),
-    ]
-    constants = [
-        numpy_helper.from_array(rng.integers(-127, 128, (8, 6)).astype(np.int8), "w"),
-        numpy_helper.from_array(np.array(0, np.int8), "wz"),
-        numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 6])],
-        constants,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
-
-
 def test_a_dynamically_quantized_matmul_is_wrong_plain_and_repaired(target, tmp_path):
-    path = save(_dynamic_quantized_linear_model(), tmp_path / "d.onnx")
+    path = save(dynamically_quantized_matmul(8, 6, 3), tmp_path / "d.onnx")
     probes = [{"x": np.random.default_rng(i).standard_normal((2, 5, 8)).astype(np.float32)} for i in range(3)]
     expected = oracle.evaluate(model_io.load(path), probes).outputs
     plain = target.convert(path, tmp_path / "plain", probes, expected, rtol=1e-4, atol=1e-4)

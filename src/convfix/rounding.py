@@ -30,7 +30,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 
 from convfix import model_io, oracle
-from convfix.backends.base import Backend, Probe, convert_copy
+from convfix.backends.base import Backend, ConversionResult, Probe, convert_copy
 from convfix.parity import Tolerance
 
 MAX_POINTS = 256
@@ -149,6 +149,31 @@ def _rerun(
     return Anchored([{name: got[name] for name in outputs} for got in rerun], ties)
 
 
+def _converted_exposed(
+    model: ir.Model,
+    probes: Sequence[Mapping[str, np.ndarray]],
+    backend: Backend,
+    scratch: Path,
+    tolerance: Tolerance,
+    tflite: bool,
+    distinct_unknown_dims: bool,
+) -> ConversionResult:
+    """The model with its rounded values exposed, converted; what it computes has no reference:
+    that is what is read."""
+    return convert_copy(
+        backend,
+        _exposed(model),
+        scratch,
+        "rounding-",
+        probes,
+        [{} for _ in probes],
+        rtol=tolerance.rtol,
+        atol=tolerance.atol,
+        tflite=tflite,
+        distinct_unknown_dims=distinct_unknown_dims,
+    )
+
+
 def anchored_references(
     model: ir.Model,
     probes: Sequence[Mapping[str, np.ndarray]],
@@ -163,18 +188,7 @@ def anchored_references(
     Empty where the model has no rounding point."""
     if not rounding_points(model):
         return {}
-    result = convert_copy(
-        backend,
-        _exposed(model),
-        scratch,
-        "rounding-",
-        probes,
-        [{} for _ in probes],  # what it computes has no reference: that is what is read
-        rtol=tolerance.rtol,
-        atol=tolerance.atol,
-        tflite=tflite,
-        distinct_unknown_dims=distinct_unknown_dims,
-    )
+    result = _converted_exposed(model, probes, backend, scratch, tolerance, tflite, distinct_unknown_dims)
     if not result.converted or len(result.tf_outputs) != len(probes):
         return {"SavedModel": "the model with its rounded values exposed did not convert"}
     anchored = _anchored(model)
@@ -208,17 +222,7 @@ def anchored_quantized(
     its rounding point from the half step (float16's resolution)."""
     if not rounding_points(model):
         return "the model has no rounding point"
-    result = convert_copy(
-        backend,
-        _exposed(model),
-        scratch,
-        "rounding-",
-        probes,
-        [{} for _ in probes],
-        rtol=tolerance.rtol,
-        atol=tolerance.atol,
-        distinct_unknown_dims=distinct_unknown_dims,
-    )
+    result = _converted_exposed(model, probes, backend, scratch, tolerance, False, distinct_unknown_dims)
     if not result.converted or result.path is None:
         return "the model with its rounded values exposed did not convert"
     saved_model = Path(result.path)
