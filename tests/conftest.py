@@ -12,6 +12,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+NO_TORCH = "needs torch: the torch extra installs it on Python 3.11 only (README, Python versions)"
+
+
+def needs_torch():
+    """torch, or this test skipped with the reason it is missing."""
+    return pytest.importorskip("torch", reason=NO_TORCH)
 
 
 def example_models():

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import needs_torch
 
 from convfix.runtimes import aten
 
-pytest.importorskip("torch")
+needs_torch()
 
 
 def test_an_allowlisted_function_is_evaluated_through_the_overload_its_arguments_fit():

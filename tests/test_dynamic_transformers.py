@@ -18,11 +18,12 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import needs_torch
 
 import convfix
 from convfix import RepairOptions
 
-torch = pytest.importorskip("torch")
+torch = needs_torch()
 transformers = pytest.importorskip("transformers")
 
 

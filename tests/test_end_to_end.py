@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow_free_guard  # noqa: F401 - asserts the engine itself never imports TensorFlow
-from conftest import EXAMPLES, digest, example_models, save, scale_model
+from conftest import EXAMPLES, digest, example_models, needs_torch, save, scale_model
 
 import convfix
 from convfix import RepairOptions, model_io
@@ -48,6 +48,7 @@ def test_plain_conversion_fails_on_the_aten_and_if_examples(target, tmp_path):
 
 
 def test_entr_is_decomposed_and_tf_matches_torch(target, tmp_path):
+    needs_torch()
     _report, data = _repair(target, "entr.onnx", tmp_path, tflite=True)
     assert data["status"] == "repaired", data
     assert data["oracle"] == "onnx.reference+torch(aten)"
@@ -66,7 +67,7 @@ def test_entr_is_decomposed_and_tf_matches_torch(target, tmp_path):
     assert timings["tf_verification"] + rounding >= verifying > 0
     x = np.array([[0.0, 0.25, 1.0, 2.0, -1.0, 0.5, 3.0, 1e-6]] * 3, np.float32)
     (y,) = _run_saved_model(target, tmp_path, [{"x": x}])[0].values()
-    import torch
+    torch = needs_torch()
 
     np.testing.assert_allclose(y, torch.special.entr(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
     tflite_y = target.run(tmp_path / "tf" / "model.tflite", [{"x": x}])[0]["y"]
@@ -108,6 +109,7 @@ def test_if_becomes_where_and_tf_matches_on_both_branches(target, tmp_path):
 
 
 def test_a_user_rule_from_a_directory_is_tried_before_the_builtins(target, tmp_path):
+    needs_torch()
     builtin = convfix.repair(EXAMPLES / "sinc.onnx", RepairOptions(), backend=target)
     assert builtin.status == "repaired"
     assert builtin.accepted_steps[0].rule == "decompose-aten-with-torch"
@@ -129,7 +131,7 @@ def test_check_tells_a_matching_tf_model_from_a_different_one(target, tmp_path):
 
 
 def test_repair_torch_uses_eager_pytorch_as_the_reference(target, tmp_path):
-    import torch
+    torch = needs_torch()
 
     models = example_models()
     SignBranch, SignBranchPython = models.SignBranch, models.SignBranchPython
@@ -197,6 +199,8 @@ def _without_times(report: dict) -> dict:
 
 @pytest.mark.parametrize("name", ["entr.onnx", "cond.onnx"])
 def test_same_input_same_output_bytes_and_report(target, tmp_path, name):
+    if name == "entr.onnx":
+        needs_torch()
     runs = []
     for attempt in ("a", "b"):
         folder = tmp_path / attempt

@@ -125,8 +125,9 @@ def test_text_that_is_not_utf8_is_refused_wherever_it_is(tmp_path, where):
 
 def test_load_leaves_the_garbage_collector_as_it_found_it(tmp_path):
     path = save(unary_model("Relu"), tmp_path / "m.onnx")
+    frozen = gc.get_freeze_count()  # Python 3.12.1 starts with objects frozen
     model_io.load(path)
-    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
     gc.disable()
     try:
         model_io.load(path)

@@ -163,6 +163,40 @@ def test_a_qdq_model_s_int8_file_keeps_its_own_scales_within_one_step(target, tm
     assert max(p.max_steps for p in artifact.probes) <= 1.0 and artifact.ops == "int8 builtins"
 
 
+def _shrunken_qdq() -> onnx.ModelProto:
+    """A QDQ pair on a vanishing activation, as a QDQ model of random weights carries them deep in
+    (seen: scales of 1e-8 in a MobileNet-style model): its scale lies below float16's normal range."""
+    constants = {
+        "k": np.array(3e-7, np.float32),
+        "s": np.array(1e-8, np.float32),
+        "z": np.array(0, np.int8),
+    }
+    nodes = [
+        helper.make_node("Mul", ["x", "k"], ["m"]),
+        helper.make_node("QuantizeLinear", ["m", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "shrunken",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])],
+        [numpy_helper.from_array(v, k) for k, v in constants.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_a_float16_file_that_cannot_hold_the_model_s_scales_fails_and_says_why(target, tmp_path):
+    path = save(_shrunken_qdq(), tmp_path / "m.onnx")
+    report = convfix.repair(path, tf_out=tmp_path / "tf", quantize="float16", backend=target)
+    half = report.tf.quantized["float16"]
+    assert report.tf.parity.ok and not half.ok, half.to_json()
+    assert (
+        half.cause and "1 of the model's 1 activation scales are below float16's normal range" in half.cause
+    )
+    assert report.status == "partial" and half.cause in report.reason
+
+
 def _fake_quantized_conv() -> onnx.ModelProto:
     """PyTorch's eager fake-quant as its TorchScript export writes it: float weights through Q -> DQ,
     the Conv's output quantized before its Relu."""

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 import pytest
-from conftest import outputs_before_and_after
+from conftest import needs_torch, outputs_before_and_after
 from onnx import TensorProto, helper
 
 import convfix
@@ -88,7 +88,7 @@ def test_each_grid_matches_onnxruntime(tmp_path, shape, positions, rank, limits)
 
 
 def _export_padding_mask(path):
-    import torch
+    torch = needs_torch()
 
     class PaddingMask(torch.nn.Module):
         def forward(self, x, mask):

@@ -5,7 +5,7 @@
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, save, unary_model
+from conftest import EXAMPLES, needs_torch, save, unary_model
 from onnx import TensorProto, helper
 
 from convfix import model_io, normalize, oracle, probes
@@ -32,6 +32,7 @@ def _ops(model):
 
 
 def test_entr_decomposition_matches_torch_including_zero_and_negatives(tmp_path):
+    needs_torch()
     model = normalize.normalize(model_io.load(EXAMPLES / "entr.onnx"))
     x = np.array([[0.0, 1e-8, 0.5, 1.0, 3.0, -0.5, np.nan, np.inf]] * 3, np.float32)
     before = oracle.evaluate(model, [{"x": x}])
@@ -44,6 +45,7 @@ def test_entr_decomposition_matches_torch_including_zero_and_negatives(tmp_path)
 
 
 def test_entr_decomposition_also_matches_the_aten_fallback_form(tmp_path):
+    needs_torch()
     path = save(
         unary_model("ATen", domain="org.pytorch.aten", operator="special_entr"), tmp_path / "aten.onnx"
     )

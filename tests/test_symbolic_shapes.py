@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import onnx
 import pytest
+from conftest import NO_TORCH, needs_torch
 from onnx import helper, numpy_helper
 
 import convfix
@@ -17,8 +18,8 @@ from convfix import RepairOptions, model_io, symbolic_shapes
 
 
 def _fused_vit(folder) -> tuple:
-    import torch
-    import transformers
+    torch = needs_torch()
+    transformers = pytest.importorskip("transformers", reason=NO_TORCH)
     from onnxruntime.transformers import optimizer
 
     torch.manual_seed(0)

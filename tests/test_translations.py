@@ -6,8 +6,9 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from conftest import needs_torch
 
-torch = pytest.importorskip("torch")
+torch = needs_torch()
 ort = pytest.importorskip("onnxruntime")
 
 from convfix import translations  # noqa: E402

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+needs_torch()
 
 import zoo  # noqa: E402
 

@@ -2,36 +2,70 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from convfix import artifact_layout as layouts
 from convfix import engine, model_io, normalize, oracle, preconditions, probes
 from convfix.backends.base import Backend
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
-from convfix.options import RepairOptions
+from convfix.journal import Report
+from convfix.options import RepairOptions, paths, resolve
 from convfix.parity import Parity, Tolerance, compare_outputs
 from convfix.rules import RuleSet, discover
 
+PathLike = str | os.PathLike
+
 
 def scan(
-    model_path: str | Path, *, input_shapes: Sequence[str] = (), rule_dirs: Sequence[Path] = ()
+    model_path: PathLike,
+    *,
+    input_shapes: str | Sequence[str] = (),
+    rule_dirs: PathLike | Sequence[PathLike] = (),
 ) -> list[Finding]:
     """Every finding in the model (subgraphs included), each with the rules that claim it."""
     model = model_io.load(model_path)
-    pinned = probes.parse_input_shapes(input_shapes, probes.input_specs(model))
-    return engine.scan(normalize.normalize(model), pinned, discover(rule_dirs))
+    shapes = (input_shapes,) if isinstance(input_shapes, str) else tuple(input_shapes)
+    pinned = probes.parse_input_shapes(shapes, probes.input_specs(model))
+    return engine.scan(normalize.normalize(model), pinned, discover(paths(rule_dirs, "rule_dirs")))
 
 
-def rules(rule_dirs: Sequence[Path] = ()) -> RuleSet:
+def rules(rule_dirs: PathLike | Sequence[PathLike] = ()) -> RuleSet:
     """The rules found: built-in, from --rules directories, and from `convfix.rules` entry points."""
-    return discover(rule_dirs)
+    return discover(paths(rule_dirs, "rule_dirs"))
 
 
-def repair(model_path: str | Path, options: RepairOptions | None = None, **kwargs) -> engine.Report:
-    """Repair one model; see RepairOptions for the options. Bad input raises ConvfixError."""
-    return engine.repair(model_path, options, **kwargs)
+def repair(
+    model_path: PathLike,
+    options: RepairOptions | None = None,
+    *,
+    backend: Backend | None = None,
+    probe_set: Sequence[Mapping[str, np.ndarray]] | None = None,
+    reference: Sequence[Mapping[str, np.ndarray]] | None = None,
+    reference_oracle: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    **option_fields: object,
+) -> Report:
+    """Repair one model. The options are a RepairOptions or its fields as keywords:
+    `repair("m.onnx", output="fixed.onnx", tf_out="fixed.tf", tflite=True)`. `probe_set`: the probes
+    as arrays (instead of generated ones or `inputs=FILE.npz`); `reference`: the outputs every probe
+    must give (say, from the PyTorch module), named `reference_oracle` in the report, instead of
+    onnxruntime's. Bad input raises ConvfixError; every other outcome is in the returned Report
+    (`status`, `exit_code`, `reason`)."""
+    return engine.repair(
+        model_path,
+        resolve(options, option_fields),
+        backend=backend,
+        probe_set=probe_set,
+        reference=reference,
+        reference_oracle=reference_oracle,
+        progress=progress,
+    )
 
 
 @dataclass
@@ -42,21 +76,26 @@ class CheckResult:
 
 
 def check(
-    original: str | Path,
-    artifact: str | Path,
+    original: PathLike,
+    artifact: PathLike,
     *,
-    inputs: Path | None = None,
-    input_shapes: Sequence[str] = (),
+    inputs: PathLike | None = None,
+    input_shapes: str | Sequence[str] = (),
     tolerance: Tolerance | None = None,
     backend: Backend | None = None,
+    artifact_layout: str = "onnx",
 ) -> CheckResult:
-    """Parity of a TF SavedModel or .tflite against the original ONNX model on the probes."""
+    """Parity of a TF SavedModel or .tflite against the original ONNX model on the probes.
+    `artifact_layout="nhwc"`: the artifact takes and returns its rank 3-5 tensors channels-last (as
+    plain onnx2tf writes them); the probes and outputs are mapped accordingly."""
+    layout = layouts.checked(artifact_layout)
     artifact = Path(artifact)
     if not artifact.exists():
         raise ConvfixError(f"{artifact}: no such SavedModel directory or .tflite file")
     model = model_io.load(original)
     specs = probes.input_specs(model)
-    pinned = probes.parse_input_shapes(input_shapes, specs)
+    shapes = (input_shapes,) if isinstance(input_shapes, str) else tuple(input_shapes)
+    pinned = probes.parse_input_shapes(shapes, specs)
     if inputs:
         probe_set = probes.load_probes(inputs, specs)
     else:
@@ -71,7 +110,8 @@ def check(
 
         backend = Onnx2TfBackend()
     try:
-        actual = backend.run(artifact, probe_set)
+        returned = backend.run(artifact, layouts.fed(probe_set, layout))
+        actual = layouts.returned(returned, layout, [v.name for v in model.graph.outputs])
     finally:
         if owns_backend:
             backend.close()

@@ -12,13 +12,15 @@ from convfix.model_io import atomic_path
 @dataclass(frozen=True)
 class BatchEntry:
     """One model of a batch: its status (a report's status, or `invalid` for bad input, `error` for
-    an internal error), the exit code it contributes, why it is not repaired, and its report."""
+    an internal error), the exit code it contributes, why it is not repaired, its report, and the
+    seconds it took."""
 
     model: str
     status: str
     exit_code: int
     reason: str | None
     report: str | None
+    seconds: float = 0.0
 
 
 def write_batch_summary(path: Path, entries: list[BatchEntry], counts: dict[str, int]) -> None:

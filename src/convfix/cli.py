@@ -1,7 +1,10 @@
 """The command line: parses, calls the API, renders with rich. Errors are one line on stderr.
 
-Exit codes: scan 0 no findings / 1 findings; repair 0 repaired or clean / 1 not fully repaired;
+Exit codes: scan 0 nothing blocks the conversion (no findings, or only facts worth knowing such as a
+dynamic batch dim) / 1 a finding that blocks it; repair 0 repaired or clean / 1 not fully repaired;
 check 0 parity holds / 1 differs; 2 for bad input or usage, everywhere.
+
+Piped output (a CI log) is never cut to a terminal's width: names and reasons are shown whole.
 """
 
 from __future__ import annotations
@@ -9,6 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from dataclasses import replace
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Annotated
 
@@ -26,33 +32,64 @@ from convfix.journal import Report
 from convfix.options import RepairOptions
 from convfix.parity import DEFAULT_ATOL, DEFAULT_RTOL, Parity, Tolerance
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
-out = Console(markup=False)  # messages and names are shown as written, never as markup
-err = Console(stderr=True, markup=False)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None
+)
 
-InputShapes = Annotated[list[str], typer.Option("--input-shape", help="Pin an input: NAME=D1,D2,...")]
-RuleDirs = Annotated[list[Path], typer.Option("--rules", help="A directory of rule modules (repeatable)")]
+
+def _console(*, stderr: bool = False) -> Console:
+    """Messages and names shown as written (never as markup); when piped, as wide as they are."""
+    console = Console(stderr=stderr, markup=False)
+    if not console.is_terminal:  # COLUMNS too is ignored: a parent process's terminal library sets it
+        console.width = 100_000
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
+
+InputShapes = Annotated[
+    list[str], typer.Option("--input-shape", metavar="NAME=D1,D2,...", help="Pin an input: NAME=D1,D2,...")
+]
+RuleDirs = Annotated[
+    list[Path], typer.Option("--rules", metavar="DIR", help="A directory of rule modules (repeatable)")
+]
 Inputs = Annotated[
     Path | None,
     typer.Option(
-        "--inputs", help="Probe inputs: .npz keyed by input name (or, in a batch, a DIR of NAME.npz)"
+        "--inputs",
+        metavar="FILE.npz|DIR",
+        help="Probe inputs: .npz keyed by input name (or, in a batch, a DIR of NAME.npz)",
     ),
 ]
 _state = {"verbose": False}
 
 
+def _show_version(asked: bool) -> None:
+    if asked:
+        out.print(f"convfix {installed_version('convfix')}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _options(
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="On an internal error, show the traceback")
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also show the rules that did not apply and an internal error's traceback"
+        ),
+    ] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit"),
     ] = False,
 ) -> None:
     """Repair exported ONNX models so that they convert to TensorFlow, with parity proven."""
     _state["verbose"] = verbose
 
 
-Rtol = Annotated[float, typer.Option("--rtol", help="Relative tolerance")]
-Atol = Annotated[float, typer.Option("--atol", help="Absolute tolerance")]
+Rtol = Annotated[float, typer.Option("--rtol", metavar="X", help="Relative tolerance")]
+Atol = Annotated[float, typer.Option("--atol", metavar="X", help="Absolute tolerance")]
 
 
 def _ties(parity: Parity) -> str:
@@ -65,15 +102,16 @@ def _ties(parity: Parity) -> str:
 
 
 def _findings_table(findings: list[Finding]) -> Table:
-    table = Table("kind", "where", "op", "reason", "rules", title="findings")
+    table = Table("kind", "where", "op", "blocks", "reason", "rules", title="findings")
     for f in findings:
-        table.add_row(f.kind, f.where, f.op or "", f.reason, ", ".join(f.rules) or "-")
+        blocks = "yes" if f.blocking else "no"
+        table.add_row(f.kind, f.where, f.op or "", blocks, f.reason, ", ".join(f.rules) or "-")
     return table
 
 
 @app.command()
 def scan(
-    model: Path,
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="The .onnx model")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON")] = False,
     input_shape: InputShapes = None,
     rules: RuleDirs = None,
@@ -86,29 +124,64 @@ def scan(
         out.print(_findings_table(findings))
     else:
         out.print("no findings")
-    raise typer.Exit(1 if findings else 0)
+    raise typer.Exit(1 if any(f.blocking for f in findings) else 0)
 
 
-def _render_report(report: Report) -> None:
-    if report.findings:
-        out.print(_findings_table(report.findings))
-    steps = Table("rule", "finding", "outcome", "max abs err", title="steps")
-    for step in report.steps:
+def _steps_table(report: Report) -> Table | None:
+    """The rules tried; those that did not apply only with -v (on most models they are most rows)."""
+    shown = [s for s in report.steps if _state["verbose"] or not s.outcome.startswith("not applicable")]
+    hidden = len(report.steps) - len(shown)
+    caption = f"{hidden} rule(s) tried did not apply (-v shows them)" if hidden else None
+    if not shown:
+        if hidden:
+            out.print(caption, highlight=False)
+        return None
+    steps = Table("rule", "finding", "outcome", "max abs err", title="steps", caption=caption)
+    for step in shown:
         err_text = f"{step.parity.max_abs_err:.3g}" if step.parity else "-"
         steps.add_row(step.rule, f"{step.finding.kind} at {step.finding.where}", step.outcome, err_text)
-    if report.steps:
+    return steps
+
+
+def _parity_line(label: str, parity: Parity) -> None:
+    per_probe = ", ".join(f"{e:.3g}" for e in parity.per_probe_max_abs_err)
+    verdict = "ok" if parity.ok else "FAILED"
+    line = f"{label} parity: {verdict}; max abs err per probe: {per_probe}{_ties(parity)}"
+    out.print(line, highlight=False)
+    for problem in parity.problems[:5]:
+        out.print(f"  {problem}", highlight=False)
+
+
+def _written(report: Report, options: RepairOptions) -> list[str]:
+    """Where every artifact of this repair went."""
+    tf = report.tf
+    written = [f"repaired model {report.output}"] if report.output else []
+    if tf.path:
+        written.append(f"SavedModel {tf.path}")
+    if tf.tflite_path:
+        written.append(f"TFLite {tf.tflite_path}")
+    written += [f"{mode} TFLite {a.path}" for mode, a in tf.quantized.items() if a.path]
+    for label, path in (
+        ("report", options.report_path),
+        ("HTML report", options.html_path),
+        ("Model Explorer node data", options.model_explorer),
+    ):
+        if path is not None:
+            written.append(f"{label} {path}")
+    return written
+
+
+def _render_report(report: Report, options: RepairOptions) -> None:
+    if report.findings:
+        out.print(_findings_table(report.findings))
+    steps = _steps_table(report)
+    if steps is not None:
         out.print(steps)
     tf = report.tf
     if tf.converted and tf.parity is not None:
-        per_probe = ", ".join(f"{e:.3g}" for e in tf.parity.per_probe_max_abs_err)
-        verdict = "ok" if tf.parity.ok else "FAILED"
-        out.print(f"TF parity: {verdict}; max abs err per probe: {per_probe}{_ties(tf.parity)}")
-        for problem in tf.parity.problems[:5]:
-            out.print(f"  {problem}")
+        _parity_line("TF", tf.parity)
     if tf.tflite_parity is not None:
-        lite = tf.tflite_parity
-        verdict = "ok" if lite.ok else "FAILED"
-        out.print(f"TFLite parity: {verdict}; max abs err {lite.max_abs_err:.3g}{_ties(lite)}")
+        _parity_line("TFLite", tf.tflite_parity)
     for artifact in tf.quantized.values():
         out.print(artifact.describe(), highlight=False, soft_wrap=True)
     if not tf.converted:
@@ -117,6 +190,8 @@ def _render_report(report: Report) -> None:
         out.print(f"remaining: {finding.describe()}")
     for note in report.notes:
         out.print(f"note: {note}")
+    for line in _written(report, options):
+        out.print(f"wrote: {line}", highlight=False, soft_wrap=True)
     colour = "green" if report.exit_code == 0 else "red"
     why = f": {report.reason}" if report.reason else ""
     line = Text.assemble((f"{report.model}: {report.status}", colour), f" (oracle: {report.oracle}){why}")
@@ -125,24 +200,50 @@ def _render_report(report: Report) -> None:
 
 @app.command()
 def repair(
-    models: Annotated[list[Path], typer.Argument(help="One model, or several with --out-dir")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Repaired .onnx")] = None,
-    out_dir: Annotated[
-        Path | None, typer.Option("--out-dir", help="Batch: DIR/NAME.onnx, .tf/, .json")
+    models: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="MODEL...", help="One model, or several (or a folder of .onnx files) with --out-dir"
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", metavar="FILE.onnx", help="Repaired .onnx")
     ] = None,
-    tf_out: Annotated[Path | None, typer.Option("--tf-out", help="SavedModel directory to write")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", metavar="DIR", help="Batch: DIR/NAME.onnx, .tf/, .json")
+    ] = None,
+    tf_out: Annotated[
+        Path | None, typer.Option("--tf-out", metavar="DIR", help="SavedModel directory to write")
+    ] = None,
     tflite: Annotated[bool, typer.Option("--tflite", help="Also write and verify model.tflite")] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="JSON report path")] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", metavar="FILE.json", help="JSON report path")
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE.html", help="The report as one self-contained HTML page"),
+    ] = None,
+    model_explorer: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-explorer",
+            metavar="DIR",
+            help="Model Explorer node data: DIR/original.json, DIR/repaired.json (with -o)",
+        ),
+    ] = None,
     input_shape: InputShapes = None,
     inputs: Inputs = None,
     rules: RuleDirs = None,
     rtol: Rtol = DEFAULT_RTOL,
     atol: Atol = DEFAULT_ATOL,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds any one conversion or model run may take")
+        float, typer.Option("--timeout", metavar="S", help="Seconds any one conversion or model run may take")
     ] = 600.0,
     memory_limit: Annotated[
-        float, typer.Option("--memory-limit", help="GiB a worker process may take (0: 60% of the machine)")
+        float,
+        typer.Option(
+            "--memory-limit", metavar="GIB", help="GiB a worker process may take (0: 60% of the machine)"
+        ),
     ] = 0.0,
     quantize: Annotated[
         str,
@@ -169,11 +270,12 @@ def repair(
     """Rewrite MODEL until it converts to TensorFlow with parity, checking parity after each rewrite."""
     from convfix.backends import Onnx2TfBackend
 
+    models = _expand_folders(models, out_dir)
     batch = len(models) > 1 or out_dir is not None
     if len(models) > 1 and out_dir is None:
         raise ConvfixError("several models need --out-dir DIR")
-    if out_dir is not None and (output or tf_out or report):
-        raise ConvfixError("--out-dir names the outputs itself: drop -o, --tf-out and --report")
+    if out_dir is not None and (output or tf_out or report or html or model_explorer):
+        raise ConvfixError("--out-dir names the outputs itself: drop -o, --tf-out, --report, --html, ...")
     _refuse_clashing_names(models)
     if not (memory_limit >= 0 and memory_limit < float("inf")):
         raise ConvfixError(f"--memory-limit {memory_limit}: must be a number of GiB >= 0")
@@ -184,6 +286,8 @@ def repair(
             tf_out=tf_out if out_dir is None else out_dir / f"{model.stem}.tf",
             tflite=tflite,
             report_path=report if out_dir is None else out_dir / f"{model.stem}.json",
+            html_path=html if out_dir is None else out_dir / f"{model.stem}.html",
+            model_explorer=model_explorer if out_dir is None else out_dir / f"{model.stem}.nodedata",
             input_shapes=input_shape or (),
             inputs=_inputs_for(model, inputs),
             rule_dirs=rules or (),
@@ -203,10 +307,30 @@ def repair(
         oracle.start()
         for index, model in enumerate(models, 1):
             label = f"[{index}/{len(models)}] {model.name}" if batch else model.name
-            outcomes.append(_repair_one(model, options_for, backend, label=label, batch=batch))
+            started = time.monotonic()
+            entry = _repair_one(model, options_for, backend, label=label, batch=batch)
+            outcomes.append(replace(entry, seconds=round(time.monotonic() - started, 1)))
+            if batch:
+                out.print(f"{label}: {entry.status} in {outcomes[-1].seconds:.1f} s", highlight=False)
     if batch:
         _summarize(outcomes, out_dir)
     raise typer.Exit(max(entry.exit_code for entry in outcomes))
+
+
+def _expand_folders(models: list[Path], out_dir: Path | None) -> list[Path]:
+    """A folder given as a model stands for the .onnx files in it, in name order (a batch)."""
+    expanded: list[Path] = []
+    for model in models:
+        if not model.is_dir():
+            expanded.append(model)
+            continue
+        if out_dir is None:
+            raise ConvfixError(f"{model} is a directory: a batch of its .onnx files needs --out-dir DIR")
+        found = sorted(p for p in model.glob("*.onnx") if p.is_file())
+        if not found:
+            raise ConvfixError(f"{model}: a folder with no .onnx file in it")
+        expanded.extend(found)
+    return expanded
 
 
 def _refuse_clashing_names(models: list[Path]) -> None:
@@ -250,7 +374,7 @@ def _repair_one(model: Path, options_for, backend, *, label: str, batch: bool) -
         reason = f"internal error: {type(exc).__name__}: {exc}"
         err.print(f"convfix: error: {label}: {reason}", highlight=False, soft_wrap=True, markup=False)
         return BatchEntry(str(model), "error", 2, reason, None)
-    _render_report(result)
+    _render_report(result, options)
     report_path = str(options.report_path) if options.report_path else None
     return BatchEntry(str(model), result.status, result.exit_code, result.reason, report_path)
 
@@ -258,9 +382,10 @@ def _repair_one(model: Path, options_for, backend, *, label: str, batch: bool) -
 def _summarize(outcomes: list[BatchEntry], out_dir: Path) -> None:
     """The batch's last word: every model it was given, with its status, in a table and in
     DIR/batch.json."""
-    table = Table("model", "status", "why", title=f"batch of {len(outcomes)}")
+    total = sum(entry.seconds for entry in outcomes)
+    table = Table("model", "status", "seconds", "why", title=f"batch of {len(outcomes)} in {total:.0f} s")
     for entry in outcomes:
-        table.add_row(entry.model, entry.status, entry.reason or "")
+        table.add_row(entry.model, entry.status, f"{entry.seconds:.1f}", entry.reason or "")
     out.print(table)
     counts: dict[str, int] = {}
     for entry in outcomes:
@@ -271,19 +396,34 @@ def _summarize(outcomes: list[BatchEntry], out_dir: Path) -> None:
 
 @app.command()
 def check(
-    original: Path,
-    artifact: Path,
+    original: Annotated[Path, typer.Argument(metavar="ORIGINAL", help="The .onnx model")],
+    artifact: Annotated[
+        Path, typer.Argument(metavar="ARTIFACT", help="A SavedModel directory or a .tflite file")
+    ],
     inputs: Inputs = None,
     input_shape: InputShapes = None,
     rtol: Rtol = DEFAULT_RTOL,
     atol: Atol = DEFAULT_ATOL,
+    artifact_layout: Annotated[
+        str,
+        typer.Option(
+            "--artifact-layout",
+            metavar="onnx|nhwc",
+            help="The artifact's layout at its boundary: onnx (convfix's), or nhwc (plain onnx2tf's)",
+        ),
+    ] = "onnx",
 ) -> None:
     """Parity of a TF SavedModel directory or .tflite file against ORIGINAL.onnx."""
     tolerance = Tolerance(rtol, atol)
     tolerance.check()
     with out.status("running the original and the TF model"):
         result = api.check(
-            original, artifact, inputs=inputs, input_shapes=input_shape or (), tolerance=tolerance
+            original,
+            artifact,
+            inputs=inputs,
+            input_shapes=input_shape or (),
+            tolerance=tolerance,
+            artifact_layout=artifact_layout,
         )
     parity = result.parity
     verdict = "holds" if parity.ok else "FAILS"

@@ -52,8 +52,9 @@ _SCALES_FROM = {
 class Job:
     """What the files are judged on: the probes and the reference, the options, the calibration
     samples, the model as given for the int8 file of a QDQ model (normalized, with the repair's
-    rewrites replayed but those of its quantization pairs: engine.replayed), and the model as
-    repaired (its rounding points, for the float16 file)."""
+    rewrites replayed but those of its quantization pairs: engine.replayed), the model as
+    repaired (its rounding points, for the float16 file), and the activation scales the model
+    carries."""
 
     probes: Sequence[Mapping[str, np.ndarray]]
     reference: Sequence[Mapping[str, np.ndarray]]
@@ -61,6 +62,7 @@ class Job:
     calibration: list[dict[str, np.ndarray]]
     source: ir.Model | None
     repaired: ir.Model
+    own_scales: Sequence[qdq.OwnScale] = ()
 
 
 def prepare(
@@ -117,6 +119,7 @@ def write_quantized(report: Report, backend: Backend, job: Job) -> None:
             made[mode] = _judged(mode, reply, scales_from, job)
             if mode == "float16" and made[mode].probes and not made[mode].ok:
                 _reanchor_float16(made[mode], reply, backend, job, report)
+                made[mode].cause = None if made[mode].ok else _beyond_float16(job)
         report.timings[f"quantize_{mode}"] = time.perf_counter() - started
     report.tf = replace(report.tf, quantized=made)
     missed = [a for a in made.values() if not a.ok]
@@ -213,6 +216,21 @@ def _reanchor_float16(
     artifact.held_to += (
         f", against the reference re-run on its rounding ({anchored.ties} tie(s) at float16's "
         "resolution decided the other way)"
+    )
+
+
+def _beyond_float16(job: Job) -> str | None:
+    """The model's own activation scales a float16 file cannot hold (seen: the scales of a
+    MobileNet-style QDQ model fall to 1e-8 as its activations shrink): stored in float16, each such
+    scale, and its reciprocal beyond 65504, moves, and the file quantizes there on other steps."""
+    own = job.own_scales
+    tiny = sorted((s for s in own if s.scale < quantized.FLOAT16_SMALLEST_NORMAL), key=lambda s: s.scale)
+    if not tiny:
+        return None
+    return (
+        f"{len(tiny)} of the model's {len(own)} activation scales are below float16's normal range "
+        f"(smallest {tiny[0].scale:.3g}, at {tiny[0].name}): a float16 file cannot keep them, so it "
+        "quantizes there on other steps; the int8 file keeps them"
     )
 
 

@@ -20,8 +20,11 @@ import onnxscript.optimizer
 
 from convfix import (
     deployment,
+    graph_diff,
+    html_report,
     localize,
     model_io,
+    node_data,
     normalize,
     oracle,
     preconditions,
@@ -316,10 +319,11 @@ def repair(
     reference: Sequence[Mapping[str, np.ndarray]] | None = None,
     reference_oracle: str | None = None,
     probe_set: Sequence[Mapping[str, np.ndarray]] | None = None,
-    progress: Progress = _progress_noop,
+    progress: Progress | None = None,
 ) -> Report:
     """Repair one model. Bad input raises ConvfixError; every other outcome is in the Report."""
     options = options or RepairOptions()
+    progress = progress or _progress_noop
     model_path = Path(model_path)
     report = Report(model=str(model_path))
     oracle.set_limits(options.limits)
@@ -368,6 +372,7 @@ def repair(
         rewrite_budget(original, options.limits),
     )
     report.findings = scan(session.model, pinned, rules)
+    unrewritten = graph_diff.snapshot(session.model)
     progress("rewriting")
     # A model newer than the runtimes first (until then only onnx.reference runs it), then the ops
     # the converter lacks: what replaces them computes shapes that folding makes static, and the
@@ -409,16 +414,26 @@ def repair(
                 break
         report.tf = result
         _finish(report, session, pinned, rules, result, culprit)
+        accepted = [(step.rule, step.finding.node) for step in report.accepted_steps]
+        report.graph_diff = graph_diff.diff(unrewritten, session.model, accepted)
         if options.quantize:
             progress("writing the quantized TFLite files")
             if source is not None:
                 source = replayed(source, report.accepted_steps, rules, RuleContext(pinned), qdq.PAIR_OPS)
             job = deployment.Job(
-                session.probe_set, session.reference, options, calibration, source, session.model
+                session.probe_set,
+                session.reference,
+                options,
+                calibration,
+                source,
+                session.model,
+                qdq.own_scales(original),
             )
             deployment.write_quantized(report, backend, job)
             clock.lap("quantize")
         _write_outputs(report, session.model, options)
+        if options.model_explorer is not None:
+            node_data.write(report, model_path, options.output, options.model_explorer)
         clock.lap("write")
         _write_report(report, options)
     finally:
@@ -608,7 +623,7 @@ def _finish(
 ) -> None:
     final = scan(session.model, pinned, rules)
     repairs = [s for s in report.accepted_steps if s.rule != SIMPLIFY.name]
-    if result.distinct_unknown_dims:
+    if result.distinct_unknown_dims and result.converted:
         report.notes.append(
             "converted with unknown dims told apart, convfix's first mode for dynamic inputs (onnx2tf's "
             "own layout judgement takes a tensor whose dims are all unknown as channels-last)"
@@ -712,3 +727,6 @@ def _install_dir(source: Path, target: Path) -> None:
 def _write_report(report: Report, options: RepairOptions) -> None:
     if options.report_path is not None:
         report.write(options.report_path)
+    if options.html_path is not None:
+        with model_io.atomic_path(options.html_path) as tmp:
+            tmp.write_text(html_report.render(report))

@@ -9,6 +9,7 @@ from typing import Any
 
 from convfix.backends.base import ConversionResult
 from convfix.findings import Finding
+from convfix.graph_diff import GraphDiff
 from convfix.model_io import atomic_path
 from convfix.parity import Parity
 
@@ -57,6 +58,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     output: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    graph_diff: GraphDiff | None = None
 
     @property
     def exit_code(self) -> int:
@@ -95,6 +97,7 @@ class Report:
             "notes": self.notes,
             "output": self.output,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "graph_diff": self.graph_diff.to_json() if self.graph_diff else None,
         }
 
     def write(self, path: str | Path) -> None:

@@ -11,7 +11,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from convfix import quantized
@@ -30,7 +30,7 @@ def _path(value: PathArg, name: str) -> Path | None:
     return Path(value)
 
 
-def _paths(values: str | os.PathLike | Sequence, name: str) -> tuple:
+def paths(values: str | os.PathLike | Sequence, name: str) -> tuple[Path, ...]:
     if isinstance(values, str | os.PathLike):
         values = (values,)
     return tuple(_path(v, name) for v in values)
@@ -41,7 +41,9 @@ class RepairOptions:
     """Everything a repair can be told.
 
     output: the repaired .onnx; tf_out: the SavedModel directory (with model.tflite when tflite);
-    report_path: the JSON report; input_shapes: `NAME=D1,D2,...` pins; inputs: probes as .npz;
+    report_path: the JSON report; html_path: the same as one self-contained HTML page;
+    model_explorer: a directory for Model Explorer node data (original.json, repaired.json);
+    input_shapes: `NAME=D1,D2,...` pins; inputs: probes as .npz;
     rule_dirs: directories of rule modules; tolerance: parity's rtol/atol; timeout: seconds any one
     request to a worker (a conversion, a run of the model) may take; memory_limit: bytes of address
     space a worker may take (0: a share of the machine's memory). quantize: modes (float16, dynamic,
@@ -55,6 +57,8 @@ class RepairOptions:
     tf_out: PathArg = None
     tflite: bool = False
     report_path: PathArg = None
+    html_path: PathArg = None
+    model_explorer: PathArg = None
     input_shapes: Sequence[str] = ()
     inputs: PathArg = None
     rule_dirs: Sequence[str | os.PathLike] = ()
@@ -70,8 +74,10 @@ class RepairOptions:
         self.output = _path(self.output, "output")
         self.tf_out = _path(self.tf_out, "tf_out")
         self.report_path = _path(self.report_path, "report_path")
+        self.html_path = _path(self.html_path, "html_path")
+        self.model_explorer = _path(self.model_explorer, "model_explorer")
         self.inputs = _path(self.inputs, "inputs")
-        self.rule_dirs = _paths(self.rule_dirs, "rule_dirs")
+        self.rule_dirs = paths(self.rule_dirs, "rule_dirs")
         self.input_shapes = (
             (self.input_shapes,) if isinstance(self.input_shapes, str) else tuple(self.input_shapes)
         )
@@ -105,6 +111,19 @@ class RepairOptions:
         return Limits(self.timeout, self.memory_limit)
 
 
+def resolve(options: RepairOptions | None, keywords: dict[str, object]) -> RepairOptions:
+    """The options of a call: a RepairOptions, or its fields as keywords (`output="fixed.onnx"`)."""
+    if not keywords:
+        return options or RepairOptions()
+    if options is not None:
+        raise ConvfixError("give a RepairOptions or its fields as keywords, not both")
+    known = {f.name for f in fields(RepairOptions)}
+    unknown = sorted(set(keywords) - known)
+    if unknown:
+        raise ConvfixError(f"no option {', '.join(unknown)}; the options are: {', '.join(sorted(known))}")
+    return RepairOptions(**keywords)
+
+
 def _positive(value: object) -> bool:
     return (
         isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
@@ -118,6 +137,8 @@ def check_outputs(model_path: Path, options: RepairOptions) -> None:
     for flag, path, is_dir in (
         ("-o", options.output, False),
         ("--report", options.report_path, False),
+        ("--html", options.html_path, False),
+        ("--model-explorer", options.model_explorer, True),
         ("--tf-out", options.tf_out, True),
     ):
         if path is None:

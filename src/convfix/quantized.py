@@ -27,6 +27,7 @@ from convfix.errors import ConvfixError
 
 MODES = ("float16", "dynamic", "int8")
 FLOAT16_RANGE_TOLERANCE = 1e-3
+FLOAT16_SMALLEST_NORMAL = 2.0**-14  # below it float16 keeps fewer than its 11 significant bits
 
 
 @dataclass
@@ -53,6 +54,7 @@ class QuantizedArtifact:
     io_scales: dict[str, tuple[float, int]] = field(default_factory=dict)
     probes: list[ProbeFigures] = field(default_factory=list)
     rounding_ties: int = 0
+    cause: str | None = None  # why a made file fails, where convfix can tell
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,7 +70,8 @@ class QuantizedArtifact:
         parts += [f"cosine >= {min(p.cosine for p in self.probes):.5f}"]
         parts += [f"top-1 agreement >= {100 * min(top1):.0f}%"] if top1 else []
         head = f"{self.mode} TFLite ({self.ops}; scales: {self.scales_from}; held to: {self.held_to})"
-        return f"{head}: {'ok' if self.ok else 'FAILED'}; {', '.join(parts)}"
+        verdict = "ok" if self.ok else "FAILED" + (f" ({self.cause})" if self.cause else "")
+        return f"{head}: {verdict}; {', '.join(parts)}"
 
     def describe(self) -> str:
         """One line for the terminal: the verdict and where the file went."""

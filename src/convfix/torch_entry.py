@@ -7,11 +7,14 @@ every rewrite and for the TF model, and the export itself is checked against the
 
 from __future__ import annotations
 
+import functools
+import os
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +22,7 @@ from convfix import engine, model_io, oracle, probes
 from convfix.backends.base import Backend
 from convfix.errors import ConvfixError
 from convfix.journal import Report
-from convfix.options import RepairOptions
+from convfix.options import RepairOptions, resolve
 from convfix.parity import compare_outputs
 
 EXPORTERS = ("dynamo", "torchscript")
@@ -27,11 +30,12 @@ EXPORTERS = ("dynamo", "torchscript")
 
 @dataclass
 class TorchRepair:
-    """The repair report plus how the module was exported."""
+    """The repair report plus how the module was exported (onnx_path: the export, kept only when a
+    workdir was given; otherwise it went with the temporary folder)."""
 
     report: Report
     exporter: str
-    onnx_path: Path
+    onnx_path: Path | None
     export_notes: list[str] = field(default_factory=list)
 
 
@@ -105,6 +109,38 @@ def _eager_outputs(module, probe_set, input_names: Sequence[str], output_names: 
     return results
 
 
+def dynamic_axes_of(
+    dynamic_shapes: Mapping[str, Any] | Sequence[Any], input_names: Sequence[str]
+) -> dict[str, dict[int, str]]:
+    """torch.export's `dynamic_shapes` (per input, by name or in argument order: {axis: Dim} or
+    [Dim or None per axis]) as the exporters' common `dynamic_axes` ({input: {axis: dim name}}), so
+    that both exporters are given the same dims. A Dim keeps its name; Dim.AUTO or DYNAMIC gets one."""
+    if isinstance(dynamic_shapes, Mapping):
+        per_input = dict(dynamic_shapes)
+    else:
+        per_input = dict(zip(input_names, dynamic_shapes, strict=False))
+    axes: dict[str, dict[int, str]] = {}
+    for name, spec in per_input.items():
+        if name not in input_names:
+            raise ConvfixError(f"dynamic_shapes names {name!r}, not one of the inputs {list(input_names)}")
+        if spec is None:
+            continue
+        items = spec.items() if isinstance(spec, Mapping) else enumerate(spec)
+        dims = {int(axis): _dim_name(dim, name, int(axis)) for axis, dim in items if dim is not None}
+        if dims:
+            axes[name] = dims
+    return axes
+
+
+def _dim_name(dim: Any, input_name: str, axis: int) -> str:
+    named = getattr(dim, "__name__", None)
+    if isinstance(dim, str):
+        return dim
+    if isinstance(named, str) and named.isidentifier():
+        return named
+    return f"{input_name}_dim{axis}"
+
+
 def repair_torch(
     module,
     example_args: tuple,
@@ -112,22 +148,68 @@ def repair_torch(
     *,
     exporter: str = "auto",
     input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    dynamic_shapes: Mapping[str, Any] | Sequence[Any] | None = None,
     backend: Backend | None = None,
-    workdir: Path | None = None,
+    workdir: str | os.PathLike | None = None,
+    **option_fields: object,
 ) -> TorchRepair:
     """Export `module`, repair the ONNX, and verify every step and the TF model against eager PyTorch.
 
+    Options as a RepairOptions or its fields as keywords (`output=`, `tf_out=`, `tflite=`). Dynamic
+    dims as `dynamic_axes` ({input: {axis: name}}) or torch.export's `dynamic_shapes`, not both. The
+    export is written in `workdir` if given, else in a temporary folder removed before returning.
     Probes: the example inputs themselves, then generated ones at several sizes of every dynamic axis,
     shifted so that sign-dependent branches are taken both ways.
     """
-    module.eval()
-    options = options or RepairOptions()
+    options = resolve(options, option_fields)
     input_names = list(input_names or [f"input_{i}" for i in range(len(example_args))])
-    folder = Path(workdir or tempfile.mkdtemp(prefix="convfix-torch-"))
+    if dynamic_shapes is not None:
+        if dynamic_axes is not None:
+            raise ConvfixError("give dynamic_axes or dynamic_shapes, not both")
+        dynamic_axes = dynamic_axes_of(dynamic_shapes, input_names)
+    module.eval()
+    export_and_repair = functools.partial(
+        _export_and_repair,
+        module,
+        example_args,
+        options,
+        exporter=exporter,
+        input_names=input_names,
+        output_names=output_names,
+        dynamic_axes=dynamic_axes,
+        backend=backend,
+    )
+    if workdir is not None:
+        return export_and_repair(Path(workdir))
+    with tempfile.TemporaryDirectory(prefix="convfix-torch-") as folder:
+        result = export_and_repair(Path(folder))
+    result.onnx_path = None
+    return result
+
+
+def _export_and_repair(
+    module,
+    example_args: tuple,
+    options: RepairOptions,
+    folder: Path,
+    *,
+    exporter: str,
+    input_names: list[str],
+    output_names: Sequence[str] | None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None,
+    backend: Backend | None,
+) -> TorchRepair:
     onnx_path = folder / "exported.onnx"
     used, notes = export(
-        module, example_args, onnx_path, exporter=exporter, input_names=input_names, dynamic_axes=dynamic_axes
+        module,
+        example_args,
+        onnx_path,
+        exporter=exporter,
+        input_names=input_names,
+        output_names=list(output_names) if output_names else None,
+        dynamic_axes=dynamic_axes,
     )
     exported = model_io.load(onnx_path)
     output_names = [v.name for v in exported.graph.outputs]

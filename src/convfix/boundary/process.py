@@ -177,6 +177,9 @@ class WorkerProcess:
                     stderr=subprocess.DEVNULL,
                     process_group=0,
                     cwd=self.workdir,
+                    # what its libraries leave in the temporary folder (TensorFlow's autograph
+                    # writes a module per traced function) goes with its working directory
+                    env={**os.environ, "TMPDIR": str(self.workdir)},
                 )
                 # Runs once: from stop(), or when the owner is collected or the interpreter exits.
                 self._discard = weakref.finalize(self, _discard, self.process, self.workdir)

@@ -13,6 +13,7 @@ Anything else is refused with the reason, never called.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,15 @@ def refusal(operator: str) -> str | None:
     )
 
 
+def _without_torch() -> str | None:
+    if importlib.util.find_spec("torch") is not None:
+        return None
+    return (
+        "org.pytorch.aten nodes are evaluated and decomposed by torch, which is not installed: "
+        "pip install 'convfix[torch]' (on Python 3.11; README, Python versions)"
+    )
+
+
 @dataclass(frozen=True)
 class Resolved:
     """The overload an ATen node's arguments fit, its torch arguments in schema order (`keyword`: the
@@ -216,7 +226,7 @@ def resolve(
     """The overload (the given one, else the first whose schema every argument fits, preferring one
     that takes the inputs at `constants` as scalars) and its torch arguments; Refused if the
     allowlist or every schema says no."""
-    reason = refusal(operator)
+    reason = refusal(operator) or _without_torch()
     if reason:
         raise Refused(reason)
     import torch

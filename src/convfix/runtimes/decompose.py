@@ -57,14 +57,14 @@ def _examples(inputs: tuple) -> list[Any]:
 
 
 def _decompose(request: DecomposeAten) -> Decomposed:
-    import torch
-
-    from convfix import translations
-
     constants = frozenset(i for i, v in enumerate(request.inputs) if isinstance(v, np.ndarray))
     resolved = aten.resolve(
         request.operator, request.overload, _examples(request.inputs), request.attributes, constants
     )
+    import torch
+
+    from convfix import translations
+
     for index, value in enumerate(request.inputs):
         if isinstance(value, TensorArg) and index not in resolved.tensors:
             raise aten.Refused(
