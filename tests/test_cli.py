@@ -191,10 +191,8 @@ def _plain_onnx2tf(model: Path, folder: Path) -> Path:
     return folder / "out"
 
 
-@pytest.mark.slow
-def test_check_verifies_what_plain_onnx2tf_wrote_given_its_layout(tmp_path):
-    """onnx2tf's own SavedModel and .tflite take and return channels-last tensors: checked as if in
-    the ONNX layout they fail; told `--artifact-layout nhwc`, they are compared like with like."""
+def _conv_model(path: Path) -> Path:
+    """A Conv over an image that is not square, so that a layout mix-up cannot pass."""
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32), "w")
     graph = helper.make_graph(
@@ -207,7 +205,14 @@ def test_check_verifies_what_plain_onnx2tf_wrote_given_its_layout(tmp_path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 6])],
         [weight],
     )
-    model = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+@pytest.mark.slow
+def test_check_verifies_what_plain_onnx2tf_wrote_given_its_layout(tmp_path):
+    """onnx2tf's own SavedModel and .tflite take and return channels-last tensors: checked as if in
+    the ONNX layout they fail; told `--artifact-layout nhwc`, they are compared like with like."""
+    model = _conv_model(tmp_path / "m.onnx")
     out = _plain_onnx2tf(model, tmp_path / "plain")
     for artifact in (out, out / "scratch_float32.tflite"):
         as_if_onnx = run("check", model, artifact)
@@ -216,3 +221,19 @@ def test_check_verifies_what_plain_onnx2tf_wrote_given_its_layout(tmp_path):
         assert told.returncode == 0, told.stdout + told.stderr
         assert "parity holds" in told.stdout
     assert_one_line_error(run("check", model, out, "--artifact-layout", "nchw"))
+
+
+@pytest.mark.slow
+def test_io_layout_nhwc_writes_channels_last_artifacts_judged_as_written(tmp_path):
+    model = _conv_model(tmp_path / "m.onnx")
+    out = tmp_path / "tf"
+    report = tmp_path / "r.json"
+    result = run("repair", model, "--tf-out", out, "--tflite", "--io-layout", "nhwc", "--report", report)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "TFLite (NHWC at the boundary) parity: ok" in result.stdout
+    assert json.loads(report.read_text())["tf"]["io_layout"] == "nhwc"
+    for artifact in (out, out / "model.tflite"):
+        assert run("check", model, artifact, "--artifact-layout", "nhwc").returncode == 0
+        assert run("check", model, artifact).returncode != 0
+    refused = run("repair", model, "--tf-out", out, "--io-layout", "nhwc", "--quantize", "float16")
+    assert_one_line_error(refused)

@@ -178,10 +178,11 @@ def _render_report(report: Report, options: RepairOptions) -> None:
     if steps is not None:
         out.print(steps)
     tf = report.tf
+    boundary = " (NHWC at the boundary)" if tf.io_layout == "nhwc" else ""
     if tf.converted and tf.parity is not None:
-        _parity_line("TF", tf.parity)
+        _parity_line(f"TF{boundary}", tf.parity)
     if tf.tflite_parity is not None:
-        _parity_line("TFLite", tf.tflite_parity)
+        _parity_line(f"TFLite{boundary}", tf.tflite_parity)
     for artifact in tf.quantized.values():
         out.print(artifact.describe(), highlight=False, soft_wrap=True)
     if not tf.converted:
@@ -260,6 +261,14 @@ def repair(
     quantized_io: Annotated[
         str, typer.Option("--quantized-io", metavar="float|int8", help="The int8 file's inputs and outputs")
     ] = "float",
+    io_layout: Annotated[
+        str,
+        typer.Option(
+            "--io-layout",
+            metavar="onnx|nhwc",
+            help="The artifacts' layout at their boundary: onnx, or nhwc (rank 3-5 tensors channels-last)",
+        ),
+    ] = "onnx",
     quantized_tolerance: Annotated[
         float | None,
         typer.Option(
@@ -298,6 +307,7 @@ def repair(
             calibration=calibration,
             quantized_io=quantized_io,
             quantized_tolerance=quantized_tolerance,
+            io_layout=io_layout,
         )
 
     template = options_for(models[0])  # the options every model shares are checked before any work

@@ -19,6 +19,7 @@ import onnx_ir as ir
 import onnxscript.optimizer
 
 from convfix import (
+    boundary_layout,
     deployment,
     graph_diff,
     html_report,
@@ -414,6 +415,17 @@ def repair(
                 break
         report.tf = result
         _finish(report, session, pinned, rules, result, culprit)
+        if options.io_layout == boundary_layout.LAYOUT and result.verified:
+            boundary_layout.rewrite_boundary(
+                report,
+                backend,
+                scratch,
+                session.probe_set,
+                session.reference,
+                [v.name for v in session.model.graph.outputs],
+                options.tolerance,
+                options.tflite,
+            )
         accepted = [(step.rule, step.finding.node) for step in report.accepted_steps]
         report.graph_diff = graph_diff.diff(unrewritten, session.model, accepted)
         if options.quantize:

@@ -50,7 +50,8 @@ class RepairOptions:
     int8; a list or "a,b") each written as tf_out/model_<mode>.tflite beside model.tflite (implies
     tflite); calibration: an .npz of samples per input (needed by int8); quantized_io: "float" or
     "int8" (the int8 file's inputs and outputs); quantized_tolerance: a max abs err that makes the
-    dynamic and int8 deltas a gate.
+    dynamic and int8 deltas a gate. io_layout: "onnx" (the artifacts take and return the ONNX layout)
+    or "nhwc" (their rank 3-5 tensors channels-last, as plain onnx2tf writes them).
     """
 
     output: PathArg = None
@@ -69,6 +70,7 @@ class RepairOptions:
     calibration: PathArg = None
     quantized_io: str = "float"
     quantized_tolerance: float | None = None
+    io_layout: str = "onnx"
 
     def __post_init__(self) -> None:
         self.output = _path(self.output, "output")
@@ -91,6 +93,12 @@ class RepairOptions:
         if self.inputs is not None and not self.inputs.exists():
             raise ConvfixError(f"--inputs {self.inputs}: no such file or directory")
         self._check_quantization()
+        if self.io_layout not in ("onnx", "nhwc"):
+            raise ConvfixError(f"--io-layout {self.io_layout}: onnx or nhwc")
+        if self.io_layout == "nhwc" and self.quantize:
+            raise ConvfixError(
+                "--io-layout nhwc with --quantize is not built: the quantized files keep the ONNX layout"
+            )
 
     def _check_quantization(self) -> None:
         self.quantize = quantized.parse_modes(self.quantize)

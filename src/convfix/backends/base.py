@@ -52,6 +52,7 @@ class ConversionResult:
     seconds: dict[str, float] = field(default_factory=dict)
     # the backend took no unknown dim as equal to another (backends/onnx2tf/layout_judgement.py)
     distinct_unknown_dims: bool = False
+    io_layout: str = "onnx"  # the artifacts' layout at their boundary: onnx, or nhwc (--io-layout)
     parity: Parity | None = None
     tflite_parity: Parity | None = None
     quantized: dict[str, Any] = field(default_factory=dict)  # mode -> quantized.QuantizedArtifact

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from convfix.backends.base import ConversionResult, OwnWeight, Probe
+from convfix.backends.onnx2tf.channels_last import ChannelsLast, ChannelsLastWritten
 from convfix.backends.onnx2tf.errors_map import essential_error
 from convfix.backends.onnx2tf.layout import signature_names
 from convfix.backends.onnx2tf.messages import ArtifactOutputs, Convert, InputSignature, RunArtifact
@@ -222,6 +223,16 @@ class Onnx2TfBackend:
         if isinstance(reply, Died):
             return Int8Values(None, reply.describe("the onnx2tf worker", "reading the int8 TFLite"))
         assert isinstance(reply, Int8Values)
+        return reply
+
+    def channels_last(self, saved_model: Path, out_dir: Path, *, tflite: bool) -> ChannelsLastWritten:
+        """The verified SavedModel with channels-last tensors at its boundary (channels_last.py)."""
+        request = ChannelsLast(str(Path(saved_model).resolve()), str(Path(out_dir).resolve()), tflite)
+        reply = self._pool.call(request)
+        if isinstance(reply, Died):
+            error = reply.describe("the onnx2tf worker", "writing the NHWC boundary")
+            return ChannelsLastWritten(error=error)
+        assert isinstance(reply, ChannelsLastWritten)
         return reply
 
     def call(self, request: object, seconds: float | None = None) -> object:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from convfix.backends.base import ConversionResult
-from convfix.backends.onnx2tf import fake_quant, quantize
+from convfix.backends.onnx2tf import channels_last, fake_quant, quantize
 from convfix.backends.onnx2tf.errors_map import clean_log, error_nodes, essential_error
 from convfix.backends.onnx2tf.layout import decide_on_fewest_probes, signature_names
 from convfix.backends.onnx2tf.messages import ArtifactOutputs, Convert, RunArtifact
@@ -75,7 +75,13 @@ def warm_up() -> None:
 
 def handle(
     request: Any, channel: Channel
-) -> ConversionResult | ArtifactOutputs | quantize.Quantized | quantize.Int8Values:
+) -> (
+    ConversionResult
+    | ArtifactOutputs
+    | quantize.Quantized
+    | quantize.Int8Values
+    | channels_last.ChannelsLastWritten
+):
     if isinstance(request, Convert):
         return _convert(request, channel)
     if isinstance(request, RunArtifact):
@@ -86,6 +92,9 @@ def handle(
     if isinstance(request, quantize.ReadInt8):
         _timed_import({}, "tensorflow")
         return quantize.read_int8(request, _feed, _converter_error)
+    if isinstance(request, channels_last.ChannelsLast):
+        _timed_import({}, "tensorflow")
+        return channels_last.handle(request, quantize.write_tflite, _converter_error)
     return ArtifactOutputs(None, f"the onnx2tf worker does not take {type(request).__name__}")
 
 
