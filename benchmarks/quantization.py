@@ -4,18 +4,20 @@
 
 Float models (a ResNet-style and a MobileNet-style network at 224x224 built here, torchvision
 being unusable with this machine's local torch build; a 10-way CNN; a 2-layer transformer encoder;
-random weights, fixed seeds) are calibrated on 16 random samples and judged on 4
-others from the same distribution; QDQ models
-(onnxruntime's quantize_static in QDQ format over the three CNNs, calibrated on the same samples)
-go through the same path. For each model and mode: the file's size, its ops, the parity figures per
-probe against onnxruntime on the ONNX model (max abs err, max error in output quantization steps,
-cosine, top-1 agreement), the time to write it, and whether it meets what its mode is held to.
+random weights, fixed seeds) are calibrated on 16 random samples and judged on 4 others from the
+same distribution; quantized models (onnxruntime's quantize_static in QDQ and QOperator format over
+the three CNNs, calibrated on the same samples; PyTorch fake-quant and PT2E CNNs; quantize_dynamic of
+the encoder) go through the same path. For each model and mode: the file's size, its ops, the parity
+figures per probe against onnxruntime on the ONNX model (max abs err, max error in output
+quantization steps, cosine, top-1 agreement), the time to write it, and whether it meets what its
+mode is held to.
 
 Beside each, onnx2tf's own quantized path (`onnx2tf -oiqt`, its CLI, calibrated on the same samples
 given channels-last with `-cind`, mean 0 and std 1) is run on the same probes and judged the same way.
 
 A QDQ model's int8 file keeps the model's own scales (converted with its activation pairs as fake-quant
-ops) and is held to one output quantization step; --calibration serves the float models only.
+ops; a QOperator model's once written in QDQ format) and is held to one output quantization step;
+--calibration serves the float models only.
 Results: DIR/quantization.json and DIR/quantization.md (DIR: benchmarks/results for a full run).
 """
 
@@ -25,6 +27,7 @@ import argparse
 import json
 import logging
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -202,8 +205,9 @@ def _export(name: str, folder: Path) -> Path:
 
 
 def _ort_case(name: str, how: str) -> Callable[[Path, np.ndarray], Path]:
-    """onnxruntime's quantize_static in QDQ format (per-channel int8 weights, uint8 activations,
-    calibrated on the samples) or quantize_dynamic (int8 MatMul weights) over a float export."""
+    """onnxruntime's quantize_static in QDQ or QOperator format (per-channel int8 weights, uint8
+    activations, calibrated on the samples) or quantize_dynamic (int8 MatMul weights) over a float
+    export."""
 
     def make(folder: Path, samples: np.ndarray) -> Path:
         from onnxruntime.quantization import (
@@ -218,6 +222,12 @@ def _ort_case(name: str, how: str) -> Callable[[Path, np.ndarray], Path]:
         if how == "ort_dynamic":
             quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
             return target
+        if how == "ort_qop":  # its QOperator quantizer needs the shapes onnxruntime's pre-processing infers
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            prepared = folder / f"{name}-prepared.onnx"
+            quant_pre_process(str(source), str(prepared))
+            source = prepared
 
         class Reader(CalibrationDataReader):
             def __init__(self) -> None:
@@ -230,7 +240,7 @@ def _ort_case(name: str, how: str) -> Callable[[Path, np.ndarray], Path]:
             str(source),
             str(target),
             Reader(),
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QOperator if how == "ort_qop" else QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
@@ -320,6 +330,21 @@ CASES: dict[str, tuple[Callable[[Path, np.ndarray], Path], tuple[int, ...], str]
         "QDQ, onnxruntime quantize_static",
     ),
     "cnn10-ort_qdq": (_ort_case("cnn10", "ort_qdq"), (1, 3, 32, 32), "QDQ, onnxruntime quantize_static"),
+    "resnet_style-ort_qop": (
+        _ort_case("resnet_style", "ort_qop"),
+        (1, 3, 224, 224),
+        "QOperator, onnxruntime quantize_static",
+    ),
+    "mobilenet_style-ort_qop": (
+        _ort_case("mobilenet_style", "ort_qop"),
+        (1, 3, 224, 224),
+        "QOperator, onnxruntime quantize_static",
+    ),
+    "cnn10-ort_qop": (
+        _ort_case("cnn10", "ort_qop"),
+        (1, 3, 32, 32),
+        "QOperator, onnxruntime quantize_static",
+    ),
     "encoder2-ort_qdq": (_ort_case("encoder2", "ort_qdq"), (1, 16, 64), "QDQ, onnxruntime quantize_static"),
     "fakequant_cnn-per_tensor": (
         _torch_qat_case(False),
@@ -411,8 +436,10 @@ def onnx2tf_side(
     neutral = "[" * (samples.ndim - 1) + "0.0" + "]" * (samples.ndim - 1)
     unit = neutral.replace("0.0", "1.0")
     started = time.perf_counter()
+    scratch = folder / path.name  # onnx2tf rewrites the file it is given (NOTES.md)
+    shutil.copy(path, scratch)
     command = [
-        str(Path(sys.executable).parent / "onnx2tf"), "-i", str(path), "-o", str(folder / "out"), "-oiqt",
+        str(Path(sys.executable).parent / "onnx2tf"), "-i", str(scratch), "-o", str(folder / "out"), "-oiqt",
         "-cind", "x", str(folder / "calibration.npy"), neutral, unit, "-n",
     ]  # fmt: skip
     try:

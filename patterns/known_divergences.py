@@ -11,7 +11,7 @@ from convfix.rewrites.shape_of import symbolic_shape_of_intermediate
 from convfix.rewrites.slice_bounds import counts_from_end
 from convfix.rewrites.static_shapes import static_reshape_target
 
-from convfix.findings import Finding
+from convfix.findings import Finding, node_op
 from convfix.matcher import ScanContext, node_detector
 
 
@@ -99,3 +99,13 @@ def dynamically_quantized_activation(node: ir.Node, path: str, context: ScanCont
         "(a silent mismatch)"
     )
     yield Finding("divergence", reason, node=node.name, op="DynamicQuantizeLinear", path=path)
+
+
+@node_detector("QLinearConv", "QLinearMatMul", "com.microsoft::QLinearAdd", "com.microsoft::QLinearMul")
+def integer_linear_op(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    """onnx2tf fails on QLinearConv and returns other values for QLinearMatMul; a QOperator ResNet
+    holds 20 QLinearConvs, found one per conversion by the localizer until the conversions ran out,
+    and once they were spelled out onnx2tf's QLinearAdd laid a residual sum channels-last beside a
+    channels-first one (the conversion failed)."""
+    reason = f"{node.op_type}: onnx2tf fails on it or computes other integers than ONNX defines"
+    yield Finding("divergence", reason, node=node.name, op=node_op(node), path=path)

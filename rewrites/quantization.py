@@ -13,11 +13,13 @@ its QLinearMatMul likewise. The ops are spelled out as their definitions with pl
   a_scale * b_scale / y_scale in float32, then quantized as above.
 - QLinearConv (onnx2tf fails on it): the Conv of (x - x_zero_point) and (w - w_zero_point) in
   float32 with the int32 bias as its bias (ONNX's Conv takes no integers; exact while every sum stays
-  below 2**24, which a kernel of up to 256 taps of 8-bit values guarantees, and |bias| under 2**23;
+  below 2**24, which a kernel of up to 256 taps of 8-bit values guarantees (more taps: one Conv per
+  slice of input channels, summed in int32), and |bias| under 2**23;
   a separate Add of the bias laid along the channels came back wrong from onnx2tf), scaled by
   x_scale * w_scale / y_scale (w_scale per output channel or per tensor), then quantized as above;
-  the zero points must be per tensor. A model below opset 11 (no Round) is first moved to opset 11
-  by onnx's version converter.
+  the input's zero point per tensor, the weight's per tensor or per output channel (onnxruntime's
+  per-channel quantizer writes one per channel, all 0). A model below opset 11 (no Round) is first
+  moved to opset 11 by onnx's version converter.
 Exact for 8-bit and 16-bit integer types, per tensor, per axis or per block (float8 outputs are refused).
 """
 
@@ -158,6 +160,39 @@ _CONV_ATTRIBUTES = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "s
 _EXACT_TAPS = 256  # 255 * 255 * 256 < 2**24: the float32 sums of 8-bit products stay exact
 
 
+def _centered_weights(w: ir.Value, point: ir.Value | None) -> np.ndarray | None:
+    """w - w_zero_point as integers (the zero point per tensor or per output channel), if constant."""
+    weights = ir.convenience.get_const_tensor(w)
+    offset = None if point is None else ir.convenience.get_const_tensor(point)
+    if weights is None or (point is not None and offset is None):
+        return None
+    values = weights.numpy().astype(np.int32)
+    if offset is None:
+        return values
+    return values - offset.numpy().astype(np.int32).reshape(-1, *([1] * (values.ndim - 1)))
+
+
+def _summed_in_slices(
+    b: Emitter, x: ir.Value, w: np.ndarray, bias: np.ndarray | None, per_slice: int, **attributes
+) -> ir.Value:
+    """The Conv of centered integers over more than 256 taps: one float32 Conv per slice of at most
+    `per_slice` input channels (each exact), their sums added in int32 with the int32 bias, then cast
+    to float32 as onnxruntime casts its int32 accumulator before rescaling. The centered weights and
+    the bias are constants, sliced and shaped here (onnx2tf fails on a model output it folded itself)."""
+    total = None
+    channels = w.shape[1]
+    for start in range(0, channels, per_slice):
+        stop = min(start + per_slice, channels)
+        part_x = b.op("Slice", [x, b.ints([start]), b.ints([stop]), b.ints([1])])
+        part = b.op("Conv", [part_x, b.const(w[:, start:stop].astype(np.float32))], **attributes)
+        part = b.op("Cast", [part], to=ir.DataType.INT32)
+        total = part if total is None else b.op("Add", [total, part])
+    if bias is not None:
+        shaped = bias.astype(np.int32).reshape(1, -1, *([1] * (w.ndim - 2)))
+        total = b.op("Add", [total, b.const(shaped)])
+    return b.op("Cast", [total], to=ir.DataType.FLOAT)
+
+
 def qlinear_conv_spelled_out(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
     if standard_node(model, finding, "QLinearConv") is None:
         return "not a QLinearConv node"
@@ -168,28 +203,41 @@ def qlinear_conv_spelled_out(model: ir.Model, finding: Finding, context: RuleCon
         return f"the node is lost moving the model to opset {_ROUND_SINCE}"
     x, x_scale, x_point, w, w_scale, w_point, y_scale, y_point = node.inputs[:8]
     bias = node.inputs[8] if len(node.inputs) > 8 else None
-    if y_point is None or y_point.dtype not in _INTEGERS or x.dtype not in _INTEGERS:
+    x_type = x.dtype or (x_point.dtype if x_point is not None else None)  # x's is the zero point's
+    if y_point is None or y_point.dtype not in _INTEGERS or x_type not in _INTEGERS:
         return "a non-integer or unknown input or output type"
-    if w.shape is None or not w.shape.is_static() or x.shape is None:
-        return "the weight's shape is not static or the input's rank is unknown"
-    taps = int(np.prod(w.shape.numpy()[1:]))
-    if x.dtype.itemsize > 1 or taps > _EXACT_TAPS:
-        return f"16-bit inputs or a kernel of more than {_EXACT_TAPS} taps: float32 sums would round"
+    if w.shape is None or not w.shape.is_static():
+        return "the weight's shape is not static"
+    if x_type.itemsize > 1 or int(np.prod(w.shape.numpy()[2:])) > _EXACT_TAPS:
+        return f"16-bit inputs or a kernel window of more than {_EXACT_TAPS} taps: float32 sums would round"
     bias_tensor = None if bias is None else ir.convenience.get_const_tensor(bias)
     if bias is not None and (bias_tensor is None or np.abs(bias_tensor.numpy()).max() >= 2**23):
         return "a run-time bias, or one of 2**23 or more: float32 sums would round"
-    if any(p is not None and (p.shape is None or np.prod(p.shape.numpy()) != 1) for p in (x_point, w_point)):
-        return "per-channel zero points"
+    if x_point is not None and (x_point.shape is None or np.prod(x_point.shape.numpy()) != 1):
+        return "a per-channel input zero point"
+    if w_point is not None and w_point.shape is None:
+        return "the weight zero point's shape is unknown"
+    area, in_channels, rank = int(np.prod(w.shape.numpy()[2:])), int(w.shape[1]), len(w.shape)  # x's
+    sliced = in_channels * area > _EXACT_TAPS
+    weights = _centered_weights(w, w_point) if sliced else None
+    if sliced and (node.attributes.get_int("group", 1) != 1 or weights is None):
+        return f"more than {_EXACT_TAPS} taps per output of a grouped or run-time-weight Conv"
     b = Emitter(model, node)
+    if w_point is not None and np.prod(w_point.shape.numpy()) != 1:  # one per output channel
+        w_point = _per_axis(b, w_point, 0, len(w.shape))
     centered = [
         b.op("Sub", [b.op("Cast", [v], to=ir.DataType.FLOAT), b.op("Cast", [p], to=ir.DataType.FLOAT)])
         for v, p in ((x, x_point), (w, w_point))
     ]
     attributes = {name: node.attributes[name].value for name in _CONV_ATTRIBUTES if name in node.attributes}
-    rank = len(x.shape)
-    if bias is not None:
-        centered.append(b.op("Cast", [bias], to=ir.DataType.FLOAT))
-    product = b.op("Conv", centered, **attributes)
+    if sliced:
+        bias_values = None if bias_tensor is None else bias_tensor.numpy()
+        per_slice = max(1, _EXACT_TAPS // area)
+        product = _summed_in_slices(b, centered[0], weights, bias_values, per_slice, **attributes)
+    else:
+        if bias is not None:
+            centered.append(b.op("Cast", [bias], to=ir.DataType.FLOAT))
+        product = b.op("Conv", centered, **attributes)
     scales = (x_scale, _per_axis(b, w_scale, 1, rank), y_scale)
     b.replace([_requantized(b, product, scales, y_point)])
     return None

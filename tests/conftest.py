@@ -111,10 +111,41 @@ def outputs_before_and_after(
     return oracle.evaluate(original, probes).outputs, oracle.evaluate(rewritten, probes).outputs
 
 
-def qdq_cnn(tmp_path) -> onnx.ModelProto:
-    """onnxruntime's quantize_static (QDQ, per-channel int8 weights, uint8 activations) over a CNN."""
+def _statically_quantized(
+    graph: onnx.GraphProto, folder, name: str, rng: np.random.Generator, qoperator: bool
+) -> onnx.ModelProto:
+    """onnxruntime's quantize_static of a float graph with one input `x`: per-channel int8 weights,
+    uint8 activations, calibrated on 8 normal samples drawn from rng; in QDQ or QOperator format."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+    source = save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9),
+        folder / f"{name}-float.onnx",
+    )
+    shape = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+
+    class Samples(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter({"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(8))
+
+        def get_next(self):
+            return next(self.items, None)
+
+    target = folder / f"{name}.onnx"
+    quantize_static(
+        str(source),
+        str(target),
+        Samples(),
+        quant_format=QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return onnx.load(str(target))
+
+
+def qdq_cnn(tmp_path) -> onnx.ModelProto:
+    """onnxruntime's quantize_static (QDQ, per-channel int8 weights, uint8 activations) over a CNN."""
     rng = np.random.default_rng(0)
     weights = {
         "w1": (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32),
@@ -133,29 +164,7 @@ def qdq_cnn(tmp_path) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])],
         [numpy_helper.from_array(v, k) for k, v in weights.items()],
     )
-    source = save(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9),
-        tmp_path / "f.onnx",
-    )
-
-    class Samples(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter({"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(8))
-
-        def get_next(self):
-            return next(self.items, None)
-
-    target = tmp_path / "qdq.onnx"
-    quantize_static(
-        str(source),
-        str(target),
-        Samples(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-    )
-    return onnx.load(str(target))
+    return _statically_quantized(graph, tmp_path, "qdq", rng, qoperator=False)
 
 
 def dynamically_quantized_matmul(features: int, outputs: int, seed: int) -> onnx.ModelProto:
@@ -182,3 +191,34 @@ def dynamically_quantized_matmul(features: int, outputs: int, seed: int) -> onnx
         constants,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
+
+
+def qoperator_cnn(tmp_path) -> onnx.ModelProto:
+    """onnxruntime's quantize_static in QOperator format (QLinearConv, com.microsoft
+    QLinearGlobalAveragePool and QGemm, a MaxPool on uint8) over a CNN whose second Conv sums 288
+    taps per output, per-channel int8 weights and uint8 activations."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": (rng.standard_normal((32, 3, 3, 3)) * 0.3).astype(np.float32),
+        "w2": (rng.standard_normal((16, 32, 3, 3)) * 0.1).astype(np.float32),
+        "w3": (rng.standard_normal((10, 16)) * 0.3).astype(np.float32),
+        "b3": (rng.standard_normal(10) * 0.1).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qoperator_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    return _statically_quantized(graph, tmp_path, "qoperator", rng, qoperator=True)

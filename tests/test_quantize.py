@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from conftest import dynamically_quantized_matmul, qdq_cnn, save
+from conftest import dynamically_quantized_matmul, qdq_cnn, qoperator_cnn, save
 from onnx import TensorProto, helper, numpy_helper
 
 import convfix
@@ -161,6 +161,25 @@ def test_a_qdq_model_s_int8_file_keeps_its_own_scales_within_one_step(target, tm
     kept = f"the model's own: {own} of its {own} QuantizeLinear scales in the file;"
     assert own >= 3 and artifact.scales_from.startswith(kept)
     assert max(p.max_steps for p in artifact.probes) <= 1.0 and artifact.ops == "int8 builtins"
+
+
+def test_a_qoperator_model_converts_and_its_int8_file_keeps_its_own_scales(target, tmp_path):
+    """onnxruntime's QOperator format: the float file from its QLinear ops spelled out with
+    onnxruntime's integer arithmetic (QLinearConv over 288 taps summed in slices), the int8 file from
+    the model rewritten in QDQ format (qoperator.py), keeping its scales and weights, no calibration."""
+    path = save(qoperator_cnn(tmp_path), tmp_path / "m.onnx")
+    ops = {node.domain + "::" + node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"com.microsoft::QGemm", "com.microsoft::QLinearGlobalAveragePool", "::QLinearConv"} <= ops
+    report = convfix.repair(path, tf_out=tmp_path / "tf", tflite=True, quantize="int8", backend=target)
+    assert report.status == "repaired", report.reason
+    assert report.tf.parity.ok and report.tf.tflite_parity.ok
+    accepted = {step.rule for step in report.accepted_steps}
+    assert {"contrib-qgemm", "contrib-qlinear-global-average-pool", "qlinear-conv-spelled-out"} <= accepted
+    artifact = report.tf.quantized["int8"]
+    assert artifact.ok and artifact.ops == "int8 builtins", artifact.to_json()
+    kept = "the model's own: 7 of its 7 QuantizeLinear scales in the file; 3 of its 3 int8 weights"
+    assert artifact.scales_from.startswith(kept)
+    assert max(p.max_steps for p in artifact.probes) <= 1.0
 
 
 def _shrunken_qdq() -> onnx.ModelProto:

@@ -42,10 +42,18 @@ def repaired(tmp_path_factory) -> Path:
     return out
 
 
-def _pixels(png: Path) -> np.ndarray:
-    import tensorflow as tf
+_DECODE = """
+import sys, numpy as np, tensorflow as tf
+np.save(sys.argv[2], tf.io.decode_png(open(sys.argv[1], "rb").read(), channels=3).numpy())
+"""
 
-    return tf.io.decode_png(png.read_bytes(), channels=3).numpy()
+
+def _pixels(png: Path) -> np.ndarray:
+    """The screenshot's RGB pixels, decoded by TensorFlow in a process of its own (this one must
+    stay free of TensorFlow: tests/test_target.py checks that the worker does all of it)."""
+    target = png.with_suffix(".npy")
+    subprocess.run([sys.executable, "-c", _DECODE, str(png), str(target)], check=True, timeout=300)
+    return np.load(target)
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from convfix import (
     normalize,
     oracle,
     qdq,
+    qoperator,
     quantized,
     rounding,
 )
@@ -80,6 +81,9 @@ def prepare(
         return calibration, None
     if qdq.own_scales(original):
         return calibration, normalize.normalize(model_io.clone(original))
+    in_qdq = qoperator.as_qdq(original) if qoperator.holds_qlinear_ops(original) else None
+    if in_qdq is not None and qdq.own_scales(in_qdq):
+        return calibration, normalize.normalize(in_qdq)
     if not calibration:
         raise ConvfixError(
             "--quantize int8 of a float model needs --calibration DATA.npz (one array per input name, "

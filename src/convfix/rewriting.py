@@ -175,7 +175,16 @@ class Emitter:
         return self.op("Where", [negative, self.op("Add", [index, length]), index])
 
     def replace(self, values: list[ir.Value]) -> None:
-        """Insert what was built before the node, then put values in its place."""
+        """Insert what was built before the node, then put values in its place. A built node whose
+        name the graph already holds is renamed (a node named `node`, as normalize names an unnamed
+        one, met `node_Cast_13` from the onnxscript rewriter, and onnxruntime refuses the model)."""
+        taken = {n.name for n in self.node.graph}
+        for built in self.tape.nodes:
+            name, count = built.name, 1
+            while name in taken:
+                name, count = f"{built.name}_{count}", count + 1
+            built.name = name
+            taken.add(name)
         self.node.graph.insert_before(self.node, self.tape.nodes)
         replace_node(self.node, values)
 
