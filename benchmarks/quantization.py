@@ -315,37 +315,20 @@ def _pt2e_case(per_channel: bool, qat: bool = False) -> Callable[[Path, np.ndarr
 
 # name -> (how the model is made from the calibration samples, input shape, what it is)
 CASES: dict[str, tuple[Callable[[Path, np.ndarray], Path], tuple[int, ...], str]] = {
-    "resnet_style": (_float_case("resnet_style"), (1, 3, 224, 224), "float"),
-    "mobilenet_style": (_float_case("mobilenet_style"), (1, 3, 224, 224), "float"),
-    "cnn10": (_float_case("cnn10"), (1, 3, 32, 32), "float"),
-    "encoder2": (_float_case("encoder2"), (1, 16, 64), "float"),
-    "resnet_style-ort_qdq": (
-        _ort_case("resnet_style", "ort_qdq"),
-        (1, 3, 224, 224),
-        "QDQ, onnxruntime quantize_static",
-    ),
-    "mobilenet_style-ort_qdq": (
-        _ort_case("mobilenet_style", "ort_qdq"),
-        (1, 3, 224, 224),
-        "QDQ, onnxruntime quantize_static",
-    ),
-    "cnn10-ort_qdq": (_ort_case("cnn10", "ort_qdq"), (1, 3, 32, 32), "QDQ, onnxruntime quantize_static"),
-    "resnet_style-ort_qop": (
-        _ort_case("resnet_style", "ort_qop"),
-        (1, 3, 224, 224),
-        "QOperator, onnxruntime quantize_static",
-    ),
-    "mobilenet_style-ort_qop": (
-        _ort_case("mobilenet_style", "ort_qop"),
-        (1, 3, 224, 224),
-        "QOperator, onnxruntime quantize_static",
-    ),
-    "cnn10-ort_qop": (
-        _ort_case("cnn10", "ort_qop"),
-        (1, 3, 32, 32),
-        "QOperator, onnxruntime quantize_static",
-    ),
-    "encoder2-ort_qdq": (_ort_case("encoder2", "ort_qdq"), (1, 16, 64), "QDQ, onnxruntime quantize_static"),
+    **{name: (_float_case(name), shape, "float") for name, (_, shape) in FLOAT_MODELS.items()},
+    **{
+        f"{name}-{how}": (
+            _ort_case(name, how),
+            FLOAT_MODELS[name][1],
+            f"{label}, onnxruntime quantize_static",
+        )
+        for how, label, names in (
+            ("ort_qdq", "QDQ", ("resnet_style", "mobilenet_style", "cnn10")),
+            ("ort_qop", "QOperator", ("resnet_style", "mobilenet_style", "cnn10")),
+            ("ort_qdq", "QDQ", ("encoder2",)),
+        )
+        for name in names
+    },
     "fakequant_cnn-per_tensor": (
         _torch_qat_case(False),
         (1, 3, 32, 32),

@@ -24,15 +24,11 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, contrib_node
+from convfix.rewriting import Emitter, contrib_node, optional_input
 from convfix.rules import Rule, RuleContext
 
 MS = "com.microsoft"
 DEFAULT_MASK_FILTER = -10000.0
-
-
-def _input(node: ir.Node, index: int) -> ir.Value | None:
-    return node.inputs[index] if len(node.inputs) > index else None
 
 
 def _used(node: ir.Node, index: int) -> bool:
@@ -125,7 +121,7 @@ def multi_head_attention(model: ir.Model, finding: Finding, context: RuleContext
     if node is None:
         return "no com.microsoft MultiHeadAttention at the finding"
     query, key, value, bias, padding, attention_bias, past_key, past_value = (
-        _input(node, i) for i in range(8)
+        optional_input(node, i) for i in range(8)
     )
     heads = node.attributes.get_int("num_heads", 0)
     if key is None or value is None or query.shape is None or key.shape is None or len(query.shape) != 3:
@@ -171,11 +167,11 @@ def attention(model: ir.Model, finding: Finding, context: RuleContext) -> str | 
     node = contrib_node(model, finding, "Attention")
     if node is None:
         return "no com.microsoft Attention at the finding"
-    x, weights, bias, mask, past, attention_bias = (_input(node, i) for i in range(6))
+    x, weights, bias, mask, past, attention_bias = (optional_input(node, i) for i in range(6))
     heads = node.attributes.get_int("num_heads", 0)
     if node.attributes.get_int("do_rotary", 0) or node.attributes.get_int("past_present_share_buffer", 0):
         return f"{node.name}: do_rotary and shared past buffers are not spelled out"
-    if weights.shape is None or not isinstance(weights.shape[1], int) or _input(node, 6) is not None:
+    if weights.shape is None or not isinstance(weights.shape[1], int) or optional_input(node, 6) is not None:
         return f"{node.name}: the weights' shape must be static"
     sizes = list(node.attributes.get_ints("qkv_hidden_sizes", []))
     total = weights.shape[1]
@@ -301,7 +297,7 @@ def rotary_embedding(model: ir.Model, finding: Finding, context: RuleContext) ->
     node = contrib_node(model, finding, "RotaryEmbedding")
     if node is None:
         return "no com.microsoft RotaryEmbedding at the finding"
-    x, position_ids, cos_cache, sin_cache = (_input(node, i) for i in range(4))
+    x, position_ids, cos_cache, sin_cache = (optional_input(node, i) for i in range(4))
     if node.attributes.get_int("is_packed_batching", 0) or node.attributes.get_float("scale", 1.0) != 1.0:
         return f"{node.name}: packed batching and a custom scale are not spelled out"
     if x.shape is None or cos_cache.shape is None or not isinstance(cos_cache.shape[1], int):
@@ -380,7 +376,7 @@ def group_query_attention(model: ir.Model, finding: Finding, context: RuleContex
     if node is None:
         return "no com.microsoft GroupQueryAttention at the finding"
     query, key, value, past_key, past_value, seqlens_k, total_length, cos_cache, sin_cache = (
-        _input(node, i) for i in range(9)
+        optional_input(node, i) for i in range(9)
     )
     heads, kv_heads = node.attributes.get_int("num_heads", 0), node.attributes.get_int("kv_num_heads", 0)
     extras = [v for v in node.inputs[9:] if v is not None]

@@ -20,16 +20,12 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, contrib_node
+from convfix.rewriting import Emitter, contrib_node, optional_input
 from convfix.rules import Rule, RuleContext
 
 MS = "com.microsoft"
 FLOAT = ir.DataType.FLOAT
 DEFAULT_EPSILON = 1e-12  # onnxruntime's default for these ops
-
-
-def _input(node: ir.Node, index: int) -> ir.Value | None:
-    return node.inputs[index] if len(node.inputs) > index else None
 
 
 def _in_float(b: Emitter, x: ir.Value) -> ir.Value:
@@ -59,7 +55,7 @@ def _affine(b: Emitter, normalized: ir.Value, gamma: ir.Value, beta: ir.Value | 
 
 def _skip_sum(b: Emitter, node: ir.Node, bias_index: int) -> ir.Value:
     s = b.op("Add", [node.inputs[0], node.inputs[1]])
-    bias = _input(node, bias_index)
+    bias = optional_input(node, bias_index)
     return s if bias is None else b.op("Add", [s, bias])
 
 
@@ -97,7 +93,7 @@ def _skip_normalization(model: ir.Model, finding: Finding, op_type: str, centere
     s = _skip_sum(b, node, 4 if centered else 3)
     epsilon = node.attributes.get_float("epsilon", DEFAULT_EPSILON)
     normalized, _, _ = _statistics(b, s, [-1], epsilon, centered=centered)
-    output = _affine(b, normalized, node.inputs[2], _input(node, 3) if centered else None, x)
+    output = _affine(b, normalized, node.inputs[2], optional_input(node, 3) if centered else None, x)
     return _replace(b, node, [output, None, None, s])
 
 
@@ -129,8 +125,8 @@ def embed_layer_norm(model: ir.Model, finding: Finding, context: RuleContext) ->
     node = contrib_node(model, finding, "EmbedLayerNormalization")
     if node is None:
         return "no com.microsoft EmbedLayerNormalization at the finding"
-    ids, segments, words, positions, segment_table, gamma, beta = (_input(node, i) for i in range(7))
-    mask, position_ids = _input(node, 7), _input(node, 8)
+    ids, segments, words, positions, segment_table, gamma, beta = (optional_input(node, i) for i in range(7))
+    mask, position_ids = optional_input(node, 7), optional_input(node, 8)
     if words.dtype is None:
         return f"{node.name}: the embeddings' dtype is unknown"
     b = Emitter(model, node)

@@ -22,15 +22,11 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import pattern as orp
 
+from convfix.rewriting import constant_array, optional_input
 from convfix.rules import for_contrib_op
 
 MS = "com.microsoft"
 _EXACT_SUM = 2**24
-
-
-def _value(value: ir.Value | None) -> np.ndarray | None:
-    tensor = None if value is None else ir.convenience.get_const_tensor(value)
-    return None if tensor is None else tensor.numpy()
 
 
 def _saturated(op, rounded: ir.Value, zero_point: np.ndarray, to: ir.DataType) -> ir.Value:
@@ -49,7 +45,10 @@ class QLinearGlobalAveragePoolSpelledOut(orp.RewriteRuleClassBase):
         result = orp.MatchResult()
         if y.producer().attributes.get_int("channels_last", 0):
             return result.fail("channels-last input")
-        if any(_value(v) is None or _value(v).size != 1 for v in (x_scale, x_zero, y_scale, y_zero)):
+        if any(
+            constant_array(v) is None or constant_array(v).size != 1
+            for v in (x_scale, x_zero, y_scale, y_zero)
+        ):
             return result.fail("scales and zero points must be per-tensor constants")
         if x.shape is None or len(x.shape) < 3 or not all(isinstance(d, int) for d in x.shape[2:]):
             return result.fail("the spatial dims must be static")
@@ -60,19 +59,19 @@ class QLinearGlobalAveragePoolSpelledOut(orp.RewriteRuleClassBase):
     def rewrite(self, op, x, x_scale, x_zero, y_scale, y_zero, **_):
         rank = len(x.shape)
         count = np.float32(np.prod(x.shape[2:]))
-        multiplier = np.float32(_value(x_scale)) / (np.float32(_value(y_scale)) * count)
+        multiplier = np.float32(constant_array(x_scale)) / (np.float32(constant_array(y_scale)) * count)
         axes = op.Constant(value=ir.tensor(np.arange(2, rank, dtype=np.int64)))
         total = op.ReduceSum(op.Cast(x, to=ir.DataType.FLOAT.value), axes, keepdims=1)
-        offset = np.float32(_value(x_zero).astype(np.float32) * count)
+        offset = np.float32(constant_array(x_zero).astype(np.float32) * count)
         centered = op.Sub(total, op.Constant(value=ir.tensor(np.asarray(offset).reshape(()))))
         scaled = op.Mul(centered, op.Constant(value=ir.tensor(np.asarray(multiplier).reshape(()))))
-        return _saturated(op, op.Round(scaled), _value(y_zero).reshape(()), y_zero.dtype)
+        return _saturated(op, op.Round(scaled), constant_array(y_zero).reshape(()), y_zero.dtype)
 
 
 def _centered(op, x: ir.Value, zero: ir.Value) -> ir.Value:
     """x - zero_point in float32 (exact: both are 8-bit integers)."""
     as_float = op.Cast(x, to=ir.DataType.FLOAT.value)
-    return op.Sub(as_float, op.Constant(value=ir.tensor(_value(zero).astype(np.float32).reshape(()))))
+    return op.Sub(as_float, op.Constant(value=ir.tensor(constant_array(zero).astype(np.float32).reshape(()))))
 
 
 def _scalar(array: np.ndarray) -> ir.Value:
@@ -80,7 +79,7 @@ def _scalar(array: np.ndarray) -> ir.Value:
 
 
 def _per_tensor(*values: ir.Value) -> bool:
-    return all(_value(v) is not None and _value(v).size == 1 for v in values)
+    return all(constant_array(v) is not None and constant_array(v).size == 1 for v in values)
 
 
 class _QLinearBinary(orp.RewriteRuleClassBase):
@@ -105,10 +104,10 @@ class QLinearAddSpelledOut(_QLinearBinary):
     op_type = "QLinearAdd"
 
     def rewrite(self, op, a, a_scale, a_zero, b, b_scale, b_zero, c_scale, c_zero, **_):
-        scaled_a = op.Mul(_centered(op, a, a_zero), op.Constant(value=_scalar(_value(a_scale))))
-        scaled_b = op.Mul(_centered(op, b, b_zero), op.Constant(value=_scalar(_value(b_scale))))
-        total = op.Div(op.Add(scaled_a, scaled_b), op.Constant(value=_scalar(_value(c_scale))))
-        return _saturated(op, op.Round(total), _value(c_zero).reshape(()), c_zero.dtype)
+        scaled_a = op.Mul(_centered(op, a, a_zero), op.Constant(value=_scalar(constant_array(a_scale))))
+        scaled_b = op.Mul(_centered(op, b, b_zero), op.Constant(value=_scalar(constant_array(b_scale))))
+        total = op.Div(op.Add(scaled_a, scaled_b), op.Constant(value=_scalar(constant_array(c_scale))))
+        return _saturated(op, op.Round(total), constant_array(c_zero).reshape(()), c_zero.dtype)
 
 
 class QLinearMulSpelledOut(_QLinearBinary):
@@ -117,14 +116,14 @@ class QLinearMulSpelledOut(_QLinearBinary):
     op_type = "QLinearMul"
 
     def rewrite(self, op, a, a_scale, a_zero, b, b_scale, b_zero, c_scale, c_zero, **_):
-        ratio = np.float32(_value(a_scale)) * np.float32(_value(b_scale)) / np.float32(_value(c_scale))
+        ratio = (
+            np.float32(constant_array(a_scale))
+            * np.float32(constant_array(b_scale))
+            / np.float32(constant_array(c_scale))
+        )
         product = op.Mul(_centered(op, a, a_zero), _centered(op, b, b_zero))
         scaled = op.Mul(product, op.Constant(value=_scalar(ratio)))
-        return _saturated(op, op.Round(scaled), _value(c_zero).reshape(()), c_zero.dtype)
-
-
-def _optional(node: ir.Node, index: int) -> ir.Value | None:
-    return node.inputs[index] if len(node.inputs) > index else None
+        return _saturated(op, op.Round(scaled), constant_array(c_zero).reshape(()), c_zero.dtype)
 
 
 class QGemmSpelledOut(orp.RewriteRuleClassBase):
@@ -136,16 +135,16 @@ class QGemmSpelledOut(orp.RewriteRuleClassBase):
     def check(self, context, a, a_scale, a_zero, b, b_scale, b_zero, y, **_) -> orp.MatchResult:
         result = orp.MatchResult()
         node = y.producer()
-        y_scale, y_zero = _optional(node, 7), _optional(node, 8)
+        y_scale, y_zero = optional_input(node, 7), optional_input(node, 8)
         if y_scale is None:
             return result.fail("a float output (no y_scale)")
         if node.attributes.get_int("transA", 0):
             return result.fail("transA")
-        if any(_value(v) is None for v in (a_scale, a_zero, b_scale, y_scale, y_zero)):
+        if any(constant_array(v) is None for v in (a_scale, a_zero, b_scale, y_scale, y_zero)):
             return result.fail("scales and zero points must be constants")
-        if b_zero is not None and _value(b_zero) is None:
+        if b_zero is not None and constant_array(b_zero) is None:
             return result.fail("b_zero_point must be a constant")
-        bias = _optional(node, 6)
+        bias = optional_input(node, 6)
         if bias is not None and bias.dtype != ir.DataType.INT32:
             return result.fail("a non-int32 bias")
         return result
@@ -160,16 +159,16 @@ class QGemmSpelledOut(orp.RewriteRuleClassBase):
         if b_zero is not None:
             b_int = op.Sub(b_int, op.Cast(b_zero, to=int32))
         accumulated = op.MatMul(centered_a, b_int)
-        bias = _optional(node, 6)
+        bias = optional_input(node, 6)
         if bias is not None:
             accumulated = op.Add(accumulated, bias)
         alpha = np.float32(node.attributes.get_float("alpha", 1.0))
-        scale = alpha * np.float32(_value(a_scale)) * _value(b_scale).astype(np.float32)
-        multiplier = (scale / np.float32(_value(_optional(node, 7)))).astype(np.float32)
+        scale = alpha * np.float32(constant_array(a_scale)) * constant_array(b_scale).astype(np.float32)
+        multiplier = (scale / np.float32(constant_array(optional_input(node, 7)))).astype(np.float32)
         as_float = op.Cast(accumulated, to=ir.DataType.FLOAT.value)
         scaled = op.Mul(as_float, op.Constant(value=ir.tensor(multiplier)))
-        y_zero = _optional(node, 8)
-        return _saturated(op, op.Round(scaled), _value(y_zero), y_zero.dtype)
+        y_zero = optional_input(node, 8)
+        return _saturated(op, op.Round(scaled), constant_array(y_zero), y_zero.dtype)
 
 
 RULES = [

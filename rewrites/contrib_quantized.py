@@ -19,15 +19,11 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import pattern as orp
 
+from convfix.rewriting import constant_array, optional_input
 from convfix.rules import for_contrib_op
 
 MS = "com.microsoft"
 _MAX_DEQUANTIZED_BYTES = 8 * 2**30  # float weights a rewrite may make, at most
-
-
-def _constant(value: ir.Value | None) -> np.ndarray | None:
-    tensor = None if value is None else ir.convenience.get_const_tensor(value)
-    return None if tensor is None else tensor.numpy()
 
 
 def _unpacked(data: np.ndarray, bits: int, rows: int) -> np.ndarray:
@@ -64,10 +60,6 @@ def dequantized(
     return ((q - zero[:, columns]) * scale[:, columns]).astype(scales.dtype)
 
 
-def _optional(node: ir.Node, index: int) -> ir.Value | None:
-    return node.inputs[index] if len(node.inputs) > index else None
-
-
 class MatMulNBitsDequantized(orp.RewriteRuleClassBase):
     def pattern(self, op, a, b, scales):
         return op.MatMulNBits(a, b, scales, _domain=MS, _allow_other_inputs=True, _outputs=["result"])
@@ -75,19 +67,22 @@ class MatMulNBitsDequantized(orp.RewriteRuleClassBase):
     def check(self, context, a, b, scales, result, **_) -> orp.MatchResult:
         node = result.producer()
         check = orp.MatchResult()
-        if _constant(b) is None or _constant(scales) is None:
+        if constant_array(b) is None or constant_array(scales) is None:
             return check.fail("B and scales must be constants")
         for index in (3, 4):
-            value = _optional(node, index)
-            if value is not None and _constant(value) is None:
+            value = optional_input(node, index)
+            if value is not None and constant_array(value) is None:
                 return check.fail("zero_points and g_idx must be constants")
         weights = self._weights(node)
         return check.fail(weights) if isinstance(weights, str) else check
 
     @staticmethod
     def _weights(node: ir.Node) -> np.ndarray | str:
-        packed, scales = _constant(node.inputs[1]), _constant(node.inputs[2])
-        zero_points, group_index = _constant(_optional(node, 3)), _constant(_optional(node, 4))
+        packed, scales = constant_array(node.inputs[1]), constant_array(node.inputs[2])
+        zero_points, group_index = (
+            constant_array(optional_input(node, 3)),
+            constant_array(optional_input(node, 4)),
+        )
         return dequantized(node, packed, scales, zero_points, group_index)
 
     def rewrite(self, op, a, b, scales, result, **_):
@@ -95,7 +90,7 @@ class MatMulNBitsDequantized(orp.RewriteRuleClassBase):
         weights = self._weights(node)
         transposed = ir.tensor(np.ascontiguousarray(weights.T), name=f"{node.name}_dequantized")
         product = op.MatMul(a, op.initializer(transposed, transposed.name))
-        bias = _optional(node, 5)
+        bias = optional_input(node, 5)
         return product if bias is None else op.Add(product, bias)
 
 
@@ -122,8 +117,8 @@ class DynamicQuantizeMatMulDecomposed(orp.RewriteRuleClassBase):
     def rewrite(self, op, a, b, b_scale, result, **_):
         node = result.producer()
         quantized, a_scale, a_zero = op.DynamicQuantizeLinear(a, _outputs=3)
-        product = op.MatMulInteger(quantized, b, a_zero, _optional(node, 3))
-        return _scaled(op, product, op.Mul(a_scale, b_scale), _optional(node, 4), a)
+        product = op.MatMulInteger(quantized, b, a_zero, optional_input(node, 3))
+        return _scaled(op, product, op.Mul(a_scale, b_scale), optional_input(node, 4), a)
 
 
 class MatMulIntegerToFloatDecomposed(orp.RewriteRuleClassBase):
@@ -139,8 +134,8 @@ class MatMulIntegerToFloatDecomposed(orp.RewriteRuleClassBase):
 
     def rewrite(self, op, a, b, a_scale, b_scale, result, **_):
         node = result.producer()
-        product = op.MatMulInteger(a, b, _optional(node, 4), _optional(node, 5))
-        return _scaled(op, product, op.Mul(a_scale, b_scale), _optional(node, 6), a_scale)
+        product = op.MatMulInteger(a, b, optional_input(node, 4), optional_input(node, 5))
+        return _scaled(op, product, op.Mul(a_scale, b_scale), optional_input(node, 6), a_scale)
 
 
 RULES = [

@@ -16,12 +16,8 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, constant_input_ints, default_opset, standard_node
+from convfix.rewriting import Emitter, constant_input_ints, default_opset, optional_input, standard_node
 from convfix.rules import Rule, RuleContext
-
-
-def _input(node: ir.Node, index: int) -> ir.Value | None:
-    return node.inputs[index] if len(node.inputs) > index else None
 
 
 def _moved_last(b: Emitter, x: ir.Value, axis: int, rank: int) -> tuple[ir.Value, list[int]]:
@@ -74,11 +70,11 @@ def dft(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
         bool(node.attributes.get_int("inverse", 0)),
         bool(node.attributes.get_int("onesided", 0)),
     )
-    length_given = _input(node, 1)
+    length_given = optional_input(node, 1)
     length = None if length_given is None else constant_input_ints(node, 1)
     if length_given is not None and length is None:
         return "a dft_length computed at run time"
-    axis_value = _input(node, 2)
+    axis_value = optional_input(node, 2)
     if default_opset(model) < 20:
         axis = node.attributes.get_int("axis", 1)
     elif axis_value is None:

@@ -21,16 +21,11 @@ import onnx_ir as ir
 
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import find_node, int64_constant, int_list, replace_node
+from convfix.rewriting import constant_array, find_node, int64_constant, int_list, replace_node
 from convfix.rules import Rule, RuleContext
 
 MAX_TRIPS = 64
 SEQUENCE_OPS = ("SequenceEmpty", "SequenceConstruct", "SequenceInsert", "ConcatFromSequence")
-
-
-def _constant(value: ir.Value | None) -> np.ndarray | None:
-    tensor = None if value is None else ir.convenience.get_const_tensor(value)
-    return None if tensor is None else np.asarray(tensor.numpy())
 
 
 def _trips_refused(trips: int) -> str | None:
@@ -126,11 +121,11 @@ def _through_identities(value: ir.Value) -> ir.Value:
 def _runs_every_trip(node: ir.Node, body: ir.Graph) -> str | None:
     """Why the Loop may stop before its trip count (None when its condition provably stays true)."""
     condition = node.inputs[1] if len(node.inputs) > 1 else None
-    initial = _constant(condition)
+    initial = constant_array(condition)
     if condition is not None and (initial is None or not initial.all()):
         return "the initial condition is not a constant true"
     source = _through_identities(body.outputs[0])
-    stays = _constant(source)
+    stays = constant_array(source)
     if source is not body.inputs[1] and (stays is None or not stays.all()):
         return "the body's condition may turn false: the loop may stop early"
     return None
@@ -141,7 +136,7 @@ def unroll_loop(model: ir.Model, finding: Finding, context: RuleContext) -> str 
     if node is None or node.op_type != "Loop":
         return "not a Loop node"
     body = node.attributes["body"].as_graph()
-    trips = _constant(node.inputs[0] if node.inputs else None)
+    trips = constant_array(node.inputs[0] if node.inputs else None)
     if trips is None:
         return "the trip count is absent or not a constant"
     reason = _runs_every_trip(node, body) or _trips_refused(int(trips.item()))

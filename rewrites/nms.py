@@ -26,15 +26,11 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, standard_node
+from convfix.rewriting import Emitter, optional_input, standard_node
 from convfix.rules import Rule, RuleContext
 
 MAX_BOXES = 128
 MAX_PAIR_ELEMENTS = 1 << 22
-
-
-def _optional_input(node: ir.Node, index: int) -> ir.Value | None:
-    return node.inputs[index] if len(node.inputs) > index else None
 
 
 def _sorted_coordinates(b: Emitter, boxes: ir.Value, flat_index: ir.Value) -> list[ir.Value]:
@@ -126,7 +122,7 @@ def nms_unrolled(model: ir.Model, finding: Finding, context: RuleContext) -> str
     center_point_box = node.attributes.get_int("center_point_box", 0)
     if center_point_box not in (0, 1):
         return f"center_point_box={center_point_box}"
-    limit, iou_threshold, score_threshold = (_optional_input(node, i) for i in (2, 3, 4))
+    limit, iou_threshold, score_threshold = (optional_input(node, i) for i in (2, 3, 4))
 
     b = Emitter(model, node)
     row_scores = b.op("Reshape", [scores, b.ints([rows, count])])

@@ -25,7 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from convfix.findings import Finding
-from convfix.rewriting import Emitter, find_node
+from convfix.rewriting import Emitter, find_node, optional_input
 from convfix.rules import Rule, RuleContext
 
 MAX_STEPS = 256
@@ -84,10 +84,6 @@ class _Direction:
     one: ir.Value | None = None
 
 
-def _input(node: ir.Node, index: int) -> ir.Value | None:
-    return node.inputs[index] if index < len(node.inputs) else None
-
-
 def _activations(node: ir.Node, directions: int) -> list[str]:
     attr = node.attributes.get("activations")
     if attr is None:
@@ -115,7 +111,7 @@ def _hidden_size(node: ir.Node) -> int | None:
 
 def _masking_lens(node: ir.Node, steps: int) -> ir.Value | None:
     """sequence_lens, unless it is absent or a constant equal to the full length (nothing to mask)."""
-    lens = _input(node, 4)
+    lens = optional_input(node, 4)
     tensor = None if lens is None else ir.convenience.get_const_tensor(lens)
     if lens is None or (tensor is not None and (np.asarray(tensor.numpy()) == steps).all()):
         return None
@@ -168,7 +164,7 @@ def _direction(b: _Builder, node: ir.Node, d: int, hidden: int, activations: Seq
     gates = _GATES[node.op_type] * hidden
     w, r = (b.op("Transpose", [b.take(node.inputs[k], d, 0)], perm=[1, 0]) for k in (1, 2))
     wb = rb = None
-    if (bias := _input(node, 3)) is not None:
+    if (bias := optional_input(node, 3)) is not None:
         both = b.take(bias, d, 0)
         wb, rb = b.part(both, 0, gates, 0), b.part(both, gates, 2 * gates, 0)
     summed = gates if node.op_type != "GRU" else 2 * hidden
@@ -178,10 +174,10 @@ def _direction(b: _Builder, node: ir.Node, d: int, hidden: int, activations: Seq
         bias=None if wb is None else b.op("Add", [b.part(wb, 0, summed, 0), b.part(rb, 0, summed, 0)]),
         activations=tuple(_ACTIVATION_OPS[a] for a in activations),
     )
-    direction.h = _initial(b, _input(node, 5), d, _layout(node))
+    direction.h = _initial(b, optional_input(node, 5), d, _layout(node))
     if node.op_type == "LSTM":
-        direction.c = _initial(b, _input(node, 6), d, _layout(node))
-    if node.op_type == "LSTM" and (peepholes := _input(node, 7)) is not None:
+        direction.c = _initial(b, optional_input(node, 6), d, _layout(node))
+    if node.op_type == "LSTM" and (peepholes := optional_input(node, 7)) is not None:
         p = b.take(peepholes, d, 0)
         direction.peepholes = [b.part(p, k * hidden, (k + 1) * hidden, 0) for k in range(3)]
     if node.op_type == "GRU":

@@ -11,12 +11,8 @@ import onnx_ir as ir
 
 from convfix.findings import Finding
 from convfix.matcher import walk
-from convfix.rewriting import constant_input_ints, int64_constant, replace_node
+from convfix.rewriting import constant_input_ints, int64_constant, optional_input, replace_node
 from convfix.rules import Rule, RuleContext
-
-
-def _input(node: ir.Node, index: int) -> ir.Value | None:
-    return node.inputs[index] if len(node.inputs) > index else None
 
 
 def _negative_steps(node: ir.Node) -> bool:
@@ -39,7 +35,11 @@ def _plan(node: ir.Node) -> tuple[list[tuple[int, list[int]]], list[tuple[int, i
     """(axis, indices) per negative step and (start, end, axis, step) per positive one, or why not."""
     x = node.inputs[0]
     starts, ends, steps = (constant_input_ints(node, i) for i in (1, 2, 4))
-    axes = constant_input_ints(node, 3) if _input(node, 3) is not None else list(range(len(starts or ())))
+    axes = (
+        constant_input_ints(node, 3)
+        if optional_input(node, 3) is not None
+        else list(range(len(starts or ())))
+    )
     if starts is None or ends is None or axes is None or x.shape is None:
         return "starts/ends/axes are not constant or the input's rank is unknown"
     axes = [a + len(x.shape) if a < 0 else a for a in axes]

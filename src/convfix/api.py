@@ -15,7 +15,7 @@ from convfix.backends.base import Backend
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
 from convfix.journal import Report
-from convfix.options import RepairOptions, paths, resolve
+from convfix.options import RepairOptions, paths, resolve, shape_pins
 from convfix.parity import Parity, Tolerance, compare_outputs
 from convfix.rules import RuleSet, discover
 
@@ -30,8 +30,7 @@ def scan(
 ) -> list[Finding]:
     """Every finding in the model (subgraphs included), each with the rules that claim it."""
     model = model_io.load(model_path)
-    shapes = (input_shapes,) if isinstance(input_shapes, str) else tuple(input_shapes)
-    pinned = probes.parse_input_shapes(shapes, probes.input_specs(model))
+    pinned = probes.parse_input_shapes(shape_pins(input_shapes), probes.input_specs(model))
     return engine.scan(normalize.normalize(model), pinned, discover(paths(rule_dirs, "rule_dirs")))
 
 
@@ -88,14 +87,13 @@ def check(
     """Parity of a TF SavedModel or .tflite against the original ONNX model on the probes.
     `artifact_layout="nhwc"`: the artifact takes and returns its rank 3-5 tensors channels-last (as
     plain onnx2tf writes them); the probes and outputs are mapped accordingly."""
-    layout = layouts.checked(artifact_layout)
+    layout = layouts.checked(artifact_layout, "--artifact-layout")
     artifact = Path(artifact)
     if not artifact.exists():
         raise ConvfixError(f"{artifact}: no such SavedModel directory or .tflite file")
     model = model_io.load(original)
     specs = probes.input_specs(model)
-    shapes = (input_shapes,) if isinstance(input_shapes, str) else tuple(input_shapes)
-    pinned = probes.parse_input_shapes(shapes, specs)
+    pinned = probes.parse_input_shapes(shape_pins(input_shapes), specs)
     if inputs:
         probe_set = probes.load_probes(inputs, specs)
     else:

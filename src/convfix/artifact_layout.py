@@ -16,9 +16,9 @@ LAYOUTS = ("onnx", "nhwc")
 CHANNELS_LAST_RANKS = (3, 4, 5)
 
 
-def checked(layout: str) -> str:
+def checked(layout: str, flag: str) -> str:
     if layout not in LAYOUTS:
-        raise ConvfixError(f"--artifact-layout {layout}: onnx or nhwc")
+        raise ConvfixError(f"{flag} {layout}: {' or '.join(LAYOUTS)}")
     return layout
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from convfix import quantized
+from convfix import artifact_layout, quantized
 from convfix.boundary.process import Limits
 from convfix.errors import ConvfixError
 from convfix.parity import Tolerance
@@ -34,6 +34,11 @@ def paths(values: str | os.PathLike | Sequence, name: str) -> tuple[Path, ...]:
     if isinstance(values, str | os.PathLike):
         values = (values,)
     return tuple(_path(v, name) for v in values)
+
+
+def shape_pins(values: str | Sequence[str]) -> tuple[str, ...]:
+    """`NAME=D1,D2,...` pins: one as a str, or several."""
+    return (values,) if isinstance(values, str) else tuple(values)
 
 
 @dataclass
@@ -80,9 +85,7 @@ class RepairOptions:
         self.model_explorer = _path(self.model_explorer, "model_explorer")
         self.inputs = _path(self.inputs, "inputs")
         self.rule_dirs = paths(self.rule_dirs, "rule_dirs")
-        self.input_shapes = (
-            (self.input_shapes,) if isinstance(self.input_shapes, str) else tuple(self.input_shapes)
-        )
+        self.input_shapes = shape_pins(self.input_shapes)
         if not isinstance(self.tolerance, Tolerance):
             raise ConvfixError("tolerance must be a convfix.Tolerance(rtol, atol)")
         self.tolerance.check()
@@ -93,8 +96,7 @@ class RepairOptions:
         if self.inputs is not None and not self.inputs.exists():
             raise ConvfixError(f"--inputs {self.inputs}: no such file or directory")
         self._check_quantization()
-        if self.io_layout not in ("onnx", "nhwc"):
-            raise ConvfixError(f"--io-layout {self.io_layout}: onnx or nhwc")
+        artifact_layout.checked(self.io_layout, "--io-layout")
         if self.io_layout == "nhwc" and self.quantize:
             raise ConvfixError(
                 "--io-layout nhwc with --quantize is not built: the quantized files keep the ONNX layout"

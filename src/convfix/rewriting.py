@@ -86,6 +86,18 @@ def splice(model: ir.Model, node: ir.Node, piece: ir.Model, feeds: Sequence[ir.V
     replace_node(node, outputs)
 
 
+def optional_input(node: ir.Node, index: int) -> ir.Value | None:
+    """The node's input at index, or None where it has fewer (an omitted optional input)."""
+    return node.inputs[index] if len(node.inputs) > index else None
+
+
+def constant_array(value: ir.Value | None) -> np.ndarray | None:
+    """A constant value's array (an initializer or a Constant node's), or None if it is computed at
+    run time or absent."""
+    tensor = None if value is None else ir.convenience.get_const_tensor(value)
+    return None if tensor is None else tensor.numpy()
+
+
 def int64_constant(values: list[int] | int, name: str) -> ir.Node:
     """A Constant node holding int64 values (indices, axes, shapes)."""
     return ir.node("Constant", [], attributes={"value": ir.tensor(np.array(values, np.int64))}, name=name)

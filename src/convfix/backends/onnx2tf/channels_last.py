@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RANKS = (3, 4, 5)
+from convfix.artifact_layout import CHANNELS_LAST_RANKS
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def handle(
         for name in names:
             spec, rank = specs[name], _rank(specs[name])
             shape = spec.shape
-            if rank in RANKS:
+            if rank in CHANNELS_LAST_RANKS:
                 shape = tf.TensorShape([shape[i] for i in _last(rank)])
             outer_specs.append(tf.TensorSpec(shape, spec.dtype, name=name))
 
@@ -66,10 +66,12 @@ def handle(
             feeds = {}
             for name, value in zip(names, args, strict=True):
                 rank = _rank(specs[name])
-                feeds[name] = tf.transpose(value, _first(rank)) if rank in RANKS else value
+                feeds[name] = tf.transpose(value, _first(rank)) if rank in CHANNELS_LAST_RANKS else value
             returned = inner(**feeds)
             return {
-                name: tf.transpose(tensor, _last(tensor.shape.rank)) if tensor.shape.rank in RANKS else tensor
+                name: tf.transpose(tensor, _last(tensor.shape.rank))
+                if tensor.shape.rank in CHANNELS_LAST_RANKS
+                else tensor
                 for name, tensor in returned.items()
             }
 
