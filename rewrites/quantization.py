@@ -18,8 +18,10 @@ its QLinearMatMul likewise. The ops are spelled out as their definitions with pl
   a separate Add of the bias laid along the channels came back wrong from onnx2tf), scaled by
   x_scale * w_scale / y_scale (w_scale per output channel or per tensor), then quantized as above;
   the input's zero point per tensor, the weight's per tensor or per output channel (onnxruntime's
-  per-channel quantizer writes one per channel, all 0). A model below opset 11 (no Round) is first
-  moved to opset 11 by onnx's version converter.
+  per-channel quantizer writes one per channel, all 0); a constant weight centered here, as a
+  constant (onnx2tf lays a computed 4-D weight out as an activation: a 3x3 kernel came out
+  transposed). A model below opset 11 (no Round) is first moved to opset 11 by onnx's version
+  converter.
 Exact for 8-bit and 16-bit integer types, per tensor, per axis or per block (float8 outputs are refused).
 """
 
@@ -172,6 +174,17 @@ def _centered_weights(w: ir.Value, point: ir.Value | None) -> np.ndarray | None:
     return values - offset.numpy().astype(np.int32).reshape(-1, *([1] * (values.ndim - 1)))
 
 
+def _slice_width(widest: int, channels: int, shape: ir.Shape | None) -> int:
+    """The widest slice of input channels, up to `widest`, whose width and remainder differ from
+    the input's spatial dims: onnx2tf tells layouts apart by dims, and a 28-channel slice of a
+    28x28 activation came back transposed into its Conv."""
+    spatial = {d for d in (shape or [])[2:] if isinstance(d, int)}
+    for width in range(widest, 0, -1):
+        if width not in spatial and channels % width not in spatial:
+            return width
+    return widest
+
+
 def _summed_in_slices(
     b: Emitter, x: ir.Value, w: np.ndarray, bias: np.ndarray | None, per_slice: int, **attributes
 ) -> ir.Value:
@@ -219,7 +232,7 @@ def qlinear_conv_spelled_out(model: ir.Model, finding: Finding, context: RuleCon
         return "the weight zero point's shape is unknown"
     area, in_channels, rank = int(np.prod(w.shape.numpy()[2:])), int(w.shape[1]), len(w.shape)  # x's
     sliced = in_channels * area > _EXACT_TAPS
-    weights = _centered_weights(w, w_point) if sliced else None
+    weights = _centered_weights(w, w_point)
     if sliced and (node.attributes.get_int("group", 1) != 1 or weights is None):
         return f"more than {_EXACT_TAPS} taps per output of a grouped or run-time-weight Conv"
     b = Emitter(model, node)
@@ -227,12 +240,14 @@ def qlinear_conv_spelled_out(model: ir.Model, finding: Finding, context: RuleCon
         w_point = _per_axis(b, w_point, 0, len(w.shape))
     centered = [
         b.op("Sub", [b.op("Cast", [v], to=ir.DataType.FLOAT), b.op("Cast", [p], to=ir.DataType.FLOAT)])
-        for v, p in ((x, x_point), (w, w_point))
+        for v, p in ((x, x_point), *(() if weights is not None else ((w, w_point),)))
     ]
+    if weights is not None:  # a constant: onnx2tf lays a computed 4-D weight out as an activation
+        centered.append(b.const(weights.astype(np.float32)))
     attributes = {name: node.attributes[name].value for name in _CONV_ATTRIBUTES if name in node.attributes}
     if sliced:
         bias_values = None if bias_tensor is None else bias_tensor.numpy()
-        per_slice = max(1, _EXACT_TAPS // area)
+        per_slice = _slice_width(max(1, _EXACT_TAPS // area), in_channels, x.shape)
         product = _summed_in_slices(b, centered[0], weights, bias_values, per_slice, **attributes)
     else:
         if bias is not None:

@@ -1,7 +1,9 @@
 """The repair loop: scan, rewrite in transactions checked against the reference, convert, verify, write.
 
 Everything is compared to the reference outputs of the ORIGINAL model (or of the PyTorch module when
-one is given), computed once on the probes. A rewrite whose outputs leave tolerance is rolled back.
+one is given), computed once on the probes. A rewrite whose outputs leave tolerance is rolled back,
+unless it spelled a quantized op out and differs only on exact half steps that op's kernel rounded the
+other way (step_ties.py): it is kept, and the reference is from then on the model it left.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from convfix import (
     round_trips,
     rounding,
     shape_elements,
+    step_ties,
     symbolic_shapes,
 )
 from convfix.backends.base import Backend, ConversionResult, convert_copy
@@ -133,8 +136,8 @@ class _Session:
             tolerance = Tolerance(*rule.tolerance) if rule.tolerance else self.tolerance
             step.parity = self.parity_of(trial, tolerance, f"checking the rewrite of rule {rule.name}")
             step.nodes_after = _count_nodes(trial)
-            step.accepted = step.parity.ok
-            step.outcome = "accepted" if step.accepted else "rolled back: parity lost"
+            step.accepted = step.parity.ok or self.kept_on_ties(trial, step, tolerance)
+            step.outcome = step.outcome or ("accepted" if step.accepted else "rolled back: parity lost")
             if step.accepted:
                 self.model = trial
                 self.accepted += 1
@@ -142,6 +145,22 @@ class _Session:
         step.detail = "; ".join(self.context.details)
         self.report.steps.append(step)
         return step.accepted
+
+    def kept_on_ties(self, trial: ir.Model, step: Step, tolerance: Tolerance) -> bool:
+        """A step that spelled a quantized op out and lost parity only on exact half steps its
+        kernel decided the other way (step_ties.py): kept, and the reference re-based on it."""
+        ties = step_ties.judged_on_ties(self.model, trial, self.probe_set, self.reference, tolerance)
+        if isinstance(ties, str):
+            if ties != step_ties.NO_NEW_ROUNDING:
+                step.outcome = f"rolled back: parity lost, and not on ties alone ({ties})"
+            return False
+        self.reference = ties.outputs
+        step.parity = replace(step.parity, rounding_ties=ties.count)
+        step.outcome = (
+            f"accepted: {ties.count} exact half step(s) rounded the other way than the op's own kernel, "
+            "nothing else differs; the reference is re-based on this step"
+        )
+        return True
 
     def rewrite_until_fixpoint(
         self, extra: Sequence[Finding] = (), kinds: frozenset[str] | None = None
@@ -440,6 +459,7 @@ def repair(
                 source,
                 session.model,
                 qdq.own_scales(original),
+                reference,
             )
             deployment.write_quantized(report, backend, job)
             clock.lap("quantize")

@@ -62,12 +62,31 @@ def rounding_points(model: ir.Model) -> list[ir.Node]:
     ][:MAX_POINTS]
 
 
-def _flattened(graph: ir.Graph, value: ir.Value, name: str) -> ir.Value:
+def flattened(graph: ir.Graph, value: ir.Value, name: str) -> ir.Value:
     shape = ir.node("Constant", [], attributes={"value": ir.tensor(np.array([-1], np.int64))})
     flat = ir.node("Reshape", [value, shape.outputs[0]])
     flat.outputs[0].name, flat.outputs[0].dtype, flat.outputs[0].shape = name, value.dtype, ir.Shape([None])
     graph.extend([shape, flat])
     return flat.outputs[0]
+
+
+def feed_in(graph: ir.Graph, value: ir.Value, name: str) -> None:
+    """Every use of `value`, and the graph output it is, fed instead from a new flat input `name`
+    reshaped to its shape."""
+    fed = ir.Value(name=name, type=ir.TensorType(value.dtype), shape=ir.Shape([None]))
+    graph.inputs.append(fed)
+    users = list(value.uses())
+    shape = ir.node("Shape", [value])
+    restored = ir.node("Reshape", [fed, shape.outputs[0]])
+    restored.outputs[0].dtype, restored.outputs[0].shape = value.dtype, value.shape
+    graph.extend([shape, restored])
+    for user in users:
+        user.node.replace_input_with(user.idx, restored.outputs[0])
+    if value.is_graph_output():
+        position = list(graph.outputs).index(value)
+        kept_name, value.name = value.name, f"{name}_computed"
+        restored.outputs[0].name = kept_name
+        graph.outputs[position] = restored.outputs[0]
 
 
 def _exposed(model: ir.Model) -> ir.Model:
@@ -76,7 +95,7 @@ def _exposed(model: ir.Model) -> ir.Model:
     exposed = model_io.clone(model)
     graph = exposed.graph
     points = rounding_points(exposed)
-    flat = [_flattened(graph, n.outputs[0], ROUNDED.format(i)) for i, n in enumerate(points)]
+    flat = [flattened(graph, n.outputs[0], ROUNDED.format(i)) for i, n in enumerate(points)]
     graph.outputs.clear()
     graph.outputs.extend(flat)
     common.RemoveUnusedNodesPass()(exposed)
@@ -89,15 +108,8 @@ def _anchored(model: ir.Model) -> ir.Model:
     anchored = model_io.clone(model)
     graph = anchored.graph
     for index, node in enumerate(rounding_points(anchored)):
-        rounded, before = node.outputs[0], node.inputs[0]
-        fed = ir.Value(name=ROUNDED.format(index), type=ir.TensorType(rounded.dtype), shape=ir.Shape([None]))
-        graph.inputs.append(fed)
-        shape = ir.node("Shape", [before])
-        restored = ir.node("Reshape", [fed, shape.outputs[0]])
-        restored.outputs[0].dtype, restored.outputs[0].shape = rounded.dtype, rounded.shape
-        graph.extend([shape, restored])
-        rounded.replace_all_uses_with(restored.outputs[0])
-        graph.outputs.append(_flattened(graph, before, PRE_ROUND.format(index)))
+        feed_in(graph, node.outputs[0], ROUNDED.format(index))
+        graph.outputs.append(flattened(graph, node.inputs[0], PRE_ROUND.format(index)))
     graph.sort()
     return anchored
 
