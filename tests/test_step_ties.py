@@ -19,10 +19,7 @@ from convfix.rules import RuleContext, discover
 # (a sum of exactly -74.5 steps) the other way than round-half-to-even of its float32 sum.
 SCALES = {"sa": 0.04607400097749748, "sb": 0.032298609909523095, "sc": 0.03782734524427993}
 ZEROS = {"za": 208, "zb": 161, "zc": 139}
-GRID = [
-    v.reshape(1, -1).astype(np.uint8)
-    for v in np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
-]
+GRID = [v.reshape(1, -1).astype(np.uint8) for v in np.meshgrid(np.arange(256), np.arange(256), indexing="ij")]
 
 
 def _qlinear_add(c_scale: float = SCALES["sc"]) -> onnx.ModelProto:

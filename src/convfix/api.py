@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from convfix import artifact_layout as layouts
-from convfix import engine, model_io, normalize, oracle, preconditions, probes
+from convfix import engine, float_noise, model_io, normalize, oracle, preconditions, probes
 from convfix.backends.base import Backend
 from convfix.errors import ConvfixError
 from convfix.findings import Finding
@@ -113,5 +113,9 @@ def check(
     finally:
         if owns_backend:
             backend.close()
-    parity = compare_outputs(reference.outputs, actual, tolerance or Tolerance())
+    tolerance = tolerance or Tolerance(from_noise=True)
+    if tolerance.from_noise:
+        derived = float_noise.derive(model, probe_set, reference.outputs, tolerance)
+        tolerance = tolerance if isinstance(derived, str) else derived.tolerance
+    parity = compare_outputs(reference.outputs, actual, tolerance)
     return CheckResult(parity, reference.oracle, probes.describe(probe_set))

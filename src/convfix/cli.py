@@ -88,8 +88,42 @@ def _options(
     _state["verbose"] = verbose
 
 
-Rtol = Annotated[float, typer.Option("--rtol", metavar="X", help="Relative tolerance")]
-Atol = Annotated[float, typer.Option("--atol", metavar="X", help="Absolute tolerance")]
+Rtol = Annotated[
+    float | None, typer.Option("--rtol", metavar="X", help=f"Relative tolerance (default {DEFAULT_RTOL:g})")
+]
+Atol = Annotated[
+    float | None,
+    typer.Option(
+        "--atol",
+        metavar="X",
+        help=f"Absolute tolerance (default: per output, from the model's rounding noise, at least "
+        f"{DEFAULT_ATOL:g}; giving --rtol or --atol turns that off)",
+    ),
+]
+
+
+def _tolerance(rtol: float | None, atol: float | None) -> Tolerance:
+    """The user's tolerance if they gave one; else the default, each output's atol derived from
+    the model's rounding noise (float_noise.py)."""
+    if rtol is None and atol is None:
+        return Tolerance(from_noise=True)
+    return Tolerance(DEFAULT_RTOL if rtol is None else rtol, DEFAULT_ATOL if atol is None else atol)
+
+
+def _tolerance_line(report: Report) -> None:
+    """What the outputs were held to: each float output's derived atol, or why the fixed one."""
+    held = report.tolerance
+    if not held:
+        return
+    fixed = f"rtol {held['rtol']:g}, atol {held['atol']:g}"
+    if not held["per_output"]:
+        out.print(f"tolerance: {fixed} ({held['derived']})", highlight=False, soft_wrap=True)
+        return
+    each = "; ".join(
+        f"{name} atol {b['atol']:.3g} (rounding noise {b['noise']:.3g}, range {b['range']:.3g})"
+        for name, b in held["per_output"].items()
+    )
+    out.print(f"tolerance: rtol {held['rtol']:g}; {each}", highlight=False, soft_wrap=True)
 
 
 def _ties(parity: Parity) -> str:
@@ -183,6 +217,7 @@ def _render_report(report: Report, options: RepairOptions) -> None:
         _parity_line(f"TF{boundary}", tf.parity)
     if tf.tflite_parity is not None:
         _parity_line(f"TFLite{boundary}", tf.tflite_parity)
+    _tolerance_line(report)
     for artifact in tf.quantized.values():
         out.print(artifact.describe(), highlight=False, soft_wrap=True)
     if not tf.converted:
@@ -235,8 +270,8 @@ def repair(
     input_shape: InputShapes = None,
     inputs: Inputs = None,
     rules: RuleDirs = None,
-    rtol: Rtol = DEFAULT_RTOL,
-    atol: Atol = DEFAULT_ATOL,
+    rtol: Rtol = None,
+    atol: Atol = None,
     timeout: Annotated[
         float, typer.Option("--timeout", metavar="S", help="Seconds any one conversion or model run may take")
     ] = 600.0,
@@ -300,7 +335,7 @@ def repair(
             input_shapes=input_shape or (),
             inputs=_inputs_for(model, inputs),
             rule_dirs=rules or (),
-            tolerance=Tolerance(rtol, atol),
+            tolerance=_tolerance(rtol, atol),
             timeout=timeout,
             memory_limit=int(memory_limit * 2**30),
             quantize=quantize,
@@ -412,8 +447,8 @@ def check(
     ],
     inputs: Inputs = None,
     input_shape: InputShapes = None,
-    rtol: Rtol = DEFAULT_RTOL,
-    atol: Atol = DEFAULT_ATOL,
+    rtol: Rtol = None,
+    atol: Atol = None,
     artifact_layout: Annotated[
         str,
         typer.Option(
@@ -424,7 +459,7 @@ def check(
     ] = "onnx",
 ) -> None:
     """Parity of a TF SavedModel directory or .tflite file against ORIGINAL.onnx."""
-    tolerance = Tolerance(rtol, atol)
+    tolerance = _tolerance(rtol, atol)
     tolerance.check()
     with out.status("running the original and the TF model"):
         result = api.check(

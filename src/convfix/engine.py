@@ -23,6 +23,7 @@ import onnxscript.optimizer
 from convfix import (
     boundary_layout,
     deployment,
+    float_noise,
     graph_diff,
     html_report,
     localize,
@@ -379,6 +380,7 @@ def repair(
             "activations to int8, which it does differently per CPU"
         )
     report.branch_coverage = oracle.branch_coverage(original, probe_list)
+    options = _with_noise_tolerance(options, original, probe_list, reference, report)
     clock.lap("reference")
 
     session = _Session(
@@ -475,6 +477,32 @@ def repair(
     return report
 
 
+def _with_noise_tolerance(
+    options: RepairOptions,
+    original: ir.Model,
+    probe_list: Sequence[Mapping[str, np.ndarray]],
+    reference: Sequence[Mapping[str, np.ndarray]],
+    report: Report,
+) -> RepairOptions:
+    """The options with each output's tolerance derived from the model's rounding noise
+    (float_noise.py), unless the user gave one; the report says which holds and why."""
+    fixed = options.tolerance
+    report.tolerance = {"rtol": fixed.rtol, "atol": fixed.atol, "per_output": {}, "derived": None}
+    if not fixed.from_noise:
+        report.tolerance["derived"] = "not derived: the tolerance was given"
+        return options
+    derived = float_noise.derive(original, probe_list, reference, fixed)
+    if isinstance(derived, str):
+        report.tolerance["derived"] = f"not derived: {derived}"
+        return options
+    report.tolerance["per_output"] = {name: b.to_json() for name, b in derived.bounds.items()}
+    report.tolerance["derived"] = (
+        f"each float output's atol is {float_noise.NOISE_MARGIN:g} times its rounding noise, at most "
+        f"{float_noise.RANGE_CAP:g} of its range, at least {fixed.atol:g}"
+    )
+    return replace(options, tolerance=derived.tolerance)
+
+
 def _convert_unless_folding_hurts(
     session: _Session, backend: Backend, scratch: Path, options: RepairOptions, unsimplified: ir.Model | None
 ) -> ConversionResult:
@@ -543,7 +571,7 @@ def _converted(
         session.probe_set,
         reference,
         rtol=session.tolerance.rtol,
-        atol=session.tolerance.atol,
+        atol=session.tolerance.loosest_atol,
         tflite=options.tflite,
         distinct_unknown_dims=distinct_unknown_dims,
     )

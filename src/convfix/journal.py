@@ -59,6 +59,8 @@ class Report:
     output: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     graph_diff: GraphDiff | None = None
+    # rtol, atol, per_output {name: {noise, range, atol}}, and whether (or why not) it was derived
+    tolerance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -98,6 +100,7 @@ class Report:
             "output": self.output,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "graph_diff": self.graph_diff.to_json() if self.graph_diff else None,
+            "tolerance": self.tolerance,
         }
 
     def write(self, path: str | Path) -> None:

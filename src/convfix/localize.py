@@ -66,7 +66,7 @@ def first_divergence(
         probes,
         reference,
         rtol=tolerance.rtol,
-        atol=tolerance.atol,
+        atol=tolerance.loosest_atol,
         distinct_unknown_dims=distinct_unknown_dims,
     )
     if not result.converted or len(result.tf_outputs) != len(probes):

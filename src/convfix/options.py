@@ -49,7 +49,8 @@ class RepairOptions:
     report_path: the JSON report; html_path: the same as one self-contained HTML page;
     model_explorer: a directory for Model Explorer node data (original.json, repaired.json);
     input_shapes: `NAME=D1,D2,...` pins; inputs: probes as .npz;
-    rule_dirs: directories of rule modules; tolerance: parity's rtol/atol; timeout: seconds any one
+    rule_dirs: directories of rule modules; tolerance: parity's rtol/atol (by default each output's
+    atol is derived from the model's rounding noise: float_noise.py); timeout: seconds any one
     request to a worker (a conversion, a run of the model) may take; memory_limit: bytes of address
     space a worker may take (0: a share of the machine's memory). quantize: modes (float16, dynamic,
     int8; a list or "a,b") each written as tf_out/model_<mode>.tflite beside model.tflite (implies
@@ -68,7 +69,7 @@ class RepairOptions:
     input_shapes: Sequence[str] = ()
     inputs: PathArg = None
     rule_dirs: Sequence[str | os.PathLike] = ()
-    tolerance: Tolerance = field(default_factory=Tolerance)
+    tolerance: Tolerance = field(default_factory=lambda: Tolerance(from_noise=True))
     timeout: float = 600.0
     memory_limit: int = 0
     quantize: str | Sequence[str] = ()
