@@ -694,7 +694,8 @@ def _finish(
         leftover = [f for f in final if f.blocking]
         report.notes.extend(f"converted and verified despite: {f.describe()}" for f in leftover)
         return
-    report.status = "partial" if repairs else "failed"
+    # a verified SavedModel is a result, whatever its .tflite does
+    report.status = "partial" if repairs or _only_tflite_differs(result) else "failed"
     report.remaining = [f for f in final if f.blocking] + _target_findings(result, session.model, culprit)
 
 
@@ -714,10 +715,19 @@ def _divergent_node(
         scratch,
         session.tolerance,
         distinct_unknown_dims=result.distinct_unknown_dims,
+        tflite=_only_tflite_differs(result),
     )
     if node is not None:
-        session.report.notes.append(f"divergence localized to node {node.name} ({node.op_type})")
+        where = " in the .tflite" if _only_tflite_differs(result) else ""
+        session.report.notes.append(f"divergence localized{where} to node {node.name} ({node.op_type})")
     return node
+
+
+def _only_tflite_differs(result: ConversionResult) -> bool:
+    """The SavedModel verifies and the .tflite made from it does not: TFLite's converter is what
+    computes otherwise (seen: infinite constants written as +-FLT_MAX)."""
+    saved_model_ok = result.converted and result.parity is not None and result.parity.ok
+    return saved_model_ok and result.tflite_parity is not None and not result.tflite_parity.ok
 
 
 def _target_findings(result: ConversionResult, model: ir.Model, culprit: ir.Node | None) -> list[Finding]:
@@ -732,10 +742,11 @@ def _target_findings(result: ConversionResult, model: ir.Model, culprit: ir.Node
         return [_at(Finding("conversion-error", result.error or "conversion failed"), node)]
     node = culprit
     findings = []
+    kind = "tflite-divergence" if _only_tflite_differs(result) else "divergence"
     for label, parity in (("TensorFlow", result.parity), ("TFLite", result.tflite_parity)):
         if parity is not None and not parity.ok:
             reason = f"{label} outputs differ from the reference: " + "; ".join(parity.problems[:5])
-            findings.append(_at(Finding("divergence", reason, subject=label), node))
+            findings.append(_at(Finding(kind, reason, subject=label), node))
     return findings
 
 

@@ -16,6 +16,7 @@ KINDS = (
     "quantization",
     "conversion-error",
     "divergence",
+    "tflite-divergence",
     "simplify",
 )
 

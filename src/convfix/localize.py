@@ -44,9 +44,11 @@ def first_divergence(
     scratch: Path,
     tolerance: Tolerance,
     distinct_unknown_dims: bool = False,
+    tflite: bool = False,
 ) -> ir.Node | None:
-    """The first node (graph order) whose outputs diverge in TF, or None if that cannot be told.
-    The conversion mode is the one of the divergent conversion: another mode diverges elsewhere."""
+    """The first node (graph order) whose outputs diverge in TF (in the .tflite, if `tflite`: where
+    the SavedModel is right and the .tflite is not), or None if that cannot be told. The conversion
+    mode is the one of the divergent conversion: another mode diverges elsewhere."""
     exposed = model_io.clone(model)
     _without_colons(exposed)
     nodes = list(exposed.graph)
@@ -68,12 +70,12 @@ def first_divergence(
         rtol=tolerance.rtol,
         atol=tolerance.loosest_atol,
         distinct_unknown_dims=distinct_unknown_dims,
+        tflite=tflite,
     )
-    if not result.converted or len(result.tf_outputs) != len(probes):
+    computed = result.tflite_outputs if tflite else result.tf_outputs
+    if not result.converted or computed is None or len(computed) != len(probes):
         return None
-    status = {
-        v.name: _agrees(v.name, reference, result.tf_outputs, tolerance) for n in nodes for v in n.outputs
-    }
+    status = {v.name: _agrees(v.name, reference, computed, tolerance) for n in nodes for v in n.outputs}
     diverging = [n for n in nodes if any(status[v.name] is False for v in n.outputs)]
     propagating = (n for n in diverging if any(_carried_on(v, status, leaving) for v in n.outputs))
     culprit = next(propagating, diverging[0] if diverging else None)

@@ -187,9 +187,14 @@ class Emitter:
         return self.op("Where", [negative, self.op("Add", [index, length]), index])
 
     def replace(self, values: list[ir.Value]) -> None:
-        """Insert what was built before the node, then put values in its place. A built node whose
-        name the graph already holds is renamed (a node named `node`, as normalize names an unnamed
-        one, met `node_Cast_13` from the onnxscript rewriter, and onnxruntime refuses the model)."""
+        """Insert what was built before the node, then put values in its place."""
+        self.insert()
+        replace_node(self.node, values)
+
+    def insert(self) -> None:
+        """Insert what was built before the node. A built node whose name the graph already holds is
+        renamed (a node named `node`, as normalize names an unnamed one, met `node_Cast_13` from the
+        onnxscript rewriter, and onnxruntime refuses the model)."""
         taken = {n.name for n in self.node.graph}
         for built in self.tape.nodes:
             name, count = built.name, 1
@@ -198,7 +203,6 @@ class Emitter:
             built.name = name
             taken.add(name)
         self.node.graph.insert_before(self.node, self.tape.nodes)
-        replace_node(self.node, values)
 
 
 def computed_at_run_time(value: ir.Value, limit: int = 32) -> bool:
