@@ -27,7 +27,11 @@ def dynamic_input_dims(model: ir.Model, context: ScanContext) -> Iterator[Findin
         dynamic = [f"{axis}:{dim}" for axis, dim in enumerate(value.shape) if not isinstance(dim, int)]
         if not dynamic:
             continue
-        pinned = value.name in context.pinned_shapes
+        pin = context.pinned_shapes.get(value.name)
+        pinned = pin is not None and any(
+            not isinstance(dim, int) and fixed is not None
+            for dim, fixed in zip(value.shape, pin, strict=False)
+        )
         reason = f"dynamic dims {', '.join(dynamic)}" + (
             "; pinned by --input-shape" if pinned else "; kept dynamic and verified at several sizes"
         )

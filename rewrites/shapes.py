@@ -1,4 +1,5 @@
-"""Shape rules: pin input dims the user fixed with --input-shape, then fold the shape arithmetic."""
+"""Shape rules: pin input dims the user fixed with --input-shape (a `?` keeps its dim dynamic), then
+fold the shape arithmetic."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def pin_input_shape(model: ir.Model, finding: Finding, context: RuleContext) -> 
     value = next((v for v in model.graph.inputs if v.name == finding.subject), None)
     if value is None:
         return f"no input named {finding.subject!r}"
-    value.shape = ir.Shape(dims)
+    declared = list(value.shape) if value.shape is not None else [None] * len(dims)
+    value.shape = ir.Shape([want if got is None else got for want, got in zip(declared, dims, strict=True)])
     _forget_symbolic_shapes(model)
     onnxscript.optimizer.optimize(model)
     return None

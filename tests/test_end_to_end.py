@@ -11,12 +11,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx_ir as ir
 import pytest
 import tensorflow_free_guard  # noqa: F401 - asserts the engine itself never imports TensorFlow
 from conftest import EXAMPLES, digest, example_models, needs_torch, save, scale_model
+from onnx import TensorProto, helper
 
 import convfix
-from convfix import RepairOptions, model_io
+from convfix import RepairOptions, engine, model_io
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +97,42 @@ def test_input_shape_pins_the_batch(target, tmp_path):
     assert list(repaired.graph.inputs[0].shape) == [4, 20]
     with pytest.raises(convfix.ConvfixError):
         _run_saved_model(target, tmp_path, [{"x": np.ones((5, 20), np.float32)}])
+
+
+def _two_dynamic_dims() -> onnx.ModelProto:
+    """A mean over the last axis of an input whose batch and feature dims are both dynamic."""
+    node = helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=0)
+    graph = helper.make_graph(
+        [node],
+        "two_dynamic_dims",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "features"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_a_question_mark_in_a_pin_keeps_that_dim_dynamic(target, tmp_path):
+    path = save(_two_dynamic_dims(), tmp_path / "m.onnx")
+    report = convfix.repair(
+        path, output=tmp_path / "out.onnx", tf_out=tmp_path / "tf", input_shapes="x=?,20", backend=target
+    )
+    assert report.exit_code == 0, report.to_json()
+    shapes = [tuple(p["x"]) for p in report.probes]
+    assert {s[1] for s in shapes} == {20} and len({s[0] for s in shapes}) > 1
+    dims = list(model_io.load(tmp_path / "out.onnx").graph.inputs[0].shape)
+    assert not isinstance(dims[0], int) and dims[1] == 20
+    for batch in (2, 7):
+        x = np.random.default_rng(batch).standard_normal((batch, 20)).astype(np.float32)
+        y = _run_saved_model(target, tmp_path, [{"x": x}])[0]["y"]
+        np.testing.assert_allclose(y, x.mean(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_left_dynamic_that_fails_is_told_how_to_pin_it():
+    model = ir.serde.deserialize_model(_two_dynamic_dims())
+    probe = {"x": np.zeros((5, 7), np.float32)}
+    note = engine._pinning_suggestion(model, [probe], {})
+    assert "--input-shape x=5,7" in note and "--input-shape x=?,7" in note
+    assert engine._pinning_suggestion(model, [probe], {"x": (None, 7)}) is None
 
 
 def test_if_becomes_where_and_tf_matches_on_both_branches(target, tmp_path):

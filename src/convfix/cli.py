@@ -49,7 +49,12 @@ out = _console()
 err = _console(stderr=True)
 
 InputShapes = Annotated[
-    list[str], typer.Option("--input-shape", metavar="NAME=D1,D2,...", help="Pin an input: NAME=D1,D2,...")
+    list[str],
+    typer.Option(
+        "--input-shape",
+        metavar="NAME=D1,D2,...",
+        help="Pin an input: NAME=D1,D2,... (a ? keeps that dim dynamic: img=?,3,64,96)",
+    ),
 ]
 RuleDirs = Annotated[
     list[Path], typer.Option("--rules", metavar="DIR", help="A directory of rule modules (repeatable)")

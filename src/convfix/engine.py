@@ -67,7 +67,7 @@ def claim(findings: Sequence[Finding], rules: RuleSet) -> list[Finding]:
     return [f.with_rules(tuple(r.name for r in rules.claiming(f))) for f in findings]
 
 
-def scan(model: ir.Model, pinned: Mapping[str, tuple[int, ...]], rules: RuleSet) -> list[Finding]:
+def scan(model: ir.Model, pinned: Mapping[str, tuple[int | None, ...]], rules: RuleSet) -> list[Finding]:
     return claim(scan_model(model, ScanContext(supported_ops(), pinned)), rules)
 
 
@@ -697,6 +697,30 @@ def _finish(
     # a verified SavedModel is a result, whatever its .tflite does
     report.status = "partial" if repairs or _only_tflite_differs(result) else "failed"
     report.remaining = [f for f in final if f.blocking] + _target_findings(result, session.model, culprit)
+    suggestion = _pinning_suggestion(session.model, session.probe_set, pinned)
+    if suggestion:
+        report.notes.append(suggestion)
+
+
+def _pinning_suggestion(
+    model: ir.Model, probe_set: Sequence[Mapping[str, np.ndarray]], pinned: Mapping
+) -> str | None:
+    """For a model that did not verify with dynamic input dims left dynamic: how to pin them, with
+    the sizes of the first probe (and with its leading dim kept dynamic, for a batch)."""
+    dynamic = [
+        v
+        for v in model.graph.inputs
+        if v.shape is not None and v.name not in pinned and any(not isinstance(d, int) for d in v.shape)
+    ]
+    if not dynamic or not probe_set:
+        return None
+    pins = [(v.name, np.shape(probe_set[0][v.name])) for v in dynamic if v.name in probe_set[0]]
+    fixed = " ".join(f"--input-shape {name}={','.join(map(str, shape))}" for name, shape in pins)
+    batch = " ".join(f"--input-shape {name}=?{''.join(f',{d}' for d in shape[1:])}" for name, shape in pins)
+    return (
+        f"dynamic input dims were kept dynamic ({', '.join(v.name for v in dynamic)}); if they are what "
+        f"fails, pin them: {fixed} (or {batch} to keep the leading dim dynamic)"
+    )
 
 
 def _divergent_node(

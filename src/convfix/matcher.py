@@ -21,7 +21,7 @@ class ScanContext:
     """What detectors may consult besides the model."""
 
     supported_ops: frozenset[str]
-    pinned_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    pinned_shapes: Mapping[str, tuple[int | None, ...]] = field(default_factory=dict)
 
 
 NodeDetector = Callable[[ir.Node, str, ScanContext], Iterable[Finding]]

@@ -58,10 +58,16 @@ def input_specs(model: ir.Model) -> list[InputSpec]:
     return specs
 
 
-def parse_input_shapes(items: Sequence[str], specs: Sequence[InputSpec]) -> dict[str, tuple[int, ...]]:
-    """Parse `NAME=1,3,224,224` items and check them against the model's inputs."""
+# A pin's dims: an int fixes the dim, None (written `?`) keeps it dynamic (`img=?,3,64,96`).
+Pin = tuple[int | None, ...]
+KEPT_DYNAMIC = "?"
+
+
+def parse_input_shapes(items: Sequence[str], specs: Sequence[InputSpec]) -> dict[str, Pin]:
+    """Parse `NAME=1,3,224,224` items (a `?` keeps that dim dynamic) and check them against the
+    model's inputs."""
     by_name = {s.name: s for s in specs}
-    pinned: dict[str, tuple[int, ...]] = {}
+    pinned: dict[str, Pin] = {}
     for item in items:
         name, sep, dims_text = item.rpartition("=")
         if not sep or not name:
@@ -71,30 +77,36 @@ def parse_input_shapes(items: Sequence[str], specs: Sequence[InputSpec]) -> dict
                 f"--input-shape {item!r}: the model has no input {name!r} (inputs: {sorted(by_name)})"
             )
         try:
-            dims = tuple(int(d) for d in dims_text.split(","))
+            dims = tuple(None if d.strip() == KEPT_DYNAMIC else int(d) for d in dims_text.split(","))
         except ValueError:
-            raise ConvfixError(f"--input-shape {item!r}: dims must be integers") from None
-        if any(d <= 0 for d in dims):
+            raise ConvfixError(f"--input-shape {item!r}: dims must be integers or ?") from None
+        if any(d is not None and d <= 0 for d in dims):
             raise ConvfixError(f"--input-shape {item!r}: dims must be positive")
         declared = by_name[name].shape
         if declared is not None:
             if len(declared) != len(dims):
                 raise ConvfixError(f"--input-shape {item!r}: input {name!r} has rank {len(declared)}")
             for axis, (want, got) in enumerate(zip(declared, dims, strict=True)):
-                if isinstance(want, int) and want != got:
+                if isinstance(want, int) and got is not None and want != got:
                     raise ConvfixError(f"--input-shape {item!r}: dim {axis} of {name!r} is fixed at {want}")
         pinned[name] = dims
     return pinned
 
 
+def pinned_shape(spec: InputSpec, pin: Pin) -> tuple[int | str | None, ...]:
+    """The input's shape once pinned: the pin's ints, and where it says `?` the declared dim (a
+    symbol, or None for an unnamed or undeclared one)."""
+    declared = spec.shape or (None,) * len(pin)
+    return tuple(want if got is None else got for want, got in zip(declared, pin, strict=True))
+
+
 def _concrete_shape(
-    spec: InputSpec, pinned: Mapping[str, tuple[int, ...]], size_of: Mapping[str | None, int]
+    spec: InputSpec, pinned: Mapping[str, Pin], size_of: Mapping[str | None, int]
 ) -> tuple[int, ...]:
-    if spec.name in pinned:
-        return pinned[spec.name]
-    if spec.shape is None:
+    shape = pinned_shape(spec, pinned[spec.name]) if spec.name in pinned else spec.shape
+    if shape is None:
         raise ConvfixError(f"input {spec.name!r} has unknown rank: give its shape with --input-shape")
-    return tuple(d if isinstance(d, int) else size_of[d] for d in spec.shape)
+    return tuple(d if isinstance(d, int) else size_of[d] for d in shape)
 
 
 def _dim_names(specs: Sequence[InputSpec]) -> list[str | None]:
@@ -122,7 +134,7 @@ def _random_tensor(
 
 def make_probes(
     specs: Sequence[InputSpec],
-    pinned: Mapping[str, tuple[int, ...]] | None = None,
+    pinned: Mapping[str, Pin] | None = None,
     *,
     independent: bool = True,
     constraints: Mapping[str, Constraint] | None = None,

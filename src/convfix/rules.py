@@ -30,7 +30,7 @@ from convfix.findings import KINDS, Finding
 class RuleContext:
     """What a rule may consult besides the model and its finding."""
 
-    pinned_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    pinned_shapes: Mapping[str, tuple[int | None, ...]] = field(default_factory=dict)
     # What a rule says of how it rewrote (the report keeps it with the step): cleared before each try.
     details: list[str] = field(default_factory=list)
 
