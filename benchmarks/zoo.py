@@ -119,11 +119,20 @@ def plain(target: Onnx2TfBackend, path: Path, work: Path, probe_set, reference) 
     return row
 
 
-def with_convfix(target: Onnx2TfBackend, path: Path, work: Path, probe_set, reference) -> dict:
-    """convfix.repair against eager PyTorch; a claimed repair is re-verified here from its SavedModel."""
+def with_convfix(
+    target: Onnx2TfBackend,
+    path: Path,
+    work: Path,
+    probe_set,
+    reference,
+    timeout: float = CONVERSION_TIMEOUT_S,
+    tflite: bool = True,
+) -> dict:
+    """convfix.repair against eager PyTorch; a claimed repair is re-verified here from its SavedModel
+    and its .tflite."""
     tf_out = work / "convfix.tf"
     options = convfix.RepairOptions(
-        output=work / "repaired.onnx", tf_out=tf_out, timeout=CONVERSION_TIMEOUT_S
+        output=work / "repaired.onnx", tf_out=tf_out, timeout=timeout, tflite=tflite
     )
     started = time.perf_counter()
     report = convfix.repair(
@@ -140,24 +149,53 @@ def with_convfix(target: Onnx2TfBackend, path: Path, work: Path, probe_set, refe
         "tf_converted": report.tf.converted,
         "tf_error": report.tf.error,
         "tf_parity": _parity_json(report.tf.parity),
+        "tflite_parity": _parity_json(report.tf.tflite_parity),
+        "flex_ops": report.tf.tflite_path is not None and _uses_flex(Path(report.tf.tflite_path)),
         "max_abs_err": report.tf.parity.max_abs_err if report.tf.parity else None,
+        "tolerance": report.tolerance,
         "notes": report.notes[:5],
     }
     if report.status in ("repaired", "clean"):
-        try:
-            check = compare_outputs(reference, target.run(tf_out, probe_set), TOLERANCE)
-        except convfix.ConvfixError as exc:
-            check = Parity(False, problems=[f"the written SavedModel cannot be run: {exc}"])
-        row["independent_check"] = _parity_json(check)
-        row["false_repair"] = not check.ok
+        artifacts = [tf_out, *([tf_out / "model.tflite"] if tflite else [])]
+        checks = [_independently(target, artifact, probe_set, reference, report) for artifact in artifacts]
+        row["independent_check"] = _parity_json(checks[0])
+        row["independent_tflite_check"] = _parity_json(checks[1]) if tflite else None
+        row["false_repair"] = not all(c.ok for c in checks)
     else:
         row["false_repair"] = False
     return row
 
 
-def run_variant(exported: Exported, target: Onnx2TfBackend, work: Path) -> dict:
-    """Everything measured on one exported variant."""
-    model = BY_NAME[exported.model]
+def _independently(target: Onnx2TfBackend, artifact: Path, probe_set, reference, report) -> Parity:
+    """A written artifact run here against eager PyTorch, held to what the report says it held each
+    output to (its derived tolerance, where it derived one)."""
+    held = report.tolerance or {}
+    tolerance = Tolerance(
+        TOLERANCE.rtol,
+        TOLERANCE.atol,
+        per_output={name: bound["atol"] for name, bound in held.get("per_output", {}).items()},
+    )
+    try:
+        return compare_outputs(reference, target.run(artifact, probe_set), tolerance)
+    except convfix.ConvfixError as exc:
+        return Parity(False, problems=[f"the written {artifact.name} cannot be run: {exc}"])
+
+
+def _uses_flex(tflite: Path) -> bool:
+    """Whether the .tflite calls TensorFlow ops (Flex delegate) rather than builtins alone."""
+    return b"Flex" in tflite.read_bytes()
+
+
+def run_variant(
+    exported: Exported,
+    target: Onnx2TfBackend,
+    work: Path,
+    model: ZooModel | None = None,
+    timeout: float = CONVERSION_TIMEOUT_S,
+    probe_set: list[dict[str, np.ndarray]] | None = None,
+) -> dict:
+    """Everything measured on one exported variant (on zoo_probes unless probes are given)."""
+    model = model or BY_NAME[exported.model]
     row: dict = {
         "name": exported.name,
         "model": exported.model,
@@ -179,7 +217,7 @@ def run_variant(exported: Exported, target: Onnx2TfBackend, work: Path) -> dict:
     specs = probes.input_specs(loaded)
     output_names = [v.name for v in loaded.graph.outputs]
     example = {n: t.numpy() for n, t in zip(model.input_names, model.example(), strict=True)}
-    probe_set = zoo_probes(model, specs, {s.name: example[s.name] for s in specs})
+    probe_set = probe_set or zoo_probes(model, specs, {s.name: example[s.name] for s in specs})
     row["probes"] = probes.describe(probe_set)
     reference = eager(model.module(), probe_set, [s.name for s in specs], output_names)
     try:
@@ -188,7 +226,7 @@ def run_variant(exported: Exported, target: Onnx2TfBackend, work: Path) -> dict:
     except oracle.OracleError as exc:
         row["export_fidelity"] = {"ok": None, "problems": [f"cannot run the export: {exc}"[:300]]}
     row["plain"] = plain(target, path, work, probe_set, reference)
-    row["convfix"] = with_convfix(target, path, work, probe_set, reference)
+    row["convfix"] = with_convfix(target, path, work, probe_set, reference, timeout)
     row["status"] = "measured"
     return row
 
