@@ -11,6 +11,12 @@
   dilations computes wrong values) and at stride 1 (TF's Conv takes no strides with dilations; every
   stride-th position is taken with a Slice), divided by a constant: how many taps of each window fall
   inside the input (count_include_pad=0) or inside the padded input (1), counted per dim from the shapes.
+- MaxPool with ceil_mode over dynamic spatial dims: onnx2tf computes ceil_mode's extra end padding
+  from static dims only ("unsupported operand type(s) for +: 'NoneType' and 'int"; SqueezeNet with
+  dynamic H and W). The end is padded with -inf by stride - 1 more, statically, and the pool runs in
+  floor mode: floor((L + s - 1 - k) / s) = ceil((L - k) / s) for every length L. Only where no
+  ceil-mode window can start in the end padding (end pad + stride <= dilated kernel), where ONNX
+  drops that window.
 - MaxPool with dilations and strides in 3-D: onnx2tf refuses it. With stride 1 it converts; every
   stride-th window is then taken with a Slice, the end padded further (pads are ignored by a max)
   where ceil_mode makes the last window run past it.
@@ -252,7 +258,44 @@ def strided_dilated_max_as_slice(model: ir.Model, finding: Finding, context: Rul
     return None
 
 
+def ceil_mode_as_end_padding(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = find_node(model, finding)
+    if node is None or node.domain not in ("", "ai.onnx") or node.op_type != "MaxPool":
+        return "no MaxPool at the finding"
+    x = node.inputs[0]
+    if not node.attributes.get_int("ceil_mode", 0) or len(node.outputs) > 1 or x.shape is None:
+        return "not a single-output ceil_mode MaxPool of known rank"
+    if node.attributes.get_string("auto_pad", "NOTSET") != "NOTSET":
+        return "auto_pad is set (pool-explicit-pads writes it out first)"
+    spatial = len(x.shape) - 2
+    kernel = list(node.attributes.get_ints("kernel_shape"))
+    strides = int_list(node, "strides", 1, spatial)
+    dilations = int_list(node, "dilations", 1, spatial)
+    pads = int_list(node, "pads", 0, 2 * spatial)
+    reach = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    if any(e + s > r for e, s, r in zip(pads[spatial:], strides, reach, strict=True)):
+        return "a ceil-mode window could start in the end padding (ONNX drops it)"
+    ends = [e + s - 1 for e, s in zip(pads[spatial:], strides, strict=True)]
+    all_pads = [0, 0, *pads[:spatial], 0, 0, *ends]
+    pad_values = int64_constant(all_pads, f"{node.name}_ceil_pads")
+    lowest = ir.node("Constant", [], attributes={"value": ir.tensor(np.array(-np.inf, x.dtype.numpy()))})
+    padded = ir.node("Pad", [x, pad_values.outputs[0], lowest.outputs[0]], attributes={"mode": "constant"})
+    attributes = {"kernel_shape": kernel, "strides": strides, "dilations": dilations}
+    pooled = ir.node("MaxPool", [padded.outputs[0]], attributes=attributes)
+    nodes = [pad_values, lowest, padded, pooled]
+    node.graph.insert_before(node, nodes)
+    replace_node(node, [pooled.outputs[0]])
+    return None
+
+
 RULES = [
+    Rule(
+        "ceil-mode-as-end-padding",
+        ("conversion-error", "divergence"),
+        ceil_mode_as_end_padding,
+        "ceil_mode MaxPool as a static -inf end padding of stride - 1 and a floor-mode MaxPool",
+        ops=("MaxPool",),
+    ),
     Rule(
         "pool-explicit-pads",
         ("conversion-error", "divergence"),

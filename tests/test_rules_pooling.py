@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 from conftest import save
@@ -185,3 +186,30 @@ def test_a_strided_dilated_3d_max_converts_once_sliced(target, tmp_path):
     assert not plain.converted
     assert "Dilated MaxPool with strides is not supported" in plain.error
     _repaired(target, tmp_path, original, shape, "strided-dilated-max-pool")
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"kernel_shape": [3, 3], "strides": [2, 2]},  # SqueezeNet's
+        {"kernel_shape": [3, 2], "strides": [2, 2], "pads": [1, 0, 1, 0], "dilations": [1, 2]},
+    ],
+)
+def test_a_ceil_mode_max_pool_over_dynamic_dims_pads_its_end_instead(tmp_path, target, attributes):
+    original = _model("MaxPool", ("batch", 3, "height", "width"), ceil_mode=1, **attributes)
+    for shape in ((1, 3, 9, 8), (2, 3, 12, 13)):  # a remainder and none, along each axis
+        _rewritten_against_onnxruntime(tmp_path, RULES["ceil-mode-as-end-padding"], original, shape, 0.0)
+    path = save(original, tmp_path / "dynamic.onnx")
+    probes = [_probe(shape, seed) for seed, shape in enumerate(((1, 3, 9, 8), (2, 3, 12, 13)))]
+    report = convfix.repair(path, tf_out=tmp_path / "tf", tflite=True, probe_set=probes, backend=target)
+    assert "ceil-mode-as-end-padding" in {s.rule for s in report.accepted_steps}
+    assert report.status == "repaired" and report.tf.parity.ok and report.tf.tflite_parity.ok
+
+
+def test_a_ceil_mode_window_that_could_start_in_the_end_padding_is_refused():
+    model = ir.serde.deserialize_model(
+        _model("MaxPool", (1, 3, 8, 8), ceil_mode=1, kernel_shape=[2, 2], strides=[3, 3])
+    )
+    finding = Finding("conversion-error", "", node="pool", op="MaxPool")
+    reason = RULES["ceil-mode-as-end-padding"].apply(model, finding, RuleContext())
+    assert reason == "a ceil-mode window could start in the end padding (ONNX drops it)"

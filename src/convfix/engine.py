@@ -697,29 +697,33 @@ def _finish(
     # a verified SavedModel is a result, whatever its .tflite does
     report.status = "partial" if repairs or _only_tflite_differs(result) else "failed"
     report.remaining = [f for f in final if f.blocking] + _target_findings(result, session.model, culprit)
-    suggestion = _pinning_suggestion(session.model, session.probe_set, pinned)
+    suggestion = _pinning_suggestion(session.model, pinned)
     if suggestion:
         report.notes.append(suggestion)
 
 
-def _pinning_suggestion(
-    model: ir.Model, probe_set: Sequence[Mapping[str, np.ndarray]], pinned: Mapping
-) -> str | None:
-    """For a model that did not verify with dynamic input dims left dynamic: how to pin them, with
-    the sizes of the first probe (and with its leading dim kept dynamic, for a batch)."""
+def _pinning_suggestion(model: ir.Model, pinned: Mapping) -> str | None:
+    """For a model that did not verify with dynamic input dims left dynamic: how to pin them (every
+    dim, or all but the leading one, kept dynamic with `?`)."""
     dynamic = [
         v
         for v in model.graph.inputs
         if v.shape is not None and v.name not in pinned and any(not isinstance(d, int) for d in v.shape)
     ]
-    if not dynamic or not probe_set:
+    if not dynamic:
         return None
-    pins = [(v.name, np.shape(probe_set[0][v.name])) for v in dynamic if v.name in probe_set[0]]
-    fixed = " ".join(f"--input-shape {name}={','.join(map(str, shape))}" for name, shape in pins)
-    batch = " ".join(f"--input-shape {name}=?{''.join(f',{d}' for d in shape[1:])}" for name, shape in pins)
+
+    def pin(value: ir.Value, keep_leading: bool) -> str:
+        dims = [str(d) if isinstance(d, int) else f"<{d.value or 'size'}>" for d in value.shape]
+        if keep_leading and not isinstance(value.shape[0], int):
+            dims[0] = "?"
+        return f"--input-shape {value.name}={','.join(dims)}"
+
+    every = " ".join(pin(v, False) for v in dynamic)
+    leading = " ".join(pin(v, True) for v in dynamic)
     return (
         f"dynamic input dims were kept dynamic ({', '.join(v.name for v in dynamic)}); if they are what "
-        f"fails, pin them: {fixed} (or {batch} to keep the leading dim dynamic)"
+        f"fails, pin them: {every} (or {leading} to keep the leading dim dynamic)"
     )
 
 

@@ -23,6 +23,10 @@ from convfix.errors import ConvfixError
 from convfix.preconditions import Constraint, draw
 
 DYNAMIC_SIZES = (1, 5, 10)
+# A dynamic spatial dim of an image or video (axis 2 on of a float input of rank 4 or more) is probed at
+# sizes a CNN takes: at 1, 5 or 10 pixels a stack of strided convolutions and pools has nothing left,
+# and a rewrite of its pooling arithmetic cannot be told right from wrong.
+SPATIAL_SIZES = (64, 96, 128)
 FLOAT_SHIFTS = (0.0, 1.0, -1.0)
 MAX_PROBE_BYTES = 256 * 1024 * 1024
 SEED = 20240611
@@ -119,6 +123,17 @@ def _dim_names(specs: Sequence[InputSpec]) -> list[str | None]:
     return names
 
 
+def _spatial_names(specs: Sequence[InputSpec]) -> set[str]:
+    """The names of dynamic dims that are an image's or a video's spatial dims and nothing else."""
+    spatial, other = set(), set()
+    for spec in specs:
+        image = spec.dtype.kind == "f" and spec.shape is not None and len(spec.shape) >= 4
+        for axis, dim in enumerate(spec.shape or ()):
+            if isinstance(dim, str):
+                (spatial if image and axis >= 2 else other).add(dim)
+    return spatial - other
+
+
 def _random_tensor(
     rng: np.random.Generator, dtype: np.dtype, shape: tuple[int, ...], shift: float
 ) -> np.ndarray:
@@ -150,10 +165,13 @@ def make_probes(
     constraints = constraints or {}
     rng = np.random.default_rng(SEED)
     names = _dim_names(specs)
+    spatial = _spatial_names(specs)
     probes = []
     for index, shift in enumerate(FLOAT_SHIFTS * rounds):
         size_of = {
-            name: DYNAMIC_SIZES[(index + (k if independent else 0)) % len(DYNAMIC_SIZES)]
+            name: (SPATIAL_SIZES if name in spatial else DYNAMIC_SIZES)[
+                (index + (k if independent else 0)) % len(DYNAMIC_SIZES)
+            ]
             for k, name in enumerate(names)
         }
         shapes = {s.name: _concrete_shape(s, pinned, size_of) for s in specs}
