@@ -20,6 +20,20 @@ def test_every_dynamic_dim_is_tried_at_several_sizes(dynamic_model):
     assert all(p["x"].shape[1] == 4 and p["x"].dtype == np.float32 for p in made)
 
 
+def test_an_image_s_spatial_dims_are_probed_at_sizes_a_cnn_takes():
+    specs = [probes.InputSpec("img", np.dtype(np.float32), ("batch", 3, "height", "width"))]
+    made = probes.make_probes(specs)
+    assert sorted({p["img"].shape[0] for p in made}) == [1, 5, 10]
+    assert {p["img"].shape[2] for p in made} == {p["img"].shape[3] for p in made} == {64, 96, 128}
+
+
+def test_a_question_mark_keeps_its_dim_dynamic_in_the_probes(dynamic_model):
+    specs = probes.input_specs(dynamic_model)
+    pinned = probes.parse_input_shapes(["x=?,4"], specs)
+    assert pinned == {"x": (None, 4)}
+    assert sorted({p["x"].shape[0] for p in probes.make_probes(specs, pinned)}) == [1, 5, 10]
+
+
 def test_float_probes_are_shifted_both_ways(dynamic_model):
     means = [p["x"].mean() for p in probes.make_probes(probes.input_specs(dynamic_model))]
     assert max(means) > 0.3 and min(means) < -0.3
