@@ -15,6 +15,9 @@
   input per kernel tap, concatenated, times the weight as a [taps * C/group, M/group] matrix per group
   (MatMul), plus the bias. The weight stays a run-time input. ConvInteger does it in int32 after
   subtracting the zero points (the padding then holds zeros, as it held the zero point): exact.
+- Conv with strides and dilations both above 1 (a strided dilated Conv1d: Keras refuses "`strides > 1`
+  not supported in conjunction with `dilation_rate > 1`"): the Conv at stride 1, then a Slice taking
+  every stride-th output along each spatial axis; the same sums, exact.
 """
 
 from __future__ import annotations
@@ -317,8 +320,42 @@ def transpose_as_conv(model: ir.Model, finding: Finding, context: RuleContext) -
     return None
 
 
+_LAST = np.iinfo(np.int64).max
+
+
+def strided_dilated_conv(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
+    node = find_node(model, finding)
+    if node is None or node.op_type != "Conv" or node.domain not in ("", "ai.onnx"):
+        return "no Conv at the finding"
+    w = node.inputs[1]
+    spatial = len(w.shape) - 2 if w.shape is not None else len(node.attributes.get_ints("kernel_shape", []))
+    if spatial < 1:
+        return "the kernel's rank is unknown"
+    strides = int_list(node, "strides", 1, spatial)
+    dilations = int_list(node, "dilations", 1, spatial)
+    if all(s == 1 for s in strides) or all(d == 1 for d in dilations):
+        return "not a Conv with both strides and dilations above 1"
+    if node.attributes.get_string("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return "auto_pad SAME pads by the stride: its pads differ at stride 1"
+    b = Emitter(model, node)
+    attributes = {name: attr.value for name, attr in node.attributes.items()}
+    attributes["strides"] = [1] * spatial
+    dense = b.op("Conv", list(node.inputs), **attributes)
+    axes = list(range(2, 2 + spatial))
+    begins, ends = b.ints([0] * spatial), b.ints([_LAST] * spatial)
+    b.replace([b.op("Slice", [dense, begins, ends, b.ints(axes), b.ints(strides)])])
+    return None
+
+
 _KINDS = ("conversion-error", "divergence")
 RULES = [
+    Rule(
+        "strided-dilated-conv",
+        _KINDS,
+        strided_dilated_conv,
+        "Conv with strides and dilations both above 1 as a stride-1 Conv and a strided Slice",
+        ops=("Conv",),
+    ),
     Rule(
         "conv-transpose-as-conv",
         _KINDS,

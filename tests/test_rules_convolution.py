@@ -188,3 +188,30 @@ def test_a_conv_with_a_runtime_weight_converts_once_spelled_out(target, tmp_path
     attributes = {"strides": [2, 1], "pads": [1, 0, 1, 1], "group": 2}
     original = _model("Conv", ("batch", 4, 7, 6), (6, 2, 3, 3), False, bias=True, **attributes)
     _repaired(target, tmp_path, original, "conv-runtime-weight", "list index out of range")
+
+
+def _strided_dilated(spatial: int, group: int) -> onnx.ModelProto:
+    """A Conv of stride 2 and dilation 2 (a WaveNet-style Conv1d at spatial=1) over a dynamic batch."""
+    rng = np.random.default_rng(spatial)
+    weight = rng.standard_normal((8, 8 // group, *[3] * spatial)).astype(np.float32)
+    bias = rng.standard_normal(8).astype(np.float32)
+    node = helper.make_node(
+        "Conv", ["x", "w", "b"], ["y"], strides=[2] * spatial, dilations=[2] * spatial,
+        pads=[1] * (2 * spatial), group=group,
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node],
+        "strided_dilated",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8, *[29] * spatial])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8, *[14] * spatial])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+@pytest.mark.parametrize(("spatial", "group"), [(1, 1), (2, 2)])
+def test_a_strided_dilated_conv_is_a_dilated_conv_and_a_strided_slice(target, tmp_path, spatial, group):
+    path = save(_strided_dilated(spatial, group), tmp_path / "m.onnx")
+    report = convfix.repair(path, tf_out=tmp_path / "tf", tflite=True, backend=target)
+    assert "strided-dilated-conv" in {s.rule for s in report.accepted_steps}
+    assert report.status == "repaired" and report.tf.parity.ok and report.tf.tflite_parity.ok
