@@ -7,9 +7,10 @@ TorchScript exporter, static and with dynamic axes (`examples/zoo/build.py`). Ea
 runs twice, in this process with ONE long-lived onnx2tf worker for the whole run:
 (a) plain: `Onnx2TfBackend.convert` on the ORIGINAL export (onnx2tf defaults except onnxsim off and
     offline; every output's layout mapped explicitly against the reference, as convfix does);
-(b) convfix: `convfix.repair(...)` with the same probes and the eager outputs as reference; when it
-    claims "repaired"/"clean", the SavedModel it wrote is loaded back and compared with eager PyTorch
-    here, independently of its own verdict: a claim that fails this is a FALSE REPAIR.
+(b) convfix: `convfix.repair(..., tflite=True)` with the same probes and the eager outputs as
+    reference; when it claims "repaired"/"clean", the SavedModel and the .tflite it wrote are loaded
+    back and compared with eager PyTorch here, independently of its own verdict (each output held to
+    the atol the report says it derived): a claim that fails this is a FALSE REPAIR.
 The reference is always the PyTorch module run eagerly. Probes: the example inputs, then one probe per
 dynamic size (1, 5, 10) from `convfix.probes.make_probes`, with integer inputs folded into their valid
 range (token ids below the vocab, indices below the indexed dim), which make_probes cannot know.
@@ -289,12 +290,17 @@ def failure_text(row: dict) -> tuple[str, str] | None:
     if convfix_ok(row):
         return None
     if c.get("false_repair"):
-        return "convfix", "FALSE REPAIR: " + "; ".join(c["independent_check"]["problems"][:2])
+        checks = [c["independent_check"], c.get("independent_tflite_check") or {}]
+        return "convfix", "FALSE REPAIR: " + "; ".join(
+            p for check in checks for p in check.get("problems", [])[:2]
+        )
     if not c["tf_converted"]:
         return "convfix", c["tf_error"] or "; ".join(c["remaining"][:1]) or "not converted"
-    return "convfix", "; ".join((c["tf_parity"] or {}).get("problems", [])[:2]) or "; ".join(
-        c["remaining"][:1]
-    )
+    problems = [
+        *(c["tf_parity"] or {}).get("problems", []),
+        *(c.get("tflite_parity") or {}).get("problems", []),
+    ]
+    return "convfix", "; ".join(problems[:2]) or "; ".join(c["remaining"][:1])
 
 
 def _versions() -> str:
@@ -349,8 +355,9 @@ def render(data: dict) -> str:
         f"{sum(r['status'] == 'export-invalid' for r in rows)} invalid (rejected by the ONNX checker, "
         f"so measured by neither); measured: {len(measured)}",
         f"- plain onnx2tf matches eager PyTorch: **{plain_pass} / {len(measured)}** measured variants",
-        f"- convfix repaired or clean, verified against eager PyTorch: **{fixed} / {len(measured)}**",
-        f"- FALSE REPAIRS (convfix claims repaired/clean, its SavedModel differs from eager): "
+        f"- convfix repaired or clean, its SavedModel and its .tflite verified against eager PyTorch: "
+        f"**{fixed} / {len(measured)}**",
+        f"- FALSE REPAIRS (convfix claims repaired/clean, its SavedModel or .tflite differs from eager): "
         f"**{len(false)}**" + (": " + ", ".join(r["name"] for r in false) if false else ""),
         "",
         "| exporter | shapes | variants | measured | plain pass | convfix pass |",
