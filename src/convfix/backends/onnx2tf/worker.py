@@ -531,8 +531,35 @@ def _load_tflite(path: Path) -> Any:
 
     interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=THREADS)
     if "serving_default" in interpreter.get_signature_list():
-        return interpreter.get_signature_runner("serving_default")
+        return _Signature(interpreter, interpreter.get_signature_runner("serving_default"))
     return _Signatureless(interpreter)
+
+
+def _output(interpreter: Any, detail: Mapping[str, Any]) -> np.ndarray:
+    """An output tensor, an empty one too: TFLite's Python API refuses to read a tensor of no
+    elements ("Invalid tensor size") that the model computed right (a NonZero that found none)."""
+    if 0 in detail["shape"]:
+        return np.empty(detail["shape"], detail["dtype"])
+    return interpreter.get_tensor(detail["index"])
+
+
+class _Signature:
+    """The serving signature's runner, its outputs read by `_output`."""
+
+    def __init__(self, interpreter: Any, runner: Any) -> None:
+        self.interpreter, self.runner = interpreter, runner
+
+    def get_input_details(self) -> dict[str, dict]:
+        return self.runner.get_input_details()
+
+    def __call__(self, **fed: np.ndarray) -> dict[str, np.ndarray]:
+        try:
+            return self.runner(**fed)
+        except ValueError as exc:  # raised reading the outputs, after the run
+            if "Invalid tensor size" not in str(exc):
+                raise
+        details = self.runner.get_output_details()
+        return {name: _output(self.interpreter, d) for name, d in details.items()}
 
 
 class _Signatureless:
@@ -556,7 +583,7 @@ class _Signatureless:
             self.interpreter.set_tensor(self.inputs[name]["index"], value)
         self.interpreter.invoke()
         outputs = self.interpreter.get_output_details()
-        return {d["name"]: self.interpreter.get_tensor(d["index"]) for d in outputs}
+        return {d["name"]: _output(self.interpreter, d) for d in outputs}
 
 
 def _run_tflite(runner: Any, probes: tuple[Probe, ...], channel: Channel) -> list[dict[str, np.ndarray]]:
