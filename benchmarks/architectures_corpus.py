@@ -11,6 +11,7 @@ input, and parity on them proves nothing (../shared/NOTES.md).
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -68,9 +69,9 @@ class _First(nn.Module):
 
 def _torchvision(name: str, shape: tuple[int, ...] = IMAGE, keys: tuple[str, ...] = (), **kwargs):
     def build() -> nn.Module:
-        import torchvision
-
-        model = _calibrated(getattr(torchvision.models, name)(weights=None, **kwargs), shape)
+        module_name, _, factory = f"torchvision.models.{name}".rpartition(".")
+        made = getattr(importlib.import_module(module_name), factory)(weights=None, **kwargs)
+        model = _calibrated(made, shape)
         return _First(model, keys) if keys else model
 
     return build
@@ -194,12 +195,12 @@ CORPUS: list[ZooModel] = [
     ),
     _image_model(
         "tv_deeplabv3_mobilenet_v3_large",
-        _torchvision("deeplabv3_mobilenet_v3_large", keys=("out",), weights_backbone=None),
+        _torchvision("segmentation.deeplabv3_mobilenet_v3_large", keys=("out",), weights_backbone=None),
         axes=IMAGE_HW_AXES,
     ),
     _image_model(
         "tv_lraspp_mobilenet_v3_large",
-        _torchvision("lraspp_mobilenet_v3_large", keys=("out",), weights_backbone=None),
+        _torchvision("segmentation.lraspp_mobilenet_v3_large", keys=("out",), weights_backbone=None),
         axes=IMAGE_HW_AXES,
     ),
     _image_model("tv_r3d_18", _torchvision("video.r3d_18", (1, 3, 8, 112, 112)), (1, 3, 8, 112, 112)),
