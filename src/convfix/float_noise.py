@@ -28,6 +28,7 @@ import onnx_ir as ir
 
 from convfix import model_io, oracle
 from convfix.parity import Tolerance
+from convfix.rewriting import take_output_place
 
 NOISE_MARGIN = 64.0
 RANGE_CAP = 1e-2
@@ -131,10 +132,7 @@ def _with_rounding_noise(model: ir.Model) -> ir.Model:
             for user in users:
                 user.node.replace_input_with(user.idx, moved)
             if value.is_graph_output():
-                position = list(graph.outputs).index(value)
-                name, value.name = value.name, f"{value.name}_before_noise"
-                moved.name = name
-                graph.outputs[position] = moved
+                take_output_place(graph, value, moved)
     return noisy
 
 

@@ -28,6 +28,12 @@ def _take_type(new: ir.Value, old: ir.Value) -> None:
         new.shape = old.shape
 
 
+def take_output_place(graph: ir.Graph, old: ir.Value, new: ir.Value) -> None:
+    """`new` stands where the graph output `old` stood, under its name (old is renamed)."""
+    new.name, old.name = old.name, f"{old.name}__replaced"
+    graph.outputs[graph.outputs.index(old)] = new
+
+
 def replace_node(node: ir.Node, values: list[ir.Value]) -> None:
     """Make every use of node's outputs use `values` instead, then remove node.
 
@@ -45,8 +51,7 @@ def replace_node(node: ir.Node, values: list[ir.Value]) -> None:
                 graph.insert_before(node, identity)
                 new = identity.outputs[0]
                 _take_type(new, old)
-            new.name, old.name = old.name, f"{old.name}__replaced"
-            graph.outputs[graph.outputs.index(old)] = new
+            take_output_place(graph, old, new)
         old.replace_all_uses_with(new)
     graph.remove(node, safe=True)
 

@@ -32,6 +32,7 @@ from onnx_ir.passes import common
 from convfix import model_io, oracle
 from convfix.backends.base import Backend, ConversionResult, Probe, convert_copy
 from convfix.parity import Tolerance
+from convfix.rewriting import take_output_place
 
 MAX_POINTS = 256
 # Names of the exposed (then fed) rounded values and of the re-run's pre-round values, by the rounding
@@ -83,10 +84,7 @@ def feed_in(graph: ir.Graph, value: ir.Value, name: str) -> None:
     for user in users:
         user.node.replace_input_with(user.idx, restored.outputs[0])
     if value.is_graph_output():
-        position = list(graph.outputs).index(value)
-        kept_name, value.name = value.name, f"{name}_computed"
-        restored.outputs[0].name = kept_name
-        graph.outputs[position] = restored.outputs[0]
+        take_output_place(graph, value, restored.outputs[0])
 
 
 def _exposed(model: ir.Model) -> ir.Model:
