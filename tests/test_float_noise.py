@@ -49,7 +49,7 @@ PROBES = [
 def derived(tmp_path_factory):
     model = model_io.load(save(_wide_sums(), tmp_path_factory.mktemp("noise") / "m.onnx"))
     reference = oracle.evaluate(model, PROBES).outputs
-    found = float_noise.derive(model, PROBES, reference, Tolerance())
+    found = float_noise.derive(model, PROBES, Tolerance())
     assert isinstance(found, float_noise.Derived), found
     return reference, found
 
@@ -77,8 +77,7 @@ def test_noise_passes_where_the_fixed_tolerance_fails_and_a_wrong_answer_still_f
 def test_a_model_that_rounds_keeps_the_fixed_tolerance(tmp_path):
     rounded = _wide_sums([helper.make_node("Round", ["m"], ["y"])])
     model = model_io.load(save(rounded, tmp_path / "m.onnx"))
-    reference = oracle.evaluate(model, PROBES).outputs
-    found = float_noise.derive(model, PROBES, reference, Tolerance())
+    found = float_noise.derive(model, PROBES, Tolerance())
     assert isinstance(found, str) and "Round" in found
 
 

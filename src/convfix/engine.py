@@ -380,7 +380,7 @@ def repair(
             "activations to int8, which it does differently per CPU"
         )
     report.branch_coverage = oracle.branch_coverage(original, probe_list)
-    options = _with_noise_tolerance(options, original, probe_list, reference, report)
+    options = _with_noise_tolerance(options, original, probe_list, report)
     clock.lap("reference")
 
     session = _Session(
@@ -481,7 +481,6 @@ def _with_noise_tolerance(
     options: RepairOptions,
     original: ir.Model,
     probe_list: Sequence[Mapping[str, np.ndarray]],
-    reference: Sequence[Mapping[str, np.ndarray]],
     report: Report,
 ) -> RepairOptions:
     """The options with each output's tolerance derived from the model's rounding noise
@@ -491,7 +490,7 @@ def _with_noise_tolerance(
     if not fixed.from_noise:
         report.tolerance["derived"] = "not derived: the tolerance was given"
         return options
-    derived = float_noise.derive(original, probe_list, reference, fixed)
+    derived = float_noise.derive(original, probe_list, fixed)
     if isinstance(derived, str):
         report.tolerance["derived"] = f"not derived: {derived}"
         return options

@@ -149,10 +149,11 @@ def _span(expected: np.ndarray) -> float:
 def derive(
     model: ir.Model,
     probes: Sequence[Mapping[str, np.ndarray]],
-    reference: Sequence[Mapping[str, np.ndarray]],
     fixed: Tolerance,
 ) -> Derived | str:
-    """Each float output's tolerance from the model's rounding noise, or why the fixed one stays."""
+    """Each float output's tolerance from the model's rounding noise, or why the fixed one stays. The
+    noise is measured against the model's own run by the same runtime, never against a reference from
+    elsewhere (eager PyTorch): how far the export is from that must not widen its tolerance."""
     decisions = discrete_decisions(model)
     if decisions:
         return (
@@ -160,12 +161,13 @@ def derive(
             "moves outputs by whole steps, so the fixed tolerance holds"
         )
     try:
+        clean = oracle.evaluate(model, probes, "running the model for its rounding noise").outputs
         noisy = oracle.evaluate(_with_rounding_noise(model), probes, "measuring the model's rounding noise")
     except (oracle.OracleError, ir.serde.SerdeError) as exc:
         return f"the model's rounding noise cannot be measured: {exc}"
     bounds = {}
-    for name in reference[0]:
-        expected = [np.asarray(r[name]) for r in reference]
+    for name in clean[0]:
+        expected = [np.asarray(r[name]) for r in clean]
         if expected[0].dtype.kind != "f":
             continue
         moved = [np.asarray(n[name], np.float64) for n in noisy.outputs]
