@@ -115,7 +115,7 @@ def check(
             backend.close()
     tolerance = tolerance or Tolerance(from_noise=True)
     if tolerance.from_noise:
-        derived = float_noise.derive(model, probe_set, tolerance)
+        derived = float_noise.derive(model, probe_set, tolerance, reference.outputs)
         tolerance = tolerance if isinstance(derived, str) else derived.tolerance
     parity = compare_outputs(reference.outputs, actual, tolerance)
     return CheckResult(parity, reference.oracle, probes.describe(probe_set))

@@ -102,14 +102,14 @@ class _Session:
     accepted: int = 0
     folds: dict[int, int] = field(default_factory=dict)  # id(model before a fold) -> its step index
 
-    def parity_of(self, model: ir.Model, tolerance: Tolerance, purpose: str) -> Parity:
+    def outputs_of(self, model: ir.Model, purpose: str) -> list[dict[str, np.ndarray]] | str:
+        """The rewritten model's outputs on the probes, or why it cannot be run."""
         try:
-            outputs = oracle.evaluate(model, self.probe_set, purpose).outputs
+            return oracle.evaluate(model, self.probe_set, purpose).outputs
         except oracle.OracleError as exc:
-            return Parity(False, problems=[f"the rewritten model cannot be run: {exc}"])
+            return f"the rewritten model cannot be run: {exc}"
         except ir.serde.SerdeError as exc:  # a rule left the IR in a state onnx cannot hold
-            return Parity(False, problems=[f"the rewritten model cannot be written: {exc}"])
-        return compare_outputs(self.reference, outputs, tolerance)
+            return f"the rewritten model cannot be written: {exc}"
 
     def try_rule(self, rule: Rule, finding: Finding) -> bool:
         """Apply one rule in a transaction; keep the result only if parity holds."""
@@ -135,9 +135,15 @@ class _Session:
             step.outcome = step.outcome or f"not applicable: {reason}"
         else:
             tolerance = Tolerance(*rule.tolerance) if rule.tolerance else self.tolerance
-            step.parity = self.parity_of(trial, tolerance, f"checking the rewrite of rule {rule.name}")
+            outputs = self.outputs_of(trial, f"checking the rewrite of rule {rule.name}")
+            ran = not isinstance(outputs, str)
+            step.parity = (
+                compare_outputs(self.reference, outputs, tolerance)
+                if ran
+                else Parity(False, problems=[outputs])
+            )
             step.nodes_after = _count_nodes(trial)
-            step.accepted = step.parity.ok or self.kept_on_ties(trial, step, tolerance)
+            step.accepted = step.parity.ok or (ran and self.kept_on_ties(trial, outputs, step, tolerance))
             step.outcome = step.outcome or ("accepted" if step.accepted else "rolled back: parity lost")
             if step.accepted:
                 self.model = trial
@@ -147,15 +153,17 @@ class _Session:
         self.report.steps.append(step)
         return step.accepted
 
-    def kept_on_ties(self, trial: ir.Model, step: Step, tolerance: Tolerance) -> bool:
+    def kept_on_ties(
+        self, trial: ir.Model, outputs: list[dict[str, np.ndarray]], step: Step, tolerance: Tolerance
+    ) -> bool:
         """A step that spelled a quantized op out and lost parity only on exact half steps its
-        kernel decided the other way (step_ties.py): kept, and the reference re-based on it."""
+        kernel decided the other way (step_ties.py): kept, and the reference re-based on its outputs."""
         ties = step_ties.judged_on_ties(self.model, trial, self.probe_set, self.reference, tolerance)
         if isinstance(ties, str):
             if ties != step_ties.NO_NEW_ROUNDING:
                 step.outcome = f"rolled back: parity lost, and not on ties alone ({ties})"
             return False
-        self.reference = ties.outputs
+        self.reference = outputs
         step.parity = replace(step.parity, rounding_ties=ties.count)
         step.outcome = (
             f"accepted: {ties.count} exact half step(s) rounded the other way than the op's own kernel, "
@@ -357,7 +365,8 @@ def repair(
     rules = discover(options.rule_dirs)
     report.notes.extend(f"rule not loaded: {p}" for p in rules.problems)
     clock.lap("load")
-    if reference is None:
+    computed_here = reference is None
+    if computed_here:
         generated_used = probe_set is None and options.inputs is None
         try:
             probe_list, ref, notes = reference_of(original, probe_list, pinned, generated_used)
@@ -380,7 +389,8 @@ def repair(
             "activations to int8, which it does differently per CPU"
         )
     report.branch_coverage = oracle.branch_coverage(original, probe_list)
-    options = _with_noise_tolerance(options, original, probe_list, report)
+    own = reference if computed_here else None  # else a reference from elsewhere (eager PyTorch)
+    options = _with_noise_tolerance(options, original, probe_list, own, report)
     clock.lap("reference")
 
     session = _Session(
@@ -481,6 +491,7 @@ def _with_noise_tolerance(
     options: RepairOptions,
     original: ir.Model,
     probe_list: Sequence[Mapping[str, np.ndarray]],
+    own: Sequence[Mapping[str, np.ndarray]] | None,
     report: Report,
 ) -> RepairOptions:
     """The options with each output's tolerance derived from the model's rounding noise
@@ -490,7 +501,7 @@ def _with_noise_tolerance(
     if not fixed.from_noise:
         report.tolerance["derived"] = "not derived: the tolerance was given"
         return options
-    derived = float_noise.derive(original, probe_list, fixed)
+    derived = float_noise.derive(original, probe_list, fixed, own)
     if isinstance(derived, str):
         report.tolerance["derived"] = f"not derived: {derived}"
         return options

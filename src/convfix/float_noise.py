@@ -79,27 +79,15 @@ def discrete_decisions(model: ir.Model) -> list[str]:
     return sorted({n.op_type for n in model.graph.all_nodes() if _decides(n)})
 
 
-class _Nodes:
-    """Nodes built to be inserted after one node of the graph, in order."""
-
-    def __init__(self) -> None:
-        self.built: list[ir.Node] = []
-
-    def op(self, op_type: str, inputs: Sequence[ir.Value], **attributes) -> ir.Value:
-        node = ir.node(op_type, list(inputs), attributes=attributes)
-        self.built.append(node)
-        return node.outputs[0]
-
-
-def _summed_magnitudes(nodes: _Nodes, node: ir.Node) -> ir.Value | None:
+def _summed_magnitudes(tape: ir.tape.Tape, node: ir.Node) -> ir.Value | None:
     """For an op that sums products (Conv, MatMul, Gemm), the same op over its operands' magnitudes:
     each output's sum of |products|, the size its rounding error scales with; None for other ops."""
     operands = node.inputs[:2]
     if node.op_type not in _SUMS_OF_PRODUCTS or len(operands) < 2 or any(v is None for v in operands):
         return None
-    magnitudes = [nodes.op("Abs", [v]) for v in operands]
+    magnitudes = [tape.op("Abs", [v]) for v in operands]
     attributes = {name: attr.value for name, attr in node.attributes.items() if name not in ("alpha", "beta")}
-    return nodes.op(node.op_type, magnitudes, **attributes)
+    return tape.op(node.op_type, magnitudes, attributes)
 
 
 def _with_rounding_noise(model: ir.Model) -> ir.Model:
@@ -115,20 +103,14 @@ def _with_rounding_noise(model: ir.Model) -> ir.Model:
             if value.dtype != ir.DataType.FLOAT or not (value.uses() or value.is_graph_output()):
                 continue
             users = list(value.uses())
-            nodes = _Nodes()
-            summed = _summed_magnitudes(nodes, node) if value is node.outputs[0] else None
-            magnitude = summed if summed is not None else nodes.op("Abs", [value])
-            unit = nodes.op(
-                "RandomUniformLike",
-                [value],
-                low=-UNIT_IN_LAST_PLACE,
-                high=UNIT_IN_LAST_PLACE,
-                seed=_SEED + index,
-                dtype=1,
-            )
-            moved = nodes.op("Add", [value, nodes.op("Mul", [unit, magnitude])])
+            tape = ir.tape.Tape()
+            summed = _summed_magnitudes(tape, node) if value is node.outputs[0] else None
+            magnitude = summed if summed is not None else tape.op("Abs", [value])
+            unit_range = {"low": -UNIT_IN_LAST_PLACE, "high": UNIT_IN_LAST_PLACE, "seed": _SEED + index}
+            unit = tape.op("RandomUniformLike", [value], {**unit_range, "dtype": 1})
+            moved = tape.op("Add", [value, tape.op("Mul", [unit, magnitude])])
             moved.dtype, moved.shape = value.dtype, value.shape
-            graph.insert_after(node, nodes.built)
+            graph.insert_after(node, tape.nodes)
             for user in users:
                 user.node.replace_input_with(user.idx, moved)
             if value.is_graph_output():
@@ -150,10 +132,12 @@ def derive(
     model: ir.Model,
     probes: Sequence[Mapping[str, np.ndarray]],
     fixed: Tolerance,
+    own: Sequence[Mapping[str, np.ndarray]] | None = None,
 ) -> Derived | str:
     """Each float output's tolerance from the model's rounding noise, or why the fixed one stays. The
-    noise is measured against the model's own run by the same runtime, never against a reference from
-    elsewhere (eager PyTorch): how far the export is from that must not widen its tolerance."""
+    noise is measured against the model's own run by the runtimes (`own`, where the caller has it),
+    never against a reference from elsewhere (eager PyTorch): how far the export is from that must
+    not widen its tolerance."""
     decisions = discrete_decisions(model)
     if decisions:
         return (
@@ -161,7 +145,7 @@ def derive(
             "moves outputs by whole steps, so the fixed tolerance holds"
         )
     try:
-        clean = oracle.evaluate(model, probes, "running the model for its rounding noise").outputs
+        clean = own if own is not None else oracle.evaluate(model, probes, "running the model").outputs
         noisy = oracle.evaluate(_with_rounding_noise(model), probes, "measuring the model's rounding noise")
     except (oracle.OracleError, ir.serde.SerdeError) as exc:
         return f"the model's rounding noise cannot be measured: {exc}"

@@ -14,8 +14,9 @@ A step whose parity failed is kept only if all of these hold:
   own pre-round value there lies within float error of a half step;
 - the rewritten model, fed the model before it's values at those points, matches the reference
   within the tolerance: nothing but the ties differs.
-The session's reference is then the rewritten model's own outputs (engine.py), so later steps and
-the artifacts are judged against a model shown to differ from the original by ties alone.
+The session's reference is then the rewritten model's own outputs (engine.py, which ran it), so
+later steps and the artifacts are judged against a model shown to differ from the original by ties
+alone.
 """
 
 from __future__ import annotations
@@ -42,10 +43,8 @@ NO_NEW_ROUNDING = "the rewrite added no rounding point"
 
 @dataclass(frozen=True)
 class Ties:
-    """The rewritten model's own outputs (the new reference) and how many ties it decided the
-    other way than the model before it."""
+    """How many ties the rewritten model decided the other way than the model before it."""
 
-    outputs: list[dict[str, np.ndarray]]
     count: int
 
 
@@ -129,8 +128,8 @@ def judged_on_ties(
     reference: Sequence[Mapping[str, np.ndarray]],
     tolerance: Tolerance,
 ) -> Ties | str:
-    """The step's outputs, if what sets them apart from the model before it is ties alone; or why
-    not (the step is then rolled back)."""
+    """The ties the step decided the other way, if they alone set it apart from the model before
+    it; or why not (the step is then rolled back)."""
     points = _points(before, trial)
     if isinstance(points, str):
         return points
@@ -147,7 +146,6 @@ def judged_on_ties(
             for probe, t in zip(probes, theirs, strict=True)
         ]
         fed = oracle.evaluate(_fed(trial, points), feeds, "re-running the rewrite on the op's rounding")
-        own = oracle.evaluate(trial, probes, "running the rewrite").outputs
     except (oracle.OracleError, ir.serde.SerdeError) as exc:
         return f"the ties cannot be checked: {exc}"
     count = 0
@@ -163,4 +161,4 @@ def judged_on_ties(
     anchored = [{name: got[name] for name in outputs} for got in fed.outputs]
     if not compare_outputs(reference, anchored, tolerance).ok:
         return "fed the op's own rounding, the rewrite still differs from the reference"
-    return Ties([dict(out) for out in own], count)
+    return Ties(count)
