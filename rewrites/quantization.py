@@ -162,6 +162,12 @@ _CONV_ATTRIBUTES = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "s
 _EXACT_TAPS = 256  # 255 * 255 * 256 < 2**24: the float32 sums of 8-bit products stay exact
 
 
+def _centered(b: Emitter, value: ir.Value, point: ir.Value | None) -> ir.Value:
+    """value - zero_point in float32 (the point broadcasting as given)."""
+    as_float = b.op("Cast", [value], to=ir.DataType.FLOAT)
+    return as_float if point is None else b.op("Sub", [as_float, b.op("Cast", [point], to=ir.DataType.FLOAT)])
+
+
 def _centered_weights(w: ir.Value, point: ir.Value | None) -> np.ndarray | None:
     """w - w_zero_point as integers (the zero point per tensor or per output channel), if constant."""
     weights = ir.convenience.get_const_tensor(w)
@@ -236,23 +242,20 @@ def qlinear_conv_spelled_out(model: ir.Model, finding: Finding, context: RuleCon
     if sliced and (node.attributes.get_int("group", 1) != 1 or weights is None):
         return f"more than {_EXACT_TAPS} taps per output of a grouped or run-time-weight Conv"
     b = Emitter(model, node)
-    if w_point is not None and np.prod(w_point.shape.numpy()) != 1:  # one per output channel
-        w_point = _per_axis(b, w_point, 0, len(w.shape))
-    centered = [
-        b.op("Sub", [b.op("Cast", [v], to=ir.DataType.FLOAT), b.op("Cast", [p], to=ir.DataType.FLOAT)])
-        for v, p in ((x, x_point), *(() if weights is not None else ((w, w_point),)))
-    ]
-    if weights is not None:  # a constant: onnx2tf lays a computed 4-D weight out as an activation
-        centered.append(b.const(weights.astype(np.float32)))
+    x_centered = _centered(b, x, x_point)
     attributes = {name: node.attributes[name].value for name in _CONV_ATTRIBUTES if name in node.attributes}
     if sliced:
         bias_values = None if bias_tensor is None else bias_tensor.numpy()
         per_slice = _slice_width(max(1, _EXACT_TAPS // area), in_channels, x.shape)
-        product = _summed_in_slices(b, centered[0], weights, bias_values, per_slice, **attributes)
+        product = _summed_in_slices(b, x_centered, weights, bias_values, per_slice, **attributes)
     else:
-        if bias is not None:
-            centered.append(b.op("Cast", [bias], to=ir.DataType.FLOAT))
-        product = b.op("Conv", centered, **attributes)
+        if weights is not None:  # a constant: onnx2tf lays a computed 4-D weight out as an activation
+            w_centered = b.const(weights.astype(np.float32))
+        else:
+            per_channel = w_point is not None and np.prod(w_point.shape.numpy()) != 1
+            w_centered = _centered(b, w, _per_axis(b, w_point, 0, rank) if per_channel else w_point)
+        biased = [] if bias is None else [b.op("Cast", [bias], to=ir.DataType.FLOAT)]
+        product = b.op("Conv", [x_centered, w_centered, *biased], **attributes)
     scales = (x_scale, _per_axis(b, w_scale, 1, rank), y_scale)
     b.replace([_requantized(b, product, scales, y_point)])
     return None
