@@ -359,6 +359,7 @@ def repair(
     clock = _Clock(report.timings)
     progress("loading and probing")
     original, generated, pinned = _prepare(model_path, options)
+    report.notes.extend(original.meta.get(model_io.PROMOTIONS, []))
     probe_list = [dict(p) for p in probe_set] if probe_set is not None else generated
     calibration, source = deployment.prepare(original, probe_list, options)
     report.probes = probes.describe(probe_list)

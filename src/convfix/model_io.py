@@ -21,6 +21,8 @@ from google.protobuf.message import DecodeError, Message
 
 from convfix.errors import ConvfixError
 from convfix.proto_walk import all_nodes, all_tensors
+from convfix.torch_promotions import META_KEY as PROMOTIONS
+from convfix.torch_promotions import promote
 
 # Models whose weights exceed this are saved with external data (protobuf's limit is 2 GiB).
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -269,7 +271,9 @@ def load(path: str | os.PathLike) -> ir.Model:
         raise ConvfixError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     _check_text(path, proto)
     external = _check_external_locations(proto, path.parent)
-    inferred = _check_structure(path, proto, patched=_string_constants_respelled(proto))
+    respelled = _string_constants_respelled(proto)
+    promotions = promote(proto)
+    inferred = _check_structure(path, proto, patched=respelled or bool(promotions))
     try:
         with _gc_paused():
             model = ir.serde.deserialize_model(inferred)
@@ -277,6 +281,7 @@ def load(path: str | os.PathLike) -> ir.Model:
         raise ConvfixError(f"{path}: cannot be read into the IR: {exc}") from None
     if external:
         ir.external_data.set_base_dir(model.graph, path.parent)
+    model.meta[PROMOTIONS] = promotions
     return model
 
 

@@ -36,3 +36,12 @@ def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
             yield from attr.tensors
         for sub in _subgraphs(node):
             yield from all_tensors(sub)
+
+
+def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """The graph and every subgraph, each before its subgraphs."""
+    yield graph
+    for node in graph.node:
+        if node.attribute:
+            for sub in _subgraphs(node):
+                yield from all_graphs(sub)

@@ -70,11 +70,11 @@ def splice(model: ir.Model, node: ir.Node, piece: ir.Model, feeds: Sequence[ir.V
         constant = ir.node("Constant", [], attributes={"value": weight.const_value}, name=name)
         constant.outputs[0].name = name
         constant.outputs[0].dtype, constant.outputs[0].shape = weight.dtype, weight.shape
-        weight.replace_all_uses_with(constant.outputs[0])
+        weight.replace_all_uses_with(constant.outputs[0], replace_graph_outputs=True)
         stands_for[id(weight)] = constant.outputs[0]
         constants.append(constant)
     for value, feed in zip(inner.inputs, feeds, strict=True):
-        value.replace_all_uses_with(feed)
+        value.replace_all_uses_with(feed, replace_graph_outputs=True)
         stands_for[id(value)] = feed
     outputs = [stands_for.get(id(value), value) for value in inner.outputs]
     moved = list(inner)

@@ -94,8 +94,10 @@ def _decompose(request: DecomposeAten) -> Decomposed:
         else None
         for i in fed
     )
+    # The module takes its tensors as *args: torch.export reads them as one argument, a tuple, so
+    # their dynamic dims are given as one tuple too.
     program = translations.export(
-        Node(), examples, opset_version=request.opset, dynamic_shapes=dynamic if any(dynamic) else None
+        Node(), examples, opset_version=request.opset, dynamic_shapes=(dynamic,) if any(dynamic) else None
     )
     return Decomposed(
         program.model_proto.SerializeToString(), fed, method=_method(program, translations.table())
@@ -118,5 +120,8 @@ def _method(program: Any, table: dict) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The root cause: torch.export wraps it in a banner that says nothing about the operator."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:300]
