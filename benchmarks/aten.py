@@ -1,6 +1,6 @@
 """ATen fallbacks: PyTorch functions the TorchScript exporter cannot express, repaired by convfix.
 
-    .venv/bin/python benchmarks/aten.py [--only NAME,...] [--out DIR]
+    .venv/bin/python benchmarks/aten.py [--only NAME,...] [--out DIR] [--dynamic]
 
 For every function of `aten_functions.py` (each one the TorchScript exporter refuses):
 (a) TorchScript with ONNX_ATEN_FALLBACK: the export holds an `org.pytorch.aten` node. `convfix.repair`
@@ -12,6 +12,8 @@ For every function of `aten_functions.py` (each one the TorchScript exporter ref
 (b) The torch.export-based exporter: plain `torch.onnx.export(dynamo=True)` (does it export at all
     today?), then `convfix.repair_torch(exporter="dynamo")`, which hands torch's exporter convfix's
     translations and repairs the export, checked against eager PyTorch on its probes.
+With --dynamic, (a) alone, every input's leading dim exported dynamic (inputs whose leading dims
+are equal share the dim's name, as one batch would), into DIR/aten_dynamic.{json,md}.
 Results: DIR/aten.json and DIR/aten.md (DIR: benchmarks/results for a full run).
 """
 
@@ -67,7 +69,12 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:240]
 
 
-def torchscript_case(function: AtenFunction, backend: Onnx2TfBackend, work: Path) -> dict:
+def _leading_dims_dynamic(example: tuple[torch.Tensor, ...], names: list[str]) -> dict:
+    """Each input's leading dim dynamic, named by its size: equal sizes are one dim, as a batch."""
+    return {name: {0: f"n{t.shape[0]}"} for name, t in zip(names, example, strict=True) if t.dim() > 0}
+
+
+def torchscript_case(function: AtenFunction, backend: Onnx2TfBackend, work: Path, dynamic: bool) -> dict:
     example = function.inputs(torch.Generator().manual_seed(0))
     names = [f"x{i}" for i in range(len(example))]
     path = work / "aten_fallback.onnx"
@@ -80,6 +87,7 @@ def torchscript_case(function: AtenFunction, backend: Onnx2TfBackend, work: Path
                 str(path),
                 dynamo=False,
                 input_names=names,
+                dynamic_axes=_leading_dims_dynamic(example, names) if dynamic else None,
                 operator_export_type=torch.onnx.OperatorExportTypes.ONNX_ATEN_FALLBACK,
             )
     except Exception as exc:  # noqa: BLE001 - the exporter's failure is the row
@@ -164,10 +172,50 @@ def _how(method: str) -> str:
     return "torch"
 
 
-def render(rows: list[dict], meta: dict) -> str:
+def _measured(rows: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """The rows exported, those that pass, those falsely repaired."""
     measured = [r for r in rows if r["torchscript"]["status"] not in ("export-failed", "export-invalid")]
     passed = [r for r in measured if r["torchscript"]["status"] == "pass"]
     false = [r for r in measured if r["torchscript"]["status"] == "false-repair"]
+    return measured, passed, false
+
+
+def _why(ts: dict) -> str:
+    check = ts.get("independent_check") or {}
+    return (ts.get("reason") or ts.get("error") or (check.get("problems") or [""])[0] or "").replace("|", "/")
+
+
+def render_dynamic(rows: list[dict], meta: dict) -> str:
+    measured, passed, false = _measured(rows)
+    lines = [
+        "# ATen fallbacks exported with dynamic dims",
+        "",
+        f"Run {meta['when']} on {meta['machine']}; {meta['versions']}. Wall time {meta['minutes']:.1f} min.",
+        "Regenerate with `.venv/bin/python benchmarks/aten.py --dynamic`: the TorchScript exports of",
+        "aten.md with every input's leading dim dynamic; the same independent check on 2 fresh input sets.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| repaired, SavedModel and TFLite match eager on 2 input sets | {len(passed)} / {len(measured)} "
+        f"({100 * len(passed) / max(1, len(measured)):.1f}%) |",
+        f"| false repairs | {len(false)} |",
+        "",
+        "| function | ATen operator | convfix | how | max abs err | why not |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ts = row["torchscript"]
+        error = (ts.get("independent_check") or {}).get("max_abs_err")
+        lines.append(
+            f"| {row['name']} | {', '.join(ts.get('aten_operators', []))} | {ts['status']} | "
+            f"{_how(ts.get('method', ''))} | {'' if error is None else f'{error:.2g}'} | "
+            f"{'' if ts['status'] == 'pass' else _why(ts)[:160]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render(rows: list[dict], meta: dict) -> str:
+    measured, passed, false = _measured(rows)
     failing_today = [r for r in rows if not r["dynamo"]["plain_export"]["ok"]]
     now_ok = [r for r in failing_today if r["dynamo"]["repair_torch"] in ("repaired", "clean")]
     lines = [
@@ -196,16 +244,15 @@ def render(rows: list[dict], meta: dict) -> str:
     ]
     for row in rows:
         ts, dy = row["torchscript"], row["dynamo"]
-        check = ts.get("independent_check") or {}
-        error = check.get("max_abs_err")
-        why = ts.get("reason") or ts.get("error") or (check.get("problems") or [""])[0]
+        error = (ts.get("independent_check") or {}).get("max_abs_err")
+        why = _why(ts)
         if ts["status"] == "pass" and dy["repair_torch"] not in ("repaired", "clean"):
             why = f"dynamo: {dy['reason']}"
         lines.append(
             f"| {row['name']} | {', '.join(ts.get('aten_operators', []))} | {ts['status']} | "
             f"{_how(ts.get('method', ''))} | {'' if error is None else f'{error:.2g}'} | "
             f"{'ok' if dy['plain_export']['ok'] else 'fails'} | "
-            f"{dy['repair_torch']} | {(why or '').replace('|', '/')[:160]} |"
+            f"{dy['repair_torch']} | {why[:160]} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -214,6 +261,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated function names")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--dynamic", action="store_true", help="leading dims dynamic; TorchScript only")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     chosen = [f for f in FUNCTIONS if not args.only or f.name in args.only.split(",")]
@@ -226,13 +274,11 @@ def main() -> None:
             (work / "ts").mkdir(parents=True)
             (work / "dy").mkdir()
             row = {"name": function.name}
-            row["torchscript"] = torchscript_case(function, backend, work / "ts")
-            row["dynamo"] = dynamo_case(function, backend, work / "dy")
+            row["torchscript"] = torchscript_case(function, backend, work / "ts", args.dynamic)
+            if not args.dynamic:
+                row["dynamo"] = dynamo_case(function, backend, work / "dy")
             rows.append(row)
-            print(
-                f"{function.name:32s} {row['torchscript']['status']:14s} {row['dynamo']['repair_torch']}",
-                flush=True,
-            )
+            print(f"{function.name:32s} {row['torchscript']['status']:14s}", flush=True)
     meta = {
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
@@ -242,9 +288,10 @@ def main() -> None:
         "minutes": (time.perf_counter() - started) / 60,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "aten.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str) + "\n")
-    (out / "aten.md").write_text(render(rows, meta))
-    print(render(rows, meta).split("\n| function")[0])
+    stem, page = ("aten_dynamic", render_dynamic) if args.dynamic else ("aten", render)
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str) + "\n")
+    (out / f"{stem}.md").write_text(page(rows, meta))
+    print(page(rows, meta).split("\n| function")[0])
 
 
 if __name__ == "__main__":
