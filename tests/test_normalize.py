@@ -72,3 +72,39 @@ def test_shape_bounds_convert_with_parity(target, tmp_path):
     report = convfix.repair(save(_shapes_model(), tmp_path / "m.onnx"), options, backend=target)
     assert report.status in ("repaired", "clean"), report.to_json()
     assert report.tf.parity.ok and report.tf.tflite_parity.ok
+
+
+def test_two_flattens_of_one_tensor_fold_to_a_model_that_runs(tmp_path):
+    """onnxscript's Flatten2Reshape names both new shapes `r/shape` and its rewriter keeps one; the
+    other Reshape must still find its shape (LLaMA's TorchScript export has this pair)."""
+    import numpy as np
+
+    from convfix import engine, oracle
+    from convfix.findings import Finding
+    from convfix.rules import RuleContext
+
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["a"], axis=1),
+        helper.make_node("Flatten", ["r"], ["b"], axis=2),
+        helper.make_node("ReduceMax", ["a"], ["y"], axes=[1], keepdims=0),
+        helper.make_node("ReduceMax", ["b"], ["z"], axes=[1], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 4])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["m"]),
+        ],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    model = normalize.normalize(model_io.load(save(proto, tmp_path / "m.onnx")))
+    folded = model_io.clone(model)
+    assert engine.SIMPLIFY.apply(folded, Finding("simplify", "fold"), RuleContext()) is None
+    assert "Flatten" not in {n.op_type for n in folded.graph}
+    probe = [{"x": np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)}]
+    (before,), (after,) = oracle.evaluate(model, probe).outputs, oracle.evaluate(folded, probe).outputs
+    np.testing.assert_array_equal(before["y"], after["y"])
+    np.testing.assert_array_equal(before["z"], after["z"])

@@ -232,6 +232,7 @@ def _optimize(model: ir.Model, finding: Finding, context: RuleContext) -> None:
     shape_elements.fold(model)
     round_trips.fold(model)
     onnxscript.optimizer.optimize(model)
+    normalize.register_orphan_constants(model)
 
 
 SIMPLIFY = Rule(

@@ -27,6 +27,34 @@ def tidy(model: ir.Model) -> None:
     infer_shapes(model)
 
 
+def register_orphan_constants(model: ir.Model) -> int:
+    """Make every constant that a node reads but no graph holds an initializer of its graph; how many.
+
+    onnxscript 0.7.2's rewriter drops one of two new initializers of the same name (its Flatten2Reshape
+    names each `<input>/shape`, so two Flattens of one tensor collide: LLaMA's TorchScript export),
+    leaving a Reshape that reads a value nothing produces; the optimizer's result then cannot run.
+    The value still holds the constant the rule made."""
+    registered = 0
+    for node in model.graph.all_nodes():
+        graph = node.graph
+        for value in node.inputs:
+            if (
+                value is None
+                or value.producer() is not None
+                or value.const_value is None
+                or value.graph is not None
+                or value.is_graph_input()
+            ):
+                continue
+            base, index = value.name or "constant", 0
+            while value.name is None or value.name in graph.initializers:
+                index += 1
+                value.name = f"{base}_{index}"
+            graph.register_initializer(value)
+            registered += 1
+    return registered
+
+
 def _names_unique(model: ir.Model) -> bool:
     """Whether every node and every value already has a name of its own, across subgraphs too: then
     NameFixPass has nothing to do (a third of a 100k-node scan's normalization, measured). One walk,
