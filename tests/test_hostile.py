@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import digest
-from hostile import CONVERTER_FAULTS, FIFO, build
+from hostile import CONVERTER_FAULTS, FIFO, build, tflite_segfault
 from test_cli import run
 
 pytestmark = pytest.mark.slow
@@ -77,6 +77,21 @@ def test_each_hostile_model_alone_ends_with_one_clear_line(corpus):
         assert result.stderr.strip() == "", (case.name, result.stderr)
         report = json.loads((folder / f"{case.name}.json").read_text())
         assert report["status"] in ("clean", "repaired") if result.returncode == 0 else ("partial", "failed")
+
+
+def test_a_tflite_converter_crash_leaves_the_savedmodel_its_verdict(tmp_path):
+    path = tmp_path / "tflite_segfault.onnx"
+    path.write_bytes(tflite_segfault(tmp_path).SerializeToString())
+    options = ("--tf-out", tmp_path / "tf", "--tflite", "--report", tmp_path / "r.json")
+    result = run("repair", path, *options, *LIMITS, cwd=tmp_path, env=ENV)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout
+    assert "killed by SIGSEGV" in _last_line(result.stdout)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "partial"
+    assert report["tf"]["parity"]["ok"] and report["tf"]["path"]
+    assert not report["tf"]["tflite_parity"]["ok"]
+    assert "writing the .tflite" in report["tf"]["tflite_parity"]["problems"][0]
 
 
 def test_every_hostile_model_in_one_batch_is_reported(corpus):

@@ -6,6 +6,7 @@ dead worker becomes a failed result naming what it was doing, and is replaced on
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 from collections.abc import Sequence
@@ -86,6 +87,11 @@ def _output_dtypes(model: onnx.ModelProto) -> dict[str, str]:
     }
 
 
+def _in_tflite(died: Died) -> bool:
+    """Whether the worker died writing or running the .tflite (its last report was TFLite's)."""
+    return died.last_progress is not None and died.last_progress.activity == "TFLite"
+
+
 class Onnx2TfBackend:
     """Converts ONNX models with onnx2tf and runs the resulting SavedModel / TFLite artifacts."""
 
@@ -161,6 +167,8 @@ class Onnx2TfBackend:
             fake_quant=fake_quant,
         )
         reply = self._pool.call(request)
+        if isinstance(reply, Died) and _in_tflite(reply):
+            return self._without_tflite(request, reply)
         if isinstance(reply, Died):
             error = reply.describe("the onnx2tf worker", "converting the model")
             return ConversionResult(
@@ -170,6 +178,18 @@ class Onnx2TfBackend:
                 distinct_unknown_dims=distinct_unknown_dims,
             )
         return reply
+
+    def _without_tflite(self, request: Convert, died: Died) -> ConversionResult:
+        """The SavedModel's conversion again, without the .tflite whose writing killed the worker
+        (TFLite's converter dies by signal on some models: a BART encoder here): the SavedModel keeps
+        its own verdict, and the .tflite's failure is reported as that artifact's."""
+        alone = self._pool.call(dataclasses.replace(request, tflite=False))
+        crash = essential_error(died.describe("the onnx2tf worker", "writing the .tflite"), "")
+        if isinstance(alone, Died) or not alone.converted:
+            return ConversionResult(
+                error=crash, log=died.log, stage="worker", distinct_unknown_dims=request.distinct_unknown_dims
+            )
+        return dataclasses.replace(alone, error=alone.error or crash, stage=alone.stage or "tflite")
 
     def run(self, artifact: Path, probes: Sequence[Probe]) -> list[Probe]:
         """Run a SavedModel directory (serving_default) or a .tflite file; outputs keyed by the

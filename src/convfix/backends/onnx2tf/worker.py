@@ -198,7 +198,7 @@ def _convert_steps(request: Convert, draft: dict[str, Any], scratch: Path, chann
     with _phase(draft, "convert"):
         channel.progress("onnx2tf")
         copy = _scratch_copy(Path(request.onnx_path), scratch)
-        _injected_fault(copy)
+        _injected_fault(copy, "convert")
         names = [spec.name for spec in inputs]
         pairs = fake_quant.fake_quantized_pairs() if request.fake_quant else contextlib.nullcontext()
         with pairs:
@@ -240,6 +240,7 @@ def _convert_steps(request: Convert, draft: dict[str, Any], scratch: Path, chann
     if request.tflite and not draft["layout_problems"]:  # else the SavedModel cannot verify
         with _phase(draft, "tflite"):
             channel.progress("TFLite")
+            _injected_fault(Path(request.onnx_path), "tflite")
             tflite_path = out_dir / "model.tflite"
             draft["tflite_ops"] = _to_tflite(saved_dir, tflite_path)
             draft["tflite"] = str(tflite_path)
@@ -265,11 +266,11 @@ def _onnx2tf_convert(
     )
 
 
-def _injected_fault(path: Path) -> None:
-    """Tests only (tests/hostile.py): with CONVFIX_TEST_FAULT=GRAPH=SIGNAL[,GRAPH=hang...] in the
-    environment, converting a model whose graph is named GRAPH ends in that real signal, or never
-    ends, inside onnx2tf's conversion: how the caller meets a converter crash that no model here
-    reliably causes."""
+def _injected_fault(path: Path, phase: str) -> None:
+    """Tests only (tests/hostile.py): with CONVFIX_TEST_FAULT=GRAPH=SIGNAL[@tflite][,GRAPH=hang...] in
+    the environment, converting a model whose graph is named GRAPH ends in that real signal, or never
+    ends, inside onnx2tf's conversion (or, with @tflite, inside the TFLite writing): how the caller
+    meets a converter crash that no small model here reliably causes."""
     faults = dict(
         item.partition("=")[::2] for item in os.environ.get("CONVFIX_TEST_FAULT", "").split(",") if item
     )
@@ -277,8 +278,8 @@ def _injected_fault(path: Path) -> None:
         return
     import onnx
 
-    fault = faults.get(onnx.load(str(path), load_external_data=False).graph.name)
-    if fault is None:
+    fault, _, at = faults.get(onnx.load(str(path), load_external_data=False).graph.name, "").partition("@")
+    if not fault or (at or "convert") != phase:
         return
     if fault == "hang":
         while True:
