@@ -96,6 +96,71 @@ def _transformers(config_class: str, model_class: str, keys=("last_hidden_state"
     return build
 
 
+class _Detections(nn.Module):
+    """A torchvision detector over a batch tensor: the first image's detections, as tensors."""
+
+    def __init__(self, model: nn.Module, keys: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model, self.keys = model, keys
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(list(x))
+        return tuple(out[0][k] for k in self.keys)
+
+
+def _torchvision_detector(name: str, keys=("boxes", "scores", "labels"), **kwargs):
+    """Its backbone's BatchNorm calibrated (a detector in training mode wants targets); kwargs lower
+    the score threshold where random weights would leave no detection to compare."""
+
+    def build() -> nn.Module:
+        import torchvision.models.detection as detection
+
+        made = getattr(detection, name)(weights=None, weights_backbone=None, **kwargs)
+        _calibrated(made.backbone, IMAGE)
+        return _Detections(made.eval(), keys)
+
+    return build
+
+
+class _LastFlow(nn.Module):
+    """RAFT's last refinement of the flow between two images."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.model(x, y)[-1]
+
+
+def _raft_small() -> nn.Module:
+    from torchvision.models.optical_flow import raft_small
+
+    return _LastFlow(raft_small(weights=None).eval())
+
+
+def _two_images(gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    return (torch.randn(*IMAGE, generator=gen), torch.randn(*IMAGE, generator=gen))
+
+
+YOLO_IMAGE = (1, 3, 640, 640)
+
+
+def _ultralytics(task: str, config: str):
+    """An ultralytics model from its yaml, its head in export mode (tensors out, as its own exporter)."""
+
+    def build() -> nn.Module:
+        from ultralytics.nn import tasks
+
+        model = getattr(tasks, task)(config, verbose=False)
+        for module in model.modules():
+            if hasattr(module, "export"):
+                module.export = True
+        return _calibrated(model, YOLO_IMAGE)
+
+    return build
+
+
 def _image_model(name, build, shape=IMAGE, axes=IMAGE_AXES, family="vision") -> ZooModel:
     return ZooModel(name, build, lambda g: _image(g, shape), ("x",), axes, family=family)
 
@@ -271,6 +336,229 @@ CORPUS: list[ZooModel] = [
         ("x",),
         {"x": {0: "batch"}},
         family="transformers",
+    ),
+]
+# Added for breadth (issue 17 asks for at least 150 models across these libraries' families).
+OPT_125M = {"hidden_size": 768, "ffn_dim": 3072, "num_attention_heads": 12, "word_embed_proj_dim": 768}
+BLOOM_560M = {"hidden_size": 1024, "n_head": 16, "n_layer": 2}
+PYTHIA_160M = {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12}
+MIXTRAL_SMALL = {
+    "hidden_size": 1024,
+    "intermediate_size": 2816,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 4,
+}
+QWEN3_06B = {
+    "hidden_size": 1024,
+    "intermediate_size": 3072,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+}
+GEMMA2_2B = {
+    "hidden_size": 2304,
+    "intermediate_size": 9216,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+}
+OLMO_1B = {"hidden_size": 2048, "intermediate_size": 8192, "num_attention_heads": 16}
+SMALL_DECODER = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+}
+CORPUS += [
+    *(
+        _image_model(f"tv_{n}", _torchvision(n, shape), shape, IMAGE_HW_AXES if hw else IMAGE_AXES)
+        for n, hw, shape in (
+            ("alexnet", False, IMAGE),
+            ("vgg11_bn", False, IMAGE),
+            ("resnet34", True, IMAGE),
+            ("resnet101", True, IMAGE),
+            ("wide_resnet50_2", True, IMAGE),
+            ("inception_v3", False, (1, 3, 299, 299)),
+            ("mnasnet1_0", True, IMAGE),
+            ("efficientnet_b3", True, (1, 3, 300, 300)),
+            ("efficientnet_v2_s", True, (1, 3, 384, 384)),
+            ("regnet_x_400mf", True, IMAGE),
+            ("shufflenet_v2_x0_5", True, IMAGE),
+            ("squeezenet1_0", True, IMAGE),
+            ("convnext_small", True, IMAGE),
+            ("vit_b_32", False, IMAGE),
+            ("swin_v2_t", False, (1, 3, 256, 256)),
+            ("densenet169", True, IMAGE),
+        )
+    ),
+    _image_model("tv_ssdlite320_mobilenet_v3_large", _torchvision_detector("ssdlite320_mobilenet_v3_large")),
+    _image_model(
+        "tv_fasterrcnn_mobilenet_v3_large_320_fpn",
+        _torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", box_score_thresh=0.0),
+    ),
+    _image_model("tv_fcos_resnet50_fpn", _torchvision_detector("fcos_resnet50_fpn", score_thresh=0.0)),
+    _image_model(
+        "tv_retinanet_resnet50_fpn", _torchvision_detector("retinanet_resnet50_fpn", score_thresh=0.0)
+    ),
+    _image_model(
+        "tv_fcn_resnet50",
+        _torchvision("segmentation.fcn_resnet50", keys=("out",), weights_backbone=None),
+        axes=IMAGE_HW_AXES,
+    ),
+    _image_model(
+        "tv_deeplabv3_resnet50",
+        _torchvision("segmentation.deeplabv3_resnet50", keys=("out",), weights_backbone=None),
+        axes=IMAGE_HW_AXES,
+    ),
+    ZooModel(
+        "tv_raft_small",
+        _raft_small,
+        _two_images,
+        ("x", "y"),
+        {"x": {0: "batch", 2: "height", 3: "width"}, "y": {0: "batch", 2: "height", 3: "width"}},
+        family="vision",
+    ),
+    _image_model("tv_mc3_18", _torchvision("video.mc3_18", (1, 3, 8, 112, 112)), (1, 3, 8, 112, 112)),
+    _image_model(
+        "tv_r2plus1d_18", _torchvision("video.r2plus1d_18", (1, 3, 8, 112, 112)), (1, 3, 8, 112, 112)
+    ),
+    *(
+        _image_model(f"timm_{n}", _timm(n, shape), shape)
+        for n, shape in (
+            ("resnet50d", IMAGE),
+            ("resnetv2_50", IMAGE),
+            ("seresnext26d_32x4d", IMAGE),
+            ("tf_efficientnet_lite0", IMAGE),
+            ("mixnet_s", IMAGE),
+            ("mnasnet_100", IMAGE),
+            ("fbnetc_100", IMAGE),
+            ("lcnet_050", IMAGE),
+            ("tinynet_a", (1, 3, 192, 192)),
+            ("mobilenetv2_100", IMAGE),
+            ("mobilenetv4_hybrid_medium", (1, 3, 256, 256)),
+            ("ghostnetv2_100", IMAGE),
+            ("repvgg_a0", IMAGE),
+            ("dla34", IMAGE),
+            ("dpn68", IMAGE),
+            ("cspresnet50", (1, 3, 256, 256)),
+            ("cspdarknet53", (1, 3, 256, 256)),
+            ("ese_vovnet19b_dw", IMAGE),
+            ("selecsls42b", IMAGE),
+            ("regnetx_002", IMAGE),
+            ("convnextv2_atto", IMAGE),
+            ("efficientvit_b0", IMAGE),
+            ("efficientvit_m0", IMAGE),
+            ("levit_128", IMAGE),
+            ("mobilevitv2_050", (1, 3, 256, 256)),
+            ("edgenext_xx_small", (1, 3, 256, 256)),
+            ("tiny_vit_5m_224", IMAGE),
+            ("pvt_v2_b0", IMAGE),
+            ("crossvit_tiny_240", (1, 3, 240, 240)),
+            ("vit_small_patch16_224", IMAGE),
+            ("deit3_small_patch16_224", IMAGE),
+            ("cait_xxs24_224", IMAGE),
+            ("xcit_nano_12_p16_224", IMAGE),
+            ("mixer_b16_224", IMAGE),
+            ("resmlp_12_224", IMAGE),
+            ("gmlp_ti16_224", IMAGE),
+            ("eca_nfnet_l0", IMAGE),
+            ("res2net50_26w_4s", IMAGE),
+            ("resnest14d", IMAGE),
+            ("skresnet18", IMAGE),
+            ("inception_v3", (1, 3, 299, 299)),
+            ("xception41", (1, 3, 299, 299)),
+            ("poolformerv2_s12", IMAGE),
+            ("coatnet_nano_rw_224", IMAGE),
+            ("davit_tiny", IMAGE),
+            ("focalnet_tiny_srf", IMAGE),
+            ("gcvit_xxtiny", IMAGE),
+            ("hgnet_tiny", IMAGE),
+            ("inception_next_tiny", IMAGE),
+            ("repvit_m1", IMAGE),
+            ("swinv2_cr_tiny_ns_224", IMAGE),
+            ("volo_d1_224", IMAGE),
+            ("visformer_tiny", IMAGE),
+        )
+    ),
+    _text_model("hf_mobilebert", _transformers("MobileBertConfig", "MobileBertModel")),
+    _text_model("hf_squeezebert", _transformers("SqueezeBertConfig", "SqueezeBertModel")),
+    _text_model("hf_mpnet_base", _transformers("MPNetConfig", "MPNetModel")),
+    _text_model("hf_convbert_base", _transformers("ConvBertConfig", "ConvBertModel")),
+    _text_model(
+        "hf_xlm_roberta_base", _transformers("XLMRobertaConfig", "XLMRobertaModel", vocab_size=32000)
+    ),
+    _text_model("hf_funnel_small_base", _transformers("FunnelConfig", "FunnelBaseModel")),
+    _text_model("hf_opt_2l", _transformers("OPTConfig", "OPTModel", **OPT_125M, **DECODER)),
+    _text_model(
+        "hf_bloom_2l",
+        _transformers("BloomConfig", "BloomModel", **BLOOM_560M, use_cache=False, vocab_size=32000),
+    ),
+    _text_model("hf_gpt_neox_2l", _transformers("GPTNeoXConfig", "GPTNeoXModel", **PYTHIA_160M, **DECODER)),
+    _text_model("hf_mixtral_2l", _transformers("MixtralConfig", "MixtralModel", **MIXTRAL_SMALL, **DECODER)),
+    _text_model("hf_qwen3_2l", _transformers("Qwen3Config", "Qwen3Model", **QWEN3_06B, **DECODER)),
+    _text_model("hf_gemma2_2l", _transformers("Gemma2Config", "Gemma2Model", **GEMMA2_2B, **DECODER)),
+    _text_model("hf_olmo_2l", _transformers("OlmoConfig", "OlmoModel", **OLMO_1B, **DECODER)),
+    _text_model(
+        "hf_stablelm_2l", _transformers("StableLmConfig", "StableLmModel", **SMALL_DECODER, **DECODER)
+    ),
+    _text_model("hf_granite_2l", _transformers("GraniteConfig", "GraniteModel", **SMALL_DECODER, **DECODER)),
+    _text_model(
+        "hf_starcoder2_2l", _transformers("Starcoder2Config", "Starcoder2Model", **SMALL_DECODER, **DECODER)
+    ),
+    _text_model(
+        "hf_falcon_2l",
+        _transformers("FalconConfig", "FalconModel", hidden_size=1024, num_attention_heads=16, **DECODER),
+    ),
+    *(
+        _image_model(f"hf_{n}", _transformers(config, model), family="transformers")
+        for n, config, model in (
+            ("dinov2_small", "Dinov2Config", "Dinov2Model"),
+            ("beit_base", "BeitConfig", "BeitModel"),
+            ("convnext_tiny", "ConvNextConfig", "ConvNextModel"),
+            ("deit_base", "DeiTConfig", "DeiTModel"),
+            ("data2vec_vision_base", "Data2VecVisionConfig", "Data2VecVisionModel"),
+            ("poolformer_s12", "PoolFormerConfig", "PoolFormerModel"),
+        )
+    ),
+    _image_model(
+        "hf_mobilevit_small",
+        _transformers("MobileViTConfig", "MobileViTModel"),
+        (1, 3, 256, 256),
+        family="transformers",
+    ),
+    _image_model(
+        "hf_detr_resnet50",
+        _transformers("DetrConfig", "DetrModel", use_pretrained_backbone=False),
+        (1, 3, 384, 384),
+        family="transformers",
+    ),
+    *(
+        ZooModel(
+            f"hf_{n}",
+            _transformers(config, model),
+            lambda g: (torch.randn(1, 16000, generator=g),),
+            ("x",),
+            {"x": {0: "batch", 1: "samples"}},
+            family="transformers",
+        )
+        for n, config, model in (
+            ("hubert_base", "HubertConfig", "HubertModel"),
+            ("wavlm_base", "WavLMConfig", "WavLMModel"),
+        )
+    ),
+    *(
+        _image_model(
+            f"yolo_{n}", _ultralytics(task, f"{n}.yaml"), YOLO_IMAGE, IMAGE_HW_AXES, family="ultralytics"
+        )
+        for n, task in (
+            ("yolov8n", "DetectionModel"),
+            ("yolov8n-seg", "SegmentationModel"),
+            ("yolov8n-pose", "PoseModel"),
+            ("yolo11n", "DetectionModel"),
+            ("yolo11n-seg", "SegmentationModel"),
+            ("yolo11n-pose", "PoseModel"),
+            ("yolo11n-cls", "ClassificationModel"),
+        )
     ),
 ]
 BY_NAME = {m.name: m for m in CORPUS}

@@ -1,10 +1,11 @@
-"""torchvision and timm for the architectures corpus, importable beside the local CPU torch.
+"""torchvision, timm and ultralytics for the architectures corpus, importable beside the local CPU torch.
 
 The registry's torchvision 0.28.0 is a CUDA build: its C++ ops do not load with the CPU torch 2.13,
 and installed into the venv it breaks `transformers` imports. So both are installed with --no-deps
 into a folder of their own (pinned), put on sys.path by this process only, and torchvision's C++ ops
 are given their schemas and CPU kernels in Python before it is imported (nms and roi_align, which
-the detectors run; the exporters need only the schemas).
+the detectors run; the exporters need only the schemas). ultralytics builds its models from its yaml
+files with opencv (headless) and Pillow imported; its other dependencies are not needed for that.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from pathlib import Path
 import torch
 
 FOLDER = Path(__file__).resolve().parents[1] / ".cache" / "corpus-libs"
-PINS = ("torchvision==0.28.0", "timm==1.0.31")
+PINS = (
+    "torchvision==0.28.0",
+    "timm==1.0.31",
+    "ultralytics==8.4.190",
+    "opencv-python-headless==4.10.0.84",
+    "pillow==13.0.0",
+)
 _SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
@@ -71,12 +78,29 @@ def _roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling
     return _roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
 
 
+def _dist_info(pin: str) -> str:
+    """The folder pip writes for `name==version`."""
+    name, version = pin.split("==")
+    return f"{name.replace('-', '_')}-{version}.dist-info"
+
+
 def ensure() -> None:
     """Install the pinned libraries once, put them on sys.path, and register torchvision's ops."""
     global _library
-    if not (FOLDER / "timm").exists():
+    missing = [pin for pin in PINS if not (FOLDER / _dist_info(pin)).is_dir()]
+    if missing:
         FOLDER.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(FOLDER), *PINS]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(FOLDER),
+            *missing,
+        ]
         subprocess.run(command, check=True)
     if str(FOLDER) not in sys.path:
         sys.path.insert(0, str(FOLDER))
@@ -86,3 +110,8 @@ def ensure() -> None:
             _library.define(schema)
         _library.impl("nms", _nms, "CPU")
         _library.impl("roi_align", _roi_align, "CPU")
+        import torchvision.extension
+
+        # The detectors check for the C++ library before calling the ops it would have registered:
+        # the kernels above stand in for it.
+        torchvision.extension._has_ops = lambda: True
