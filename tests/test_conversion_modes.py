@@ -204,3 +204,22 @@ def test_a_tflite_failure_leaves_the_savedmodels_parity_its_own(tmp_path: Path) 
     assert not report.tf.tflite_parity.ok
     assert "tfl.reshape" in report.tf.tflite_parity.problems[0]
     assert report.status == "partial"
+
+
+@pytest.mark.slow
+def test_a_video_input_with_a_named_dynamic_batch_converts(target, tmp_path: Path) -> None:
+    """onnx2tf 1.29.24 gives Keras a rank-5 input's dim name as its batch size (a TypeError on every
+    video model exported with a dynamic batch); the copy it reads has that dim unnamed."""
+    weights = np.random.default_rng(3).standard_normal((4, 2, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1] * 6)],
+        "video",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 4, 6, 6])],
+        initializer=[numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    source = save(model, tmp_path / "video.onnx")
+    report = convfix.repair(source, RepairOptions(tf_out=tmp_path / "tf", tflite=True), backend=target)
+    assert report.status == "clean", report.reason
+    assert report.tf.parity.ok and report.tf.tflite_parity.ok

@@ -336,7 +336,28 @@ def _scratch_copy(source: Path, scratch: Path) -> Path:
     for location in sorted(locations):
         (scratch / location).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source.parent / location, scratch / location)
+    _unnamed_5d_batch(target)
     return target
+
+
+def _unnamed_5d_batch(path: Path) -> None:
+    """A rank-5 input's named leading dim made an unnamed one, in the copy onnx2tf reads: onnx2tf
+    1.29.24 (ops/Input.py) hands the name to Keras as the batch size of a rank-5 input kept as it is
+    (`not all arguments converted during string formatting`: every video model exported with a
+    dynamic batch). Ranks 3 and 4 take the same dim as unknown; the dim stays dynamic either way."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    named = [
+        graph_input.type.tensor_type.shape.dim[0]
+        for graph_input in model.graph.input
+        if len(graph_input.type.tensor_type.shape.dim) == 5
+        and graph_input.type.tensor_type.shape.dim[0].HasField("dim_param")
+    ]
+    for dim in named:
+        dim.ClearField("dim_param")
+    if named:
+        onnx.save(model, str(path))
 
 
 def _feeding(keras_model: Any, onnx_inputs: list[str], onnx_outputs: list[str]) -> list[int]:
