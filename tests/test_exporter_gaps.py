@@ -118,3 +118,19 @@ def test_a_decomposition_folded_to_a_constant_is_spliced_as_that_constant():
     splice(model, node, piece, [node.inputs[0]])
     (outputs,) = oracle.evaluate(model, [{"x": np.zeros(3, np.float32)}]).outputs
     np.testing.assert_array_equal(outputs["y"], [1.0, 2.0, 3.0])
+
+
+def test_torch_export_gets_dynamic_dims_past_one():
+    """torch.export takes a dim that is 1 in the example as the constant 1 where the model guards on
+    it (timm's CoaT exported from a batch of one ran at no other batch): repair_torch, the zoo and the
+    corpus export from the example repeated to 2 along each dynamic dim of size 1, nothing else."""
+    torch = needs_torch()
+    from convfix.torch_entry import _past_one
+
+    image, tokens, scale = torch.randn(1, 3, 4, 4), torch.arange(6).reshape(1, 6), 2.0
+    axes = {"image": {0: "batch", 2: "height"}, "tokens": {0: "batch", 1: "seq"}}
+    grown_image, grown_tokens, same = _past_one((image, tokens, scale), ["image", "tokens", "scale"], axes)
+    assert grown_image.shape == (2, 3, 4, 4) and torch.equal(grown_image[1], image[0])
+    assert grown_tokens.shape == (2, 6) and torch.equal(grown_tokens[1], tokens[0])
+    assert same == scale
+    assert _past_one((image,), ["image"], None)[0] is image

@@ -39,6 +39,26 @@ class TorchRepair:
     export_notes: list[str] = field(default_factory=list)
 
 
+def _past_one(args: tuple, input_names, dynamic_axes) -> tuple:
+    """The example with every dynamic dim of size 1 made 2, the tensor repeated along it.
+
+    torch.export takes a dim that is 1 in the example as the constant 1 wherever the model broadcasts
+    or expands over it, whatever the dynamic axes say: timm's CoaT exported from a batch of one
+    expands its class token to batch 1, and the export then fails at any other batch. From a batch of
+    two, the same module exports a model that runs at every batch."""
+    import torch
+
+    grown = []
+    for index, arg in enumerate(args):
+        axes = (dynamic_axes or {}).get(input_names[index], {}) if index < len(input_names) else {}
+        if isinstance(arg, torch.Tensor):
+            for axis in sorted(axes):
+                if -arg.dim() <= axis < arg.dim() and arg.shape[axis] == 1:
+                    arg = torch.cat([arg, arg], dim=axis)
+        grown.append(arg)
+    return tuple(grown)
+
+
 def _export_dynamo(module, args, path: Path, input_names, output_names, dynamic_axes) -> None:
     """torch.export-based export, with convfix's translations of the ATen operators neither torch's
     decompositions nor torchlib cover (convfix/translations/): the export itself succeeds."""
@@ -46,7 +66,11 @@ def _export_dynamo(module, args, path: Path, input_names, output_names, dynamic_
     from convfix import translations
 
     program = translations.export(
-        module, args, input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes or None
+        module,
+        _past_one(args, input_names, dynamic_axes),
+        input_names=input_names,
+        output_names=output_names,
+        dynamic_axes=dynamic_axes or None,
     )
     program.save(str(path), external_data=False)
 
