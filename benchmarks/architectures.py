@@ -23,6 +23,7 @@ import argparse
 import json
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,9 +89,17 @@ def _probes(model: ZooModel, dynamic: bool) -> list[dict[str, np.ndarray]]:
     return probes
 
 
-def _plan(names: list[str] | None, quick: bool, shard: tuple[int, int]) -> list[tuple[ZooModel, str, bool]]:
+def _variant(model: ZooModel, exporter: str, dynamic: bool) -> str:
+    return f"{model.name}-{exporter}-{'dynamic' if dynamic else 'static'}"
+
+
+def _plan(
+    names: list[str] | None, quick: bool, shard: tuple[int, int], variants: list[str] | None = None
+) -> list[tuple[ZooModel, str, bool]]:
     chosen = [BY_NAME[n] for n in names] if names else [BY_NAME[n] for n in QUICK] if quick else CORPUS
     every = [(m, e, d) for m in chosen for e in EXPORTERS for d in (False, True)]
+    if variants:
+        every = [(m, e, d) for m, e, d in every if _variant(m, e, d) in variants]
     first, count = shard
     return every[first - 1 :: count]
 
@@ -101,12 +110,18 @@ def _done(path: Path) -> set[str]:
     return {json.loads(line)["name"] for line in path.read_text().splitlines() if line.strip()}
 
 
+def _commit() -> str:
+    """The commit measured: rows of a resumed run may come from several."""
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
+    return found.stdout.strip() or "unknown"
+
+
 def measure(plan, results: Path, scratch: Path) -> None:
     """Each variant not yet in the results, one JSON line appended as it finishes."""
-    done = _done(results)
+    done, commit = _done(results), _commit()
     with Onnx2TfBackend(Limits(TIMEOUT_S)) as target:
         for index, (model, exporter, dynamic) in enumerate(plan):
-            name = f"{model.name}-{exporter}-{'dynamic' if dynamic else 'static'}"
+            name = _variant(model, exporter, dynamic)
             if name in done:
                 continue
             work = scratch / f"v{index}"
@@ -119,7 +134,7 @@ def measure(plan, results: Path, scratch: Path) -> None:
                 row = {"name": name, "model": model.name, "status": "bench-error", "error": f"{exc}"[:300]}
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-            row.update(family=model.family, seconds=round(time.perf_counter() - started, 1))
+            row.update(family=model.family, seconds=round(time.perf_counter() - started, 1), commit=commit)
             with results.open("a") as stream:
                 stream.write(json.dumps(row, default=str) + "\n")
             print(f"[{index + 1}/{len(plan)}] {name}: {_verdict(row)}", flush=True)
@@ -220,6 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=sorted(BY_NAME), help="a model (repeatable)")
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+    parser.add_argument("--variant", action="append", help="only this variant, MODEL-EXPORTER-static|dynamic")
     parser.add_argument("--shard", default="1/1", help="I/N: every N-th variant from the I-th")
     parser.add_argument("--render", action="store_true", help="only render the results so far")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
@@ -231,7 +247,7 @@ def main() -> None:
         warnings.simplefilter("ignore")
         torch.set_num_threads(2)
         with tempfile.TemporaryDirectory(prefix="convfix-architectures-") as scratch:
-            measure(_plan(args.only, args.quick, (first, count)), results, Path(scratch))
+            measure(_plan(args.only, args.quick, (first, count), args.variant), results, Path(scratch))
     rows = (
         [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
         if results.exists()
