@@ -4,11 +4,11 @@ TensorFlow and onnxruntime sum in other orders, so on a full-size model a right 
 from the reference by what float32 rounding amounts to through that model's depth: seen here,
 up to 4.7e-5 on a timm MobileNetV3 whose logits span 7, and held-out, 2e-3 on one whose logits span
 about 1, which the fixed 1e-4 called a failure. How much a model amplifies rounding is measured, not
-guessed: the model is run again with every float32 value it computes moved by up to one unit in its
-last place (u * 2**-23 of the value, u uniform in [-1, 1] per element; of the sum of the products'
-magnitudes for a Conv, MatMul or Gemm, whose sums another runtime orders otherwise), and each
-output's noise is the largest change over the probes (measured here: 0.16 to 1.7 times the
-largest difference between onnx2tf's artifacts and onnxruntime on torchvision and timm CNNs at
+guessed: the model is run again with every float32 (float16) value it computes moved by up to one
+unit in its last place (u * 2**-23 (2**-10) of the value, u uniform in [-1, 1] per element; of the
+sum of the products' magnitudes for a Conv, MatMul or Gemm, whose sums another runtime orders
+otherwise), and each output's noise is the largest change over the probes (measured here: 0.16 to
+1.7 times the largest difference between onnx2tf's artifacts and onnxruntime on torchvision and timm CNNs at
 224x224). Its absolute tolerance is then NOISE_MARGIN times that, never more than RANGE_CAP of the
 output's range (a wrong layout or axis errs by the order of the output itself) and never less
 than the fixed one.
@@ -32,7 +32,9 @@ from convfix.rewriting import take_output_place
 
 NOISE_MARGIN = 64.0
 RANGE_CAP = 1e-2
-UNIT_IN_LAST_PLACE = 2.0**-23  # of a float32 in [1, 2)
+# The unit in the last place of a value in [1, 2), per float type a model computes in: a float16
+# model (onnxruntime's transformer optimizer writes them) rounds 2**13 times more coarsely.
+UNIT_IN_LAST_PLACE = {ir.DataType.FLOAT: 2.0**-23, ir.DataType.FLOAT16: 2.0**-10}
 _SEED = 20261207.0
 _SUMS_OF_PRODUCTS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # Ops whose output jumps where a float input crosses a boundary.
@@ -91,23 +93,24 @@ def _summed_magnitudes(tape: ir.tape.Tape, node: ir.Node) -> ir.Value | None:
 
 
 def _with_rounding_noise(model: ir.Model) -> ir.Model:
-    """A copy whose main-graph float32 node outputs each carry a rounding error of their own size: one
-    unit in the last place of the value, or for a sum of products of the sum of the products'
-    magnitudes (what summing in another order moves it by), times u uniform in [-1, 1]."""
+    """A copy whose main-graph float32 and float16 node outputs each carry a rounding error of their
+    own size: one unit in the last place of the value, or for a sum of products of the sum of the
+    products' magnitudes (what summing in another order moves it by), times u uniform in [-1, 1]."""
     noisy = model_io.clone(model)
     graph = noisy.graph
     for index, node in enumerate(list(graph)):
         if node.op_type == "Constant":
             continue
         for value in node.outputs:
-            if value.dtype != ir.DataType.FLOAT or not (value.uses() or value.is_graph_output()):
+            unit_in_last_place = UNIT_IN_LAST_PLACE.get(value.dtype)
+            if unit_in_last_place is None or not (value.uses() or value.is_graph_output()):
                 continue
             users = list(value.uses())
             tape = ir.tape.Tape()
             summed = _summed_magnitudes(tape, node) if value is node.outputs[0] else None
             magnitude = summed if summed is not None else tape.op("Abs", [value])
-            unit_range = {"low": -UNIT_IN_LAST_PLACE, "high": UNIT_IN_LAST_PLACE, "seed": _SEED + index}
-            unit = tape.op("RandomUniformLike", [value], {**unit_range, "dtype": 1})
+            unit_range = {"low": -unit_in_last_place, "high": unit_in_last_place, "seed": _SEED + index}
+            unit = tape.op("RandomUniformLike", [value], {**unit_range, "dtype": value.dtype.value})
             moved = tape.op("Add", [value, tape.op("Mul", [unit, magnitude])])
             moved.dtype, moved.shape = value.dtype, value.shape
             graph.insert_after(node, tape.nodes)
