@@ -171,11 +171,13 @@ def render(rows: list[dict], meta: dict) -> str:
     plain_ok = [r for r in exported if r["plain"]["status"] == "pass"]
     false = [r for r in exported if (r.get("convfix") or {}).get("false_repair")]
     families = Counter(r["family"] for r in rows)
+    commits = Counter(r.get("commit", "an earlier commit, not recorded") for r in rows)
     share = f"{len(ok)}/{len(exported)} ({100 * len(ok) / len(exported):.1f}%)" if exported else "0/0"
     lines = [
         "# Real architectures at full size",
         "",
-        f"Run {meta['when']} on {meta['machine']}; {meta['versions']}.",
+        f"Rendered {meta['when']} on {meta['machine']}; {meta['versions']}.",
+        f"Rows measured at: {', '.join(f'{c} ({n})' for c, n in commits.most_common())}.",
         f"Variants measured so far: {len(rows)} of {meta['planned']} planned "
         f"({', '.join(f'{k} {v}' for k, v in sorted(families.items()))}); exported {len(exported)}.",
         "Regenerate (resumable, shardable): `.venv/bin/python benchmarks/architectures.py [--shard I/N]`.",
