@@ -331,23 +331,23 @@ def _scratch_copy(source: Path, scratch: Path) -> Path:
 
     target = scratch / "model.onnx"
     shutil.copyfile(source, target)
-    graph = onnx.load(str(source), load_external_data=False).graph
-    locations = {ExternalDataInfo(each).location for each in all_tensors(graph) if uses_external_data(each)}
+    model = onnx.load(str(source), load_external_data=False)
+    external = [each for each in all_tensors(model.graph) if uses_external_data(each)]
+    locations = {ExternalDataInfo(each).location for each in external}
     for location in sorted(locations):
         (scratch / location).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source.parent / location, scratch / location)
-    _unnamed_5d_batch(target)
+    _unnamed_5d_batch(model, target)
     return target
 
 
-def _unnamed_5d_batch(path: Path) -> None:
+def _unnamed_5d_batch(model: Any, path: Path) -> None:
     """A rank-5 input's named leading dim made an unnamed one, in the copy onnx2tf reads: onnx2tf
     1.29.24 (ops/Input.py) hands the name to Keras as the batch size of a rank-5 input kept as it is
     (`not all arguments converted during string formatting`: every video model exported with a
     dynamic batch). Ranks 3 and 4 take the same dim as unknown; the dim stays dynamic either way."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
     named = [
         graph_input.type.tensor_type.shape.dim[0]
         for graph_input in model.graph.input
