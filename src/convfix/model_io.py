@@ -272,8 +272,14 @@ def load(path: str | os.PathLike) -> ir.Model:
     _check_text(path, proto)
     external = _check_external_locations(proto, path.parent)
     respelled = _string_constants_respelled(proto)
-    promotions = promote(proto)
-    inferred = _check_structure(path, proto, patched=respelled or bool(promotions))
+    promotions: list[str] = []
+    try:
+        inferred = _check_structure(path, proto, patched=respelled)
+    except ConvfixError:
+        promotions = promote(proto)  # only a model the checker refuses pays for this inference
+        if not promotions:
+            raise
+        inferred = _check_structure(path, proto, patched=True)
     try:
         with _gc_paused():
             model = ir.serde.deserialize_model(inferred)
