@@ -135,3 +135,43 @@ def test_an_align_corners_resize_to_whole_lengths_is_not_cross_checked(dims, sca
     assert not oracle._deviates(next(iter(model.graph)))
     x = np.random.default_rng(0).random((1, 2, 5, 6), dtype=np.float32)
     assert oracle.evaluate(model, [{"x": x}]).oracle == "onnxruntime"
+
+
+def _integer_product(activation: type, zero_point: bool) -> onnx.ModelProto:
+    """x [10, 64] (activation type) @ an int8 constant: 64 products deep, enough to overflow a
+    16-bit sum of two uint8 x int8 products."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(7)
+    inputs = ["x", "w", "xz", "wz"] if zero_point else ["x", "w"]
+    constants = [numpy_helper.from_array(rng.integers(-127, 128, (64, 6)).astype(np.int8), "w")]
+    if zero_point:
+        constants += [
+            numpy_helper.from_array(np.array(3, activation), "xz"),
+            numpy_helper.from_array(np.array(-2, np.int8), "wz"),
+        ]
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(activation))
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", inputs, ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", elem, [10, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [10, 6])],
+        constants,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
+
+
+@pytest.mark.parametrize(("activation", "zero_point"), [(np.uint8, False), (np.uint8, True), (np.int8, True)])
+def test_an_integer_product_is_exact_on_every_cpu(activation, zero_point, tmp_path):
+    """onnxruntime's uint8 x int8 kernel saturates a 16-bit intermediate on CPUs without VNNI (the
+    CI's); the oracle's product is the exact one there too."""
+    model = _integer_product(activation, zero_point)
+    path = tmp_path / "mmi.onnx"
+    onnx.save(model, path)
+    info = np.iinfo(activation)
+    x = np.random.default_rng(8).integers(info.min, info.max + 1, (10, 64)).astype(activation)
+    weights = {t.name: numpy_helper.to_array(t).astype(np.int64) for t in model.graph.initializer}
+    exact = (x.astype(np.int64) - weights.get("xz", 0)) @ (weights["w"] - weights.get("wz", 0))
+    reference = oracle.evaluate(model_io.load(path), [{"x": x}])
+    assert reference.oracle == "onnxruntime"
+    np.testing.assert_array_equal(reference.outputs[0]["y"], exact)
