@@ -26,8 +26,8 @@ def _infinite(value: ir.Value | None) -> np.ndarray | None:
     return array
 
 
-def _run_time_zero(b: Emitter, source: ir.Value) -> ir.Value:
-    """A float32 scalar 0 computed from every element of `source`."""
+def run_time_zero(b: Emitter, source: ir.Value) -> ir.Value:
+    """A float32 scalar 0 computed from every element of `source` (also constant_outputs.py)."""
     flat = b.op("Reshape", [source, b.ints([-1])])
     ones = b.op("Cast", [b.op("Equal", [flat, flat])], to=ir.DataType.FLOAT)
     return b.with_axes("ReduceMin", b.op("Mul", [ones, b.const(np.array(0.0, np.float32))]), [0], keepdims=0)
@@ -44,7 +44,7 @@ def infinities_at_run_time(model: ir.Model, finding: Finding, context: RuleConte
     if source is None:
         return "the model has no input to compute an infinity from"
     b = Emitter(model, node)
-    infinity = b.op("Reciprocal", [_run_time_zero(b, source)])
+    infinity = b.op("Reciprocal", [run_time_zero(b, source)])
     for index, array in constants:
         dtype = ir.DataType.from_numpy(array.dtype)
         signed = b.op(
