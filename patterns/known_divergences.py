@@ -109,3 +109,12 @@ def integer_linear_op(node: ir.Node, path: str, context: ScanContext) -> Iterato
     channels-first one (the conversion failed)."""
     reason = f"{node.op_type}: onnx2tf fails on it or computes other integers than ONNX defines"
     yield Finding("divergence", reason, node=node.name, op=node_op(node), path=path)
+
+
+@node_detector("MaxPool")
+def max_pool_indices(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
+    indices = node.outputs[1] if len(node.outputs) > 1 else None
+    used = indices is not None and (indices.uses() or indices.is_graph_output())
+    if used and node.attributes.get_int("storage_order", 0) == 0:
+        reason = "MaxPool's indices: onnx2tf flattens them channels-last (a silent mismatch past one channel)"
+        yield Finding("divergence", reason, node=node.name, op="MaxPool", path=path)

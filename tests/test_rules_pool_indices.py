@@ -1,4 +1,5 @@
-"""maxpool-column-major-indices, maxunpool-as-scatter: MaxPool's flat indices and their inverse."""
+"""maxpool-column-major-indices, maxpool-indices-as-window-argmax, maxunpool-as-scatter: MaxPool's flat
+indices and their inverse."""
 
 from __future__ import annotations
 
@@ -75,6 +76,38 @@ def test_column_major_indices_are_respelled_from_row_major_ones(tmp_path):
         np.testing.assert_array_equal(got["i"], want["i"])
 
 
+@pytest.mark.parametrize(
+    "pool",
+    [
+        POOL,
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1},
+        {"kernel_shape": [2, 2], "dilations": [2, 2]},
+    ],
+    ids=["pads", "ceil-mode", "dilated"],
+)
+def test_window_argmax_gives_the_indices_of_onnxruntimes_max_pool(tmp_path, pool):
+    """Ties included: the probes' rounded values repeat within windows, and the first largest tap
+    must win as in onnxruntime's kernel."""
+    model = _model(
+        [helper.make_node("MaxPool", ["x"], ["v", "i"], name="pool", **pool)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 7, 6])],
+        [
+            helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 3, "h", "w"]),
+            helper.make_tensor_value_info("i", TensorProto.INT64, [2, 3, "h", "w"]),
+        ],
+    )
+    probes = [
+        {"x": np.round(np.random.default_rng(seed).normal(size=(2, 3, 7, 6))).astype(np.float32)}
+        for seed in (0, 1)
+    ]
+    expected, actual = outputs_before_and_after(
+        tmp_path, model, "maxpool-indices-as-window-argmax", "MaxPool", probes, node="pool", op_stays=True
+    )
+    for want, got in zip(expected, actual, strict=True):
+        np.testing.assert_array_equal(got["i"], want["i"])
+        np.testing.assert_array_equal(got["v"], want["v"])
+
+
 def test_an_output_shape_other_than_the_default_is_refused(tmp_path):
     """onnxruntime and the ONNX reference disagree on what such an output_shape means."""
     model = _model(
@@ -99,7 +132,7 @@ def test_an_output_shape_other_than_the_default_is_refused(tmp_path):
 @pytest.mark.slow
 def test_column_major_pool_indices_fail_plain_and_are_repaired(target, tmp_path):
     """One image, one channel, no pads: beyond that onnx2tf's own MaxPool indices are wrong (it
-    flattens them channels-last); parity catches that, and no rule here repairs it."""
+    flattens them channels-last): maxpool-indices-as-window-argmax, below."""
     model = _model(
         [helper.make_node("MaxPool", ["x"], ["v", "c"], name="pool", storage_order=1, kernel_shape=[2, 2])],
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 4])],
@@ -151,3 +184,19 @@ def test_an_unpool_fails_plain_and_is_repaired(target, tmp_path):
     expected = np.zeros(2 * 3 * 7 * 6, np.float32)
     expected[fresh["i"].reshape(-1)] = fresh["v"].reshape(-1)
     np.testing.assert_array_equal(outputs["y"], expected.reshape(2, 3, 7, 6))
+
+
+@pytest.mark.slow
+def test_pool_indices_of_several_channels_are_wrong_plain_and_repaired(target, tmp_path):
+    """Three channels, two images, pads: the SavedModel's and the .tflite's indices are onnxruntime's."""
+    path = save(_pool_only(), tmp_path / "m.onnx")
+    probes = [_probe(0), _probe(1)]
+    expected = oracle.evaluate(model_io.load(path), probes).outputs
+    plain = target.convert(path, tmp_path / "plain", probes, expected, rtol=0, atol=0)
+    assert not plain.verified
+
+    options = RepairOptions(tf_out=tmp_path / "tf", tflite=True)
+    report = convfix.repair(path, options, backend=target, probe_set=probes)
+    assert report.status == "repaired", report.to_json()
+    assert "maxpool-indices-as-window-argmax" in [s.rule for s in report.accepted_steps]
+    assert report.tf.parity.ok and report.tf.tflite_parity.ok
