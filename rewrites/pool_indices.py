@@ -90,14 +90,14 @@ def _window_argmax_parameters(node: ir.Node) -> tuple[list[int], ...] | str:
 
 
 def _plane_offsets(b: Emitter, like: ir.Value, images: int | object, channels: int, area: int) -> ir.Value:
-    """(n * C + c) * H * W for each (n, c): a constant for a static batch (onnx2tf's accuracy check
-    of a broadcast Add fails on an int64 computed by CumSum, its validation data missing), else n and
-    c counted at run time by CumSum over ones shaped like `like`."""
+    """(n * C + c) * H * W for each (n, c): a constant for a static batch, else n and c counted at run
+    time by CumSum over ones shaped like `like` (its axis a 0-D tensor, as ONNX says: TF refuses [1],
+    which onnxruntime takes)."""
     if isinstance(images, int):
         return b.const((np.arange(images * channels, dtype=np.int64) * area).reshape(images, channels, 1, 1))
     ones = b.op("Cast", [b.op("Equal", [like, like])], to=ir.DataType.INT64)
-    image = b.op("Sub", [b.op("CumSum", [ones, b.ints([0])]), b.ints([1])])
-    channel = b.op("Sub", [b.op("CumSum", [ones, b.ints([1])]), b.ints([1])])
+    image = b.op("Sub", [b.op("CumSum", [ones, b.const(np.array(0, np.int64))]), b.ints([1])])
+    channel = b.op("Sub", [b.op("CumSum", [ones, b.const(np.array(1, np.int64))]), b.ints([1])])
     return b.op("Mul", [b.op("Add", [b.op("Mul", [image, b.ints([channels])]), channel]), b.ints([area])])
 
 

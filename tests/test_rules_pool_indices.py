@@ -37,13 +37,13 @@ def _pool_then_unpool(storage_order: int, channels: int = 3) -> onnx.ModelProto:
     )
 
 
-def _pool_only() -> onnx.ModelProto:
+def _pool_only(batch: int | str = 2) -> onnx.ModelProto:
     return _model(
         [helper.make_node("MaxPool", ["x"], ["v", "i"], name="pool", **POOL)],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 7, 6])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 7, 6])],
         [
-            helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 3, 4, 3]),
-            helper.make_tensor_value_info("i", TensorProto.INT64, [2, 3, 4, 3]),
+            helper.make_tensor_value_info("v", TensorProto.FLOAT, [batch, 3, 4, 3]),
+            helper.make_tensor_value_info("i", TensorProto.INT64, [batch, 3, 4, 3]),
         ],
     )
 
@@ -187,9 +187,11 @@ def test_an_unpool_fails_plain_and_is_repaired(target, tmp_path):
 
 
 @pytest.mark.slow
-def test_pool_indices_of_several_channels_are_wrong_plain_and_repaired(target, tmp_path):
-    """Three channels, two images, pads: the SavedModel's and the .tflite's indices are onnxruntime's."""
-    path = save(_pool_only(), tmp_path / "m.onnx")
+@pytest.mark.parametrize("batch", [2, "n"])
+def test_pool_indices_of_several_channels_are_wrong_plain_and_repaired(target, tmp_path, batch):
+    """Three channels, two images, pads: the SavedModel's and the .tflite's indices are onnxruntime's;
+    a dynamic batch's planes are counted at run time."""
+    path = save(_pool_only(batch), tmp_path / "m.onnx")
     probes = [_probe(0), _probe(1)]
     expected = oracle.evaluate(model_io.load(path), probes).outputs
     plain = target.convert(path, tmp_path / "plain", probes, expected, rtol=0, atol=0)
