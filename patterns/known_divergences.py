@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import onnx_ir as ir
 from convfix.rewrites.arange_indexing import arange_grid
+from convfix.rewrites.pool_indices import indices_used
 from convfix.rewrites.shape_of import symbolic_shape_of_intermediate
 from convfix.rewrites.slice_bounds import counts_from_end
 from convfix.rewrites.static_shapes import static_reshape_target
@@ -113,8 +114,6 @@ def integer_linear_op(node: ir.Node, path: str, context: ScanContext) -> Iterato
 
 @node_detector("MaxPool")
 def max_pool_indices(node: ir.Node, path: str, context: ScanContext) -> Iterator[Finding]:
-    indices = node.outputs[1] if len(node.outputs) > 1 else None
-    used = indices is not None and (indices.uses() or indices.is_graph_output())
-    if used and node.attributes.get_int("storage_order", 0) == 0:
+    if indices_used(node) and node.attributes.get_int("storage_order", 0) == 0:
         reason = "MaxPool's indices: onnx2tf flattens them channels-last (a silent mismatch past one channel)"
         yield Finding("divergence", reason, node=node.name, op="MaxPool", path=path)

@@ -31,7 +31,7 @@ def _terms(node: ir.Node) -> tuple[str, str, str] | None:
     return terms[0], terms[1], output
 
 
-def has_dynamic_operand(node: ir.Node) -> bool:
+def _has_dynamic_operand(node: ir.Node) -> bool:
     """Whether an input of the Einsum has a dim that is not a number."""
     return any(v is not None and v.shape is not None and not v.shape.is_static() for v in node.inputs)
 
@@ -55,7 +55,7 @@ def _side(b: Emitter, x: ir.Value, term: str, batch: list[str], free: str, contr
 def _as_matmul(model: ir.Model, node: ir.Node) -> bool:
     """Rewrite one Einsum in place; False if it is not of the form taken here."""
     terms = _terms(node)
-    if terms is None or not has_dynamic_operand(node):
+    if terms is None or not _has_dynamic_operand(node):
         return False
     left, right, output = terms
     batch = [letter for letter in output if letter in left and letter in right]

@@ -32,12 +32,16 @@ from convfix.rewriting import Emitter, constant_input_ints, int_list, standard_n
 from convfix.rules import Rule, RuleContext
 
 
+def indices_used(node: ir.Node) -> bool:
+    """Whether a MaxPool's second output, its indices, is read or is a graph output."""
+    return len(node.outputs) > 1 and bool(node.outputs[1].uses() or node.outputs[1].is_graph_output())
+
+
 def column_major_indices(model: ir.Model, finding: Finding, context: RuleContext) -> str | None:
     node = standard_node(model, finding, "MaxPool")
     if node is None or node.attributes.get_int("storage_order", 0) != 1:
         return "not a MaxPool with storage_order=1"
-    unused = len(node.outputs) < 2 or not (node.outputs[1].uses() or node.outputs[1].is_graph_output())
-    if unused:
+    if not indices_used(node):
         node.attributes.pop("storage_order")
         return None
     x = node.inputs[0]
@@ -105,7 +109,7 @@ def maxpool_indices_as_window_argmax(model: ir.Model, finding: Finding, context:
     node = standard_node(model, finding, "MaxPool")
     if node is None:
         return "not a MaxPool node"
-    if len(node.outputs) < 2 or not (node.outputs[1].uses() or node.outputs[1].is_graph_output()):
+    if not indices_used(node):
         return "its indices are not used"
     if node.attributes.get_int("storage_order", 0) == 1:
         return "column-major indices (maxpool-column-major-indices takes them)"
